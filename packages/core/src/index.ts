@@ -1,0 +1,13 @@
+import './gradients.js';
+
+export * from './backend.js';
+export * from './context.js';
+export * from './data.js';
+export * from './errors.js';
+export * from './evaluation.js';
+export * from './memory.js';
+export * from './metrics.js';
+export * from './model.js';
+export * from './sites.js';
+export * from './slots.js';
+export * from './weights.js';

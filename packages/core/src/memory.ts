@@ -1,0 +1,43 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ErrorCodes, RelpError } from './errors.js';
+
+/** Disposes every tensor in a map, array or record (nested one level), ignoring non-tensors. */
+export function disposeAll(
+  ...items: (tf.Tensor | undefined | null | Iterable<tf.Tensor> | ReadonlyMap<unknown, tf.Tensor>)[]
+): void {
+  for (const item of items) {
+    if (item == null) continue;
+    if (item instanceof tf.Tensor) item.dispose();
+    else if (item instanceof Map) for (const t of item.values()) t.dispose();
+    else for (const t of item as Iterable<tf.Tensor>) t.dispose();
+  }
+}
+
+/**
+ * Runs fn and throws if it leaves more live tensors than it returns. Used by every test file and available
+ * to library users who want the same guarantee around their own code.
+ */
+export async function withLeakGuard<T>(fn: () => Promise<T> | T, allowed = 0): Promise<T> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  const after = tf.memory().numTensors;
+  if (after - before > allowed) {
+    throw new RelpError(ErrorCodes.Internal, `tensor leak: ${after - before} tensors outlived the call`, {
+      details: { before, after },
+    });
+  }
+  return out;
+}
+
+/** Largest tf.memory().numBytes seen at the sample points (every site of a run, and method boundaries). */
+export class PeakBytes {
+  private peak = 0;
+  sample(): void {
+    const b = tf.memory().numBytes;
+    if (b > this.peak) this.peak = b;
+  }
+  get value(): number {
+    this.sample();
+    return this.peak;
+  }
+}

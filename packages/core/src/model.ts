@@ -1,0 +1,99 @@
+import type * as tf from '@tensorflow/tfjs-core';
+import type { RunContext } from './context.js';
+import type { SiteName } from './sites.js';
+import type { Nonlinearity } from './slots.js';
+
+/** The shape facts every attribution method needs, whatever the family. */
+export interface ModelDims {
+  readonly nLayers: number;
+  readonly dModel: number;
+  readonly nHeads: number;
+  /** Key/value heads (grouped-query attention); equals nHeads otherwise. */
+  readonly nKvHeads: number;
+  readonly dHead: number;
+  readonly dMlp: number;
+  readonly vocabSize: number;
+  /** Longest sequence the model accepts. */
+  readonly contextLength: number;
+}
+
+/**
+ * Where a forward pass starts. `tokens`: from token ids [B,T] (int32). `resid`: from the residual stream
+ * entering block `layer` (block 0: the embeddings), e.g. to interpolate embeddings for integrated gradients or
+ * to recompute only the blocks a patch can change.
+ */
+export type ModelInput =
+  | { readonly tokens: tf.Tensor2D }
+  | { readonly resid: tf.Tensor3D; readonly layer: number };
+
+export interface ForwardOptions {
+  /**
+   * Positions to read logits at, one per batch row: the model then applies the final norm and the unembedding
+   * only there and returns logits [B,1,V]. Without it, logits are [B,T,V].
+   */
+  readonly readout?: readonly number[];
+}
+
+/** A transformer language model that runs under a RunContext. Models hold weights and nothing about runs. */
+export interface LanguageModel {
+  /** Family and size, e.g. "gpt2", "gpt_neox". */
+  readonly architecture: string;
+  readonly dims: ModelDims;
+  /** The site names this model has (e.g. no resid_mid for parallel-residual blocks). */
+  readonly sites: readonly SiteName[];
+  /** The nonlinearities and gates it contains, checked against a rule set before a run. */
+  readonly nonlinearities: readonly Nonlinearity[];
+  /** The residual stream entering block 0 for these tokens (the site resid_pre.0 before hooks). */
+  embed(tokens: tf.Tensor2D): tf.Tensor3D;
+  /** Logits for the input; calls ctx.site at every site and ctx's slots for every rule slot. */
+  forward(input: ModelInput, ctx: RunContext, options?: ForwardOptions): tf.Tensor3D;
+  /** Frees the weights. */
+  dispose(): void;
+}
+
+/** Shape of a site's activation for a batch of B sequences of T tokens. */
+export function siteShape(dims: ModelDims, site: SiteName, batch: number, seq: number): number[] {
+  switch (site) {
+    case 'resid_pre':
+    case 'resid_mid':
+    case 'resid_post':
+    case 'attn_out':
+    case 'mlp_out':
+      return [batch, seq, dims.dModel];
+    case 'z':
+    case 'q':
+      return [batch, seq, dims.nHeads, dims.dHead];
+    case 'k':
+    case 'v':
+      return [batch, seq, dims.nKvHeads, dims.dHead];
+    case 'result':
+      return [batch, seq, dims.nHeads, dims.dModel];
+    case 'pattern':
+      return [batch, dims.nHeads, seq, seq];
+    case 'mlp_pre':
+    case 'mlp_post':
+      return [batch, seq, dims.dMlp];
+    case 'ln1_scale':
+    case 'ln2_scale':
+    case 'ln_final_scale':
+      return [batch, seq, 1];
+  }
+}
+
+/** Layers at which a site exists: the final norm's scale at layer 0 only, every other site at every block. */
+export function siteLayers(dims: ModelDims, site: SiteName): number {
+  return site === 'ln_final_scale' ? 1 : dims.nLayers;
+}
+
+/** Reads a model family's config (config.json or GGUF metadata mapped to the same keys) and builds a model. */
+export interface ModelFamily {
+  /** Family name, e.g. "gpt2". */
+  readonly name: string;
+  /** HF `model_type` values this family loads (config.json's "model_type"). */
+  readonly modelTypes: readonly string[];
+  /** Builds a model from config.json contents and float32 weights named as in HF checkpoints. */
+  fromHfConfig(
+    config: Readonly<Record<string, unknown>>,
+    weights: import('./weights.js').WeightMap,
+  ): LanguageModel;
+}
