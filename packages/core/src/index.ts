@@ -5,6 +5,7 @@ export * from './context.js';
 export * from './data.js';
 export * from './errors.js';
 export * from './evaluation.js';
+export * from './layers.js';
 export * from './memory.js';
 export * from './metrics.js';
 export * from './model.js';
