@@ -3,6 +3,7 @@ import './gradients.js';
 export * from './backend.js';
 export * from './context.js';
 export * from './data.js';
+export * from './decoder.js';
 export * from './errors.js';
 export * from './evaluation.js';
 export * from './layers.js';

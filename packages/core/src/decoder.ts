@@ -1,0 +1,241 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { RunContext } from './context.js';
+import { ErrorCodes, RelpError } from './errors.js';
+import { MASKED_SCORE } from './layers.js';
+import { Site, type SiteName } from './sites.js';
+
+/**
+ * Building blocks of decoder-only transformers with rotary embeddings (Llama, Qwen2, Mistral, Gemma, and the
+ * rotary part of GPT-NeoX): RMSNorm through the rule slots, rotary tables and their application, causal and
+ * sliding-window masks, a 2-D-matmul linear layer, grouped-query attention through the rule slots and sites, and
+ * the output projection with optional per-head results. Functional tfjs only; cpu and wasm.
+ */
+
+/**
+ * A linear layer on the last axis: x [..., in] · W [in, out] (+ b [out]), computed as one 2-D matmul with no
+ * transpose flags (the layout XNNPACK takes on wasm). `W` is the transpose of nn.Linear's [out, in] weight.
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor {
+  const inDim = w.shape[0];
+  const outDim = w.shape[1];
+  const lead = x.shape.slice(0, -1);
+  const rows = lead.reduce((a, c) => a * c, 1);
+  let y: tf.Tensor = tf.matMul(tf.reshape(x, [rows, inDim]) as tf.Tensor2D, w);
+  if (b !== undefined) y = tf.add(y, b);
+  return tf.reshape(y, [...lead, outDim]);
+}
+
+/**
+ * RMSNorm through the rule slots: scale = sqrt(mean(x²) + eps) over the last axis (passed through `scaleSite`
+ * at `layer` when given), out = normalize(x, scale) · weight. `weight` broadcasts against the last axis (Gemma's
+ * (1 + w) is the caller's to precompute); omit it for a weightless norm. Every RMSNorm instance goes through
+ * `ctx.normalize`, so the LN-rule covers it.
+ */
+export function rmsNorm(
+  ctx: RunContext,
+  x: tf.Tensor,
+  weight: tf.Tensor | undefined,
+  eps: number,
+  scaleSite?: SiteName,
+  layer = 0,
+): tf.Tensor {
+  let scale: tf.Tensor = tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), eps));
+  if (scaleSite !== undefined) scale = ctx.site(scaleSite, layer, scale);
+  const y = ctx.normalize(x, scale);
+  return weight === undefined ? y : tf.mul(y, weight);
+}
+
+/** RoPE frequency scaling as Hugging Face's `rope_parameters` spells it (the types relp supports). */
+export type RopeScaling =
+  | { readonly type: 'default' }
+  | { readonly type: 'linear'; readonly factor: number }
+  | {
+      readonly type: 'llama3';
+      readonly factor: number;
+      readonly lowFreqFactor: number;
+      readonly highFreqFactor: number;
+      readonly originalMaxPositionEmbeddings: number;
+    };
+
+export interface RopeSpec {
+  /** rope_theta, the base wavelength. */
+  readonly theta: number;
+  /** Number of rotated dimensions of each head (head_dim × partial_rotary_factor), even. */
+  readonly dim: number;
+  readonly scaling: RopeScaling;
+}
+
+const f32 = Math.fround;
+
+/**
+ * The inverse frequencies [dim/2] as transformers computes them in float32:
+ * 1 / theta^(arange(0, dim, 2) / dim), then the scaling type's adjustment.
+ */
+export function ropeInverseFrequencies(spec: RopeSpec): Float32Array {
+  const { theta, dim, scaling } = spec;
+  if (!Number.isInteger(dim) || dim < 2 || dim % 2 !== 0) {
+    throw new RelpError(ErrorCodes.BadModelFile, `rotary dimension ${dim} must be a positive even integer`);
+  }
+  const half = dim / 2;
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) inv[i] = f32(1 / f32(theta ** f32((2 * i) / dim)));
+  switch (scaling.type) {
+    case 'default':
+      break;
+    case 'linear':
+      for (let i = 0; i < half; i++) inv[i] = f32(inv[i]! / scaling.factor);
+      break;
+    case 'llama3': {
+      const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: old } = scaling;
+      const lowWavelen = old / lowFreqFactor;
+      const highWavelen = old / highFreqFactor;
+      for (let i = 0; i < half; i++) {
+        const f = inv[i]!;
+        const wavelen = f32((2 * Math.PI) / f);
+        const scaled = wavelen > lowWavelen ? f32(f / factor) : f;
+        const smooth = f32((old / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor));
+        const medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+        inv[i] = medium ? f32(f32(f32(f32(1 - smooth) * scaled) / factor) + f32(smooth * scaled)) : scaled;
+      }
+      break;
+    }
+    default: {
+      const never: never = scaling;
+      throw new RelpError(ErrorCodes.Unsupported, `rope scaling ${JSON.stringify(never)}`);
+    }
+  }
+  return inv;
+}
+
+/**
+ * cos and sin tables [T, dim] for positions 0..T−1 (each frequency twice, as HF's cat((freqs, freqs))), times
+ * `attentionScaling` (1 except for scaling types that rescale the attention).
+ */
+export function rotaryTables(
+  invFreq: Float32Array,
+  seq: number,
+  attentionScaling = 1,
+): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const half = invFreq.length;
+  const dim = 2 * half;
+  const cos = new Float32Array(seq * dim);
+  const sin = new Float32Array(seq * dim);
+  for (let t = 0; t < seq; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = f32(t * invFreq[i]!);
+      const c = f32(f32(Math.cos(angle)) * attentionScaling);
+      const s = f32(f32(Math.sin(angle)) * attentionScaling);
+      cos[t * dim + i] = c;
+      cos[t * dim + half + i] = c;
+      sin[t * dim + i] = s;
+      sin[t * dim + half + i] = s;
+    }
+  }
+  return { cos: tf.tensor2d(cos, [seq, dim]), sin: tf.tensor2d(sin, [seq, dim]) };
+}
+
+/**
+ * Applies rotary embeddings to x [B,T,H,dh] (the first `cos.shape[1]` dimensions of each head; the rest pass
+ * through): x·cos + rotate_half(x)·sin with rotate_half(x) = concat(−x₂, x₁), as HF's apply_rotary_pos_emb.
+ */
+export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+  const [b, t, h, dh] = x.shape;
+  const rd = cos.shape[1];
+  const half = rd / 2;
+  const c = tf.reshape(cos, [1, t, 1, rd]);
+  const s = tf.reshape(sin, [1, t, 1, rd]);
+  const xr = rd === dh ? x : tf.slice(x, [0, 0, 0, 0], [b, t, h, rd]);
+  const x1 = tf.slice(xr, [0, 0, 0, 0], [b, t, h, half]);
+  const x2 = tf.slice(xr, [0, 0, 0, half], [b, t, h, half]);
+  const rotated = tf.concat([tf.neg(x2), x1], 3);
+  const out = tf.add(tf.mul(xr, c), tf.mul(rotated, s));
+  if (rd === dh) return out as tf.Tensor4D;
+  return tf.concat([out, tf.slice(x, [0, 0, 0, rd], [b, t, h, dh - rd])], 3) as tf.Tensor4D;
+}
+
+/**
+ * Additive attention mask [T,T]: 0 where the key may be seen (key ≤ query and, with a window w, key > query − w,
+ * as transformers' sliding_window_overlay), MASKED_SCORE elsewhere.
+ */
+export function attentionMaskBias(seq: number, slidingWindow?: number): tf.Tensor2D {
+  const m = new Float32Array(seq * seq);
+  for (let i = 0; i < seq; i++) {
+    for (let j = 0; j < seq; j++) {
+      const visible = j <= i && (slidingWindow === undefined || j > i - slidingWindow);
+      if (!visible) m[i * seq + j] = MASKED_SCORE;
+    }
+  }
+  return tf.tensor2d(m, [seq, seq]);
+}
+
+/** Repeats each of Hkv key/value heads `rep` times along axis 2: [B,T,Hkv,dh] → [B,T,Hkv·rep,dh] (HF repeat_kv). */
+export function repeatKvHeads(x: tf.Tensor4D, rep: number): tf.Tensor4D {
+  if (rep === 1) return x;
+  const [b, t, hkv, dh] = x.shape;
+  const tiled = tf.tile(tf.reshape(x, [b, t, hkv, 1, dh]), [1, 1, 1, rep, 1]);
+  return tf.reshape(tiled, [b, t, hkv * rep, dh]);
+}
+
+export interface AttentionOptions {
+  /** Multiplies q·kᵀ (1/√dh, or query_pre_attn_scalar^−½ for Gemma). */
+  readonly scale: number;
+  /** Additive mask [T,T] (attentionMaskBias). */
+  readonly maskBias: tf.Tensor;
+  /** tanh soft-capping of the scores before the mask (Gemma 2/3 attn_logit_softcapping), when set. */
+  readonly softcap?: number | undefined;
+}
+
+/**
+ * Grouped-query scaled dot-product attention through the sites and the softmax slot. q [B,T,H,dh], k and v
+ * [B,T,Hkv,dh] (already through their sites); H must be a multiple of Hkv. Calls `pattern` and `z` sites at
+ * `layer` and returns z [B,T,H,dh] (after its site).
+ */
+export function groupedQueryAttention(
+  ctx: RunContext,
+  layer: number,
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  options: AttentionOptions,
+): tf.Tensor4D {
+  const [b, t, h, dh] = q.shape;
+  const hkv = k.shape[2];
+  const rep = h / hkv;
+  const heads = (x: tf.Tensor4D) =>
+    tf.reshape(tf.transpose(repeatKvHeads(x, rep), [0, 2, 1, 3]), [b * h, t, dh]) as tf.Tensor3D;
+  const qh = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [b * h, t, dh]) as tf.Tensor3D;
+  let scores: tf.Tensor = tf.mul(tf.matMul(qh, heads(k), false, true), f32(options.scale));
+  if (options.softcap !== undefined) {
+    scores = tf.mul(tf.tanh(tf.div(scores, options.softcap)), options.softcap);
+  }
+  scores = tf.add(tf.reshape(scores, [b, h, t, t]), options.maskBias);
+  const pattern = ctx.site(Site.Pattern, layer, ctx.attentionSoftmax(scores));
+  const zh = tf.matMul(tf.reshape(pattern, [b * h, t, t]) as tf.Tensor3D, heads(v));
+  const z = tf.transpose(tf.reshape(zh, [b, h, t, dh]), [0, 2, 1, 3]);
+  return ctx.site(Site.Z, layer, z) as tf.Tensor4D;
+}
+
+/**
+ * The attention output projection z·W_O (+ b_O), W_O [H·dh, d]. When the context wants `result` at this layer,
+ * computes per-head results [B,T,H,d] (no bias), passes them through the site and returns Σ_h result (+ b_O), so
+ * patches of heads flow into the output; otherwise one 2-D matmul. The caller puts the output through attn_out
+ * (after any post-norm).
+ */
+export function attentionOutput(
+  ctx: RunContext,
+  layer: number,
+  z: tf.Tensor4D,
+  wO: tf.Tensor2D,
+  bO?: tf.Tensor1D,
+): tf.Tensor3D {
+  const [b, t, h, dh] = z.shape;
+  const d = wO.shape[1];
+  if (!ctx.wants(Site.Result, layer)) {
+    return linear(tf.reshape(z, [b, t, h * dh]), wO, bO) as tf.Tensor3D;
+  }
+  const zh = tf.reshape(tf.transpose(z, [2, 0, 1, 3]), [h, b * t, dh]) as tf.Tensor3D;
+  const perHead = tf.matMul(zh, tf.reshape(wO, [h, dh, d]) as tf.Tensor3D);
+  const result = ctx.site(Site.Result, layer, tf.transpose(tf.reshape(perHead, [h, b, t, d]), [1, 2, 0, 3]));
+  const summed = tf.sum(result, 2);
+  return (bO === undefined ? summed : tf.add(summed, bO)) as tf.Tensor3D;
+}
