@@ -1,6 +1,7 @@
 import './gradients.js';
 
 export * from './backend.js';
+export * from './checkpoint.js';
 export * from './context.js';
 export * from './data.js';
 export * from './decoder.js';
@@ -13,3 +14,4 @@ export * from './model.js';
 export * from './sites.js';
 export * from './slots.js';
 export * from './weights.js';
+export * from './attribution/index.js';

@@ -1,0 +1,203 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Patch } from '../context.js';
+import { ErrorCodes, RelpError } from '../errors.js';
+import { disposeAll } from '../memory.js';
+import { Site, type SiteKey, siteKey } from '../sites.js';
+import { metricAndSiteGrads } from './gradient.js';
+import type { ScoredKey } from './plan.js';
+import { type LayerScores, reduceToGranularity, toLayerScores } from './reduce.js';
+import type { Job } from './run.js';
+
+/** Sum over the K stacked copies of a [K·B, …] tensor: [B, …]. */
+function sumCopies(x: tf.Tensor, copies: number): tf.Tensor {
+  return tf.tidy(() => tf.sum(tf.reshape(x, [copies, x.shape[0]! / copies, ...x.shape.slice(1)]), 0));
+}
+
+/** α_k = k/N for k = 1..N, the points of the straight path from base (α=0) to source (α=1). */
+function alphas(steps: number): number[] {
+  return Array.from({ length: steps }, (_, i) => (i + 1) / steps);
+}
+
+/** base + α(source − base) for each α, stacked along the batch axis. */
+function interpolate(base: tf.Tensor, source: tf.Tensor, as: readonly number[]): tf.Tensor {
+  return tf.tidy(() => {
+    const diff = tf.sub(source, base);
+    return tf.concat(
+      as.map((a) => tf.add(base, tf.mul(diff, a))),
+      0,
+    );
+  });
+}
+
+/**
+ * Integrated gradients (METHOD.md §1): score = Σ (a_source − a_base) · mean_k ∂m/∂a at α_k = k/N on the
+ * straight path from base to source. `embeddings`: the path interpolates the input embeddings and the
+ * gradients are taken at every site of the interpolated runs. `site`: each scored site is itself interpolated
+ * (the rest of the run is the base run) and differentiated there. Several path points share one forward pass
+ * (stacked along the batch axis); every point costs one forward and one backward pass in the count.
+ */
+export async function integratedGradients(
+  job: Job,
+  keys: readonly ScoredKey[],
+  steps: number,
+  mode: 'embeddings' | 'site',
+  maxRows: number,
+): Promise<{ mSource: number; mBase: number; perKey: Map<SiteKey, LayerScores>; convergenceDelta?: number }> {
+  if (!Number.isInteger(steps) || steps < 1) {
+    throw new RelpError(
+      ErrorCodes.BadInput,
+      `integrated gradients needs a whole number of steps ≥ 1, got ${steps}`,
+    );
+  }
+  const siteKeys = keys.map((k) => k.key);
+  const resid0 = siteKey(Site.ResidPre, 0);
+  const source = await job.cachedRun('source', siteKeys);
+  const baseKeys = [...new Set([...siteKeys, ...keys.map((k) => siteKey(Site.ResidPre, k.layer))])];
+  let base: Awaited<ReturnType<Job['cachedRun']>> | undefined;
+  const B = job.batch.size;
+  const perChunk = Math.max(1, Math.floor(maxRows / B));
+  const as = alphas(steps);
+  try {
+    base = await job.cachedRun('base', baseKeys);
+    const perKey = new Map<SiteKey, LayerScores>();
+    const score = (k: ScoredKey, gradSum: tf.Tensor): void => {
+      const reduced = tf.tidy(() =>
+        reduceToGranularity(
+          tf.mul(tf.sub(source.cache.get(k.key)!, base!.cache.get(k.key)!), tf.div(gradSum, steps)),
+          k,
+        ),
+      );
+      perKey.set(k.key, toLayerScores(reduced, job.batch.firstDiff));
+      reduced.dispose();
+    };
+    let convergenceDelta: number | undefined;
+
+    if (mode === 'embeddings') {
+      const eBase = job.model.embed(job.baseTokens);
+      const eSource = job.model.embed(job.sourceTokens);
+      const gradKeys = [...new Set([...siteKeys, resid0])];
+      const sums = new Map<SiteKey, tf.Tensor>(gradKeys.map((k) => [k, tf.zeros(job.shapeOf(k))]));
+      try {
+        let done = 0;
+        job.progress('integrated gradients', 0, steps);
+        for (let s = 0; s < as.length; s += perChunk) {
+          job.checkAborted();
+          const chunk = as.slice(s, s + perChunk);
+          const n = chunk.length;
+          const resid = interpolate(eBase, eSource, chunk) as tf.Tensor3D;
+          try {
+            const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, gradKeys, {
+              copies: n,
+              rows: n * B,
+              // The sum of the copies' metrics: the gradient at each copy is that copy's gradient.
+              computeMetric: (logits) =>
+                tf.tidy(() =>
+                  tf.addN(
+                    chunk.map((_, c) =>
+                      job.metric.compute(
+                        tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D,
+                        job.batch,
+                      ),
+                    ),
+                  ),
+                ) as tf.Scalar,
+            });
+            job.backwardPasses += n - 1;
+            job.forwardPasses += n - 1;
+            for (const k of gradKeys) {
+              const g = grads.get(k)!;
+              const old = sums.get(k)!;
+              sums.set(
+                k,
+                tf.tidy(() => tf.add(old, sumCopies(g, n))),
+              );
+              old.dispose();
+            }
+            disposeAll(grads);
+          } finally {
+            resid.dispose();
+          }
+          done += n;
+          job.progress('integrated gradients', done, steps);
+        }
+        for (const k of keys) score(k, sums.get(k.key)!);
+        // Completeness: Σ over the embeddings' attributions should equal m(source) − m(base) as N grows.
+        const total = tf.tidy(() => tf.sum(tf.mul(tf.sub(eSource, eBase), tf.div(sums.get(resid0)!, steps))));
+        convergenceDelta = (await total.data())[0]! - (source.m - base.m);
+        total.dispose();
+      } finally {
+        disposeAll(eBase, eSource, sums);
+      }
+    } else {
+      let done = 0;
+      const total = keys.length * steps;
+      job.progress('integrated gradients', 0, total);
+      for (const k of keys) {
+        const startLayer = k.site === Site.LnFinalScale ? null : k.layer;
+        let sum = tf.zeros(job.shapeOf(k.key));
+        try {
+          for (let s = 0; s < as.length; s += perChunk) {
+            job.checkAborted();
+            const chunk = as.slice(s, s + perChunk);
+            const n = chunk.length;
+            const value = interpolate(base.cache.get(k.key)!, source.cache.get(k.key)!, chunk);
+            const mask = tf.ones(value.shape, 'bool');
+            const tiled =
+              startLayer === null
+                ? tf.tile(job.baseTokens, [n, 1])
+                : tf.tile(base.cache.get(siteKey(Site.ResidPre, startLayer))!, [n, 1, 1]);
+            try {
+              const patches = new Map<SiteKey, Patch[]>([[k.key, [{ mask, value }]]]);
+              const { grads } = await metricAndSiteGrads(
+                job,
+                startLayer === null
+                  ? { tokens: tiled as tf.Tensor2D }
+                  : { resid: tiled as tf.Tensor3D, layer: startLayer },
+                [k.key],
+                {
+                  copies: n,
+                  rows: n * B,
+                  fromLayer: startLayer ?? 0,
+                  patches,
+                  computeMetric: (logits) =>
+                    tf.tidy(() =>
+                      tf.addN(
+                        chunk.map((_, c) =>
+                          job.metric.compute(
+                            tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D,
+                            job.batch,
+                          ),
+                        ),
+                      ),
+                    ) as tf.Scalar,
+                },
+              );
+              job.backwardPasses += n - 1;
+              job.forwardPasses += n - 1;
+              const old = sum;
+              sum = tf.tidy(() => tf.add(old, sumCopies(grads.get(k.key)!, n)));
+              old.dispose();
+              disposeAll(grads);
+            } finally {
+              disposeAll(value, mask, tiled);
+            }
+            done += n;
+            job.progress('integrated gradients', done, total);
+          }
+          score(k, sum);
+        } finally {
+          sum.dispose();
+        }
+      }
+    }
+    return {
+      mSource: source.m,
+      mBase: base.m,
+      perKey,
+      ...(convergenceDelta !== undefined ? { convergenceDelta } : {}),
+    };
+  } finally {
+    disposeAll(source.cache);
+    if (base) disposeAll(base.cache);
+  }
+}

@@ -1,0 +1,62 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { ScoredKey } from './plan.js';
+import { siteAxes } from './plan.js';
+
+/** A site's scores at one layer: [position] or [position][head|neuron]. */
+export type LayerScores = number[] | number[][];
+
+/**
+ * Reduces an elementwise product (e.g. (a_clean − a_corrupt)·∂m/∂a) to the key's granularity: summed over
+ * batch and every axis but position (and head or neuron). Returns a tensor [T] or [T, H|N].
+ */
+export function reduceToGranularity(product: tf.Tensor, k: ScoredKey): tf.Tensor {
+  return tf.tidy(() => {
+    const axes = siteAxes(k.site);
+    const keep =
+      k.granularity === 'head' ? axes.head! : k.granularity === 'neuron' ? axes.neuron! : undefined;
+    const sumAxes = product.shape.map((_, i) => i).filter((i) => i !== axes.position && i !== keep);
+    const reduced = sumAxes.length > 0 ? tf.sum(product, sumAxes) : product;
+    // Remaining axes are in their original order; put position first.
+    if (keep !== undefined && keep < axes.position) return tf.transpose(reduced, [1, 0]);
+    return reduced;
+  });
+}
+
+/** Host copy of a reduced tensor as nested arrays, with positions before `firstDiff` set to exactly 0. */
+export function toLayerScores(reduced: tf.Tensor, firstDiff: number): LayerScores {
+  const data = reduced.dataSync();
+  if (reduced.rank === 1) {
+    return Array.from(data, (v, p) => (p < firstDiff ? 0 : v));
+  }
+  const [t, n] = reduced.shape as [number, number];
+  const out: number[][] = [];
+  for (let p = 0; p < t; p++) {
+    const row = new Array<number>(n);
+    for (let j = 0; j < n; j++) row[j] = p < firstDiff ? 0 : data[p * n + j]!;
+    out.push(row);
+  }
+  return out;
+}
+
+/** Assembles per-layer scores into a [layer][…] grid, unscored layers filled with zeros of the same shape. */
+export function assembleGrid(
+  nLayers: number,
+  perLayer: ReadonlyMap<number, LayerScores>,
+): number[][] | number[][][] {
+  const sample = perLayer.values().next().value as LayerScores | undefined;
+  const zeros = (): LayerScores =>
+    sample === undefined
+      ? []
+      : Array.isArray(sample[0])
+        ? (sample as number[][]).map((r) => r.map(() => 0))
+        : (sample as number[]).map(() => 0);
+  const grid: LayerScores[] = [];
+  for (let l = 0; l < nLayers; l++) grid.push(perLayer.get(l) ?? zeros());
+  return grid as number[][] | number[][][];
+}
+
+/** Divides every score by `by` (the normalised metric is affine in the raw one). */
+export function scaleGrid<T extends number[][] | number[][][]>(grid: T, by: number): T {
+  const walk = (x: unknown): unknown => (Array.isArray(x) ? x.map(walk) : (x as number) / by);
+  return walk(grid) as T;
+}

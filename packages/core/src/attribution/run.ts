@@ -1,0 +1,115 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { RunContext, type RunContextOptions } from '../context.js';
+import { batchTokens, type PairBatch } from '../data.js';
+import { PeakBytes } from '../memory.js';
+import { type Metric, readMetric } from '../metrics.js';
+import { type LanguageModel, type ModelInput, siteShape } from '../model.js';
+import type { SiteKey, SiteName } from '../sites.js';
+import { parseSiteKey } from '../sites.js';
+import { NO_RULES, type RuleSet } from '../slots.js';
+import type { Direction, Progress } from './types.js';
+
+/**
+ * Everything the methods share about one attribution job: the model, the batch, which run is the base (the
+ * run that is patched or differentiated) and which the source (where patched values come from), the metric,
+ * the rules, and the cost counters.
+ */
+export class Job {
+  readonly peak = new PeakBytes();
+  forwardPasses = 0;
+  backwardPasses = 0;
+  /** Forward work in units of one full pass over the batch. */
+  forwardEquivalents = 0;
+  readonly started = performance.now();
+  readonly baseTokens: tf.Tensor2D;
+  readonly sourceTokens: tf.Tensor2D;
+  readonly readout: number[] | undefined;
+
+  constructor(
+    readonly model: LanguageModel,
+    readonly batch: PairBatch,
+    readonly metric: Metric,
+    readonly direction: Direction,
+    readonly rules: RuleSet = NO_RULES,
+    readonly signal?: AbortSignal,
+    readonly onProgress?: (p: Progress) => void,
+  ) {
+    this.baseTokens = batchTokens(batch, direction === 'denoising' ? 'corrupt' : 'clean');
+    this.sourceTokens = batchTokens(batch, direction === 'denoising' ? 'clean' : 'corrupt');
+    this.readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
+  }
+
+  /** Readout positions for `copies` stacked copies of the batch. */
+  readoutFor(copies: number): number[] | undefined {
+    if (this.readout === undefined) return undefined;
+    const out: number[] = [];
+    for (let c = 0; c < copies; c++) out.push(...this.readout);
+    return out;
+  }
+
+  context(options: Omit<RunContextOptions, 'signal' | 'peak'>): RunContext {
+    return new RunContext({ ...options, signal: this.signal, peak: this.peak });
+  }
+
+  /** One forward pass; counts it (`layers` blocks of `rows` rows) and returns the logits. */
+  forward(input: ModelInput, ctx: RunContext, copies = 1, fromLayer = 0): tf.Tensor3D {
+    this.forwardPasses++;
+    this.forwardEquivalents += copies * ((this.model.dims.nLayers - fromLayer) / this.model.dims.nLayers);
+    return this.model.forward(input, ctx, { readout: this.readoutFor(copies) });
+  }
+
+  /** The metric of a plain run, with activations recorded at `cache`. */
+  async cachedRun(
+    which: 'base' | 'source',
+    cache: Iterable<SiteKey>,
+  ): Promise<{ m: number; cache: Map<SiteKey, tf.Tensor> }> {
+    const ctx = this.context({ cache });
+    try {
+      const value = tf.tidy(() =>
+        this.metric.compute(
+          this.forward({ tokens: which === 'base' ? this.baseTokens : this.sourceTokens }, ctx),
+          this.batch,
+        ),
+      );
+      ctx.assertAllVisited();
+      const m = await readMetric(value, this.metric, which === 'base' ? this.baseName : this.sourceName);
+      value.dispose();
+      return { m, cache: ctx.takeCache() };
+    } finally {
+      ctx.dispose();
+    }
+  }
+
+  get baseName(): 'clean' | 'corrupt' {
+    return this.direction === 'denoising' ? 'corrupt' : 'clean';
+  }
+
+  get sourceName(): 'clean' | 'corrupt' {
+    return this.direction === 'denoising' ? 'clean' : 'corrupt';
+  }
+
+  /** Shape of a site's activation in a run of `rows` rows (the final norm's scale lives only at readouts). */
+  shapeOf(key: SiteKey, rows = this.batch.size): number[] {
+    const { site } = parseSiteKey(key);
+    const shape = siteShape(this.model.dims, site as SiteName, rows, this.batch.seqLen);
+    if (site === 'ln_final_scale' && this.readout !== undefined) shape[1] = 1;
+    return shape;
+  }
+
+  progress(phase: string, done: number, total: number): void {
+    this.onProgress?.({ phase, done, total });
+  }
+
+  checkAborted(): void {
+    this.context({}).checkAborted();
+  }
+
+  get seconds(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  dispose(): void {
+    this.baseTokens.dispose();
+    this.sourceTokens.dispose();
+  }
+}
