@@ -1,0 +1,412 @@
+import {
+  causalMaskBias,
+  checkReadout,
+  checkRequestedSites,
+  checkTokens,
+  ErrorCodes,
+  type ForwardOptions,
+  type HostTensor,
+  type LanguageModel,
+  layerNorm,
+  type ModelDims,
+  type ModelInput,
+  type Nonlinearity,
+  RelpError,
+  type RunContext,
+  Site,
+  type SiteName,
+  selectPositions,
+  type WeightMap,
+} from '@relp/core';
+import * as tf from '@tensorflow/tfjs-core';
+import type { PythiaConfig } from './config.js';
+
+interface Block {
+  ln1g: tf.Tensor1D;
+  ln1b: tf.Tensor1D;
+  ln2g: tf.Tensor1D;
+  ln2b: tf.Tensor1D;
+  /** query_key_value as [d, 3d], columns reordered from HF's per-head [H,3,dh] to [3,H,dh] (q | k | v). */
+  wQkv: tf.Tensor2D;
+  bQkv: tf.Tensor1D | undefined;
+  /** dense (W_O) as [d, d] ([in, out]) and, for per-head results, the same data as [H, dh, d]. */
+  wO: tf.Tensor2D;
+  wOHeads: tf.Tensor3D;
+  bO: tf.Tensor1D | undefined;
+  /** dense_h_to_4h [d, m], dense_4h_to_h [m, d]. */
+  wIn: tf.Tensor2D;
+  bIn: tf.Tensor1D;
+  wOut: tf.Tensor2D;
+  bOut: tf.Tensor1D;
+}
+
+const PREFIX = 'gpt_neox.';
+
+/** Reads HF weights by name, with or without the `gpt_neox.` prefix, checking shapes. */
+class WeightReader {
+  constructor(private readonly weights: WeightMap) {}
+
+  find(names: readonly string[]): { name: string; t: HostTensor } | undefined {
+    for (const name of names) {
+      const t = this.weights.get(name) ?? this.weights.get(PREFIX + name);
+      if (t !== undefined) return { name, t };
+    }
+    return undefined;
+  }
+
+  host(name: string, shape: readonly number[], aliases: readonly string[] = []): HostTensor {
+    const found = this.find([name, ...aliases]);
+    if (found === undefined) {
+      throw new RelpError(ErrorCodes.BadModelFile, `missing weight ${PREFIX}${name}`, {
+        details: { weight: name },
+      });
+    }
+    const { t } = found;
+    const ok = t.shape.length === shape.length && t.shape.every((s, i) => s === shape[i]);
+    if (!ok || t.data.length !== shape.reduce((a, b) => a * b, 1)) {
+      throw new RelpError(
+        ErrorCodes.BadModelFile,
+        `weight ${found.name} has shape [${t.shape}], expected [${shape}]`,
+        { details: { weight: found.name, expected: [...shape], actual: [...t.shape] } },
+      );
+    }
+    return t;
+  }
+
+  vector(name: string, n: number): tf.Tensor1D {
+    return tf.tensor1d(this.host(name, [n]).data, 'float32');
+  }
+
+  /** An nn.Linear weight [out, in] as the [in, out] matrix `tf.matMul(x2d, W)` wants. */
+  linear(name: string, out: number, inp: number, aliases: readonly string[] = []): tf.Tensor2D {
+    const t = this.host(name, [out, inp], aliases);
+    return tf.tidy(() => tf.transpose(tf.tensor2d(t.data, [out, inp], 'float32')));
+  }
+}
+
+const NONLINEARITIES_BASE: readonly Nonlinearity[] = [
+  { slot: 'normalize', kind: 'layernorm' },
+  { slot: 'attention_softmax', kind: 'softmax' },
+];
+
+/**
+ * GPT-NeoX / Pythia exactly as transformers' GPTNeoXForCausalLM (eager attention), as a function of its weights,
+ * the input and a RunContext. Holds weights and the rotary tables (constants), nothing about runs.
+ */
+export class PythiaModel implements LanguageModel {
+  readonly architecture = 'gpt_neox';
+  readonly dims: ModelDims;
+  readonly sites: readonly SiteName[];
+  readonly nonlinearities: readonly Nonlinearity[];
+  readonly config: PythiaConfig;
+  /** Dimensions of each head that rotary embeddings rotate (even, ≤ dh). */
+  readonly rotaryDim: number;
+
+  private readonly wE: tf.Tensor2D;
+  private readonly blocks: Block[];
+  private readonly lnFg: tf.Tensor1D;
+  private readonly lnFb: tf.Tensor1D;
+  /** Unembedding as [d, V]: measured faster than transposeB on wasm (see README). */
+  private readonly wU: tf.Tensor2D;
+  /** cos and sign-folded sin for every position, [contextLength, rotaryDim]. */
+  private readonly rotCos: tf.Tensor2D;
+  private readonly rotSin: tf.Tensor2D;
+  private disposed = false;
+
+  constructor(config: PythiaConfig, weights: WeightMap) {
+    this.config = config;
+    const { dModel: d, nHeads: H, dMlp: m, vocabSize: V, nLayers: L } = config;
+    const dh = d / H;
+    this.dims = {
+      nLayers: L,
+      dModel: d,
+      nHeads: H,
+      nKvHeads: H,
+      dHead: dh,
+      dMlp: m,
+      vocabSize: V,
+      contextLength: config.contextLength,
+    };
+    // transformers: inv_freq has ceil(int(dh·pct)/2) entries; cos/sin (and so the rotated slice) are twice that.
+    this.rotaryDim = 2 * Math.ceil(Math.floor(dh * config.rotaryPct) / 2);
+    if (this.rotaryDim > dh || this.rotaryDim === 0) {
+      throw new RelpError(
+        ErrorCodes.Unsupported,
+        `rotary dimension ${this.rotaryDim} for head size ${dh} (rotary_pct ${config.rotaryPct})`,
+      );
+    }
+    const sites: SiteName[] = [
+      Site.ResidPre,
+      Site.Ln1Scale,
+      Site.Q,
+      Site.K,
+      Site.V,
+      Site.Pattern,
+      Site.Z,
+      Site.Result,
+      Site.AttnOut,
+    ];
+    if (!config.parallelResidual) sites.push(Site.ResidMid);
+    sites.push(Site.Ln2Scale, Site.MlpPre, Site.MlpPost, Site.MlpOut, Site.ResidPost, Site.LnFinalScale);
+    this.sites = sites;
+    this.nonlinearities = [...NONLINEARITIES_BASE, { slot: 'activation', kind: config.activation }];
+
+    const r = new WeightReader(weights);
+    const owned: tf.Tensor[] = [];
+    const own = <T extends tf.Tensor>(t: T): T => {
+      owned.push(t);
+      return t;
+    };
+    try {
+      this.wE = own(tf.tensor2d(r.host('embed_in.weight', [V, d]).data, [V, d], 'float32'));
+      this.blocks = [];
+      for (let l = 0; l < L; l++) {
+        const p = `layers.${l}.`;
+        const qkvHost = r.host(`${p}attention.query_key_value.weight`, [3 * d, d]);
+        const wQkv = own(
+          tf.tidy(() => {
+            const w = tf.reshape(tf.tensor2d(qkvHost.data, [3 * d, d], 'float32'), [H, 3, dh, d]);
+            return tf.transpose(tf.reshape(tf.transpose(w, [1, 0, 2, 3]), [3 * d, d])) as tf.Tensor2D;
+          }),
+        );
+        let bQkv: tf.Tensor1D | undefined;
+        let bO: tf.Tensor1D | undefined;
+        if (config.attentionBias) {
+          const bh = r.host(`${p}attention.query_key_value.bias`, [3 * d]);
+          bQkv = own(
+            tf.tidy(
+              () =>
+                tf.reshape(tf.transpose(tf.tensor3d(bh.data, [H, 3, dh], 'float32'), [1, 0, 2]), [
+                  3 * d,
+                ]) as tf.Tensor1D,
+            ),
+          );
+          bO = own(r.vector(`${p}attention.dense.bias`, d));
+        }
+        const wO = own(r.linear(`${p}attention.dense.weight`, d, d));
+        this.blocks.push({
+          ln1g: own(r.vector(`${p}input_layernorm.weight`, d)),
+          ln1b: own(r.vector(`${p}input_layernorm.bias`, d)),
+          ln2g: own(r.vector(`${p}post_attention_layernorm.weight`, d)),
+          ln2b: own(r.vector(`${p}post_attention_layernorm.bias`, d)),
+          wQkv,
+          bQkv,
+          wO,
+          wOHeads: own(tf.reshape(wO, [H, dh, d])),
+          bO,
+          wIn: own(r.linear(`${p}mlp.dense_h_to_4h.weight`, m, d)),
+          bIn: own(r.vector(`${p}mlp.dense_h_to_4h.bias`, m)),
+          wOut: own(r.linear(`${p}mlp.dense_4h_to_h.weight`, d, m)),
+          bOut: own(r.vector(`${p}mlp.dense_4h_to_h.bias`, d)),
+        });
+      }
+      this.lnFg = own(r.vector('final_layer_norm.weight', d));
+      this.lnFb = own(r.vector('final_layer_norm.bias', d));
+      if (config.tiedEmbeddings) {
+        this.wU = own(tf.transpose(this.wE));
+      } else {
+        this.wU = own(r.linear('embed_out.weight', V, d, ['lm_head.weight']));
+      }
+      const { cos, sin } = rotaryTables(config.contextLength, this.rotaryDim, config.rotaryBase);
+      this.rotCos = own(tf.tensor2d(cos, [config.contextLength, this.rotaryDim]));
+      this.rotSin = own(tf.tensor2d(sin, [config.contextLength, this.rotaryDim]));
+    } catch (e) {
+      for (const t of owned) t.dispose();
+      throw e;
+    }
+  }
+
+  embed(tokens: tf.Tensor2D): tf.Tensor3D {
+    this.assertLive();
+    checkTokens(tokens, this.dims.vocabSize, this.dims.contextLength);
+    return tf.tidy(() => this.embedUnchecked(tokens));
+  }
+
+  private embedUnchecked(tokens: tf.Tensor2D): tf.Tensor3D {
+    const [B, T] = tokens.shape;
+    return tf.reshape(tf.gather(this.wE, tf.reshape(tokens, [B * T])), [B, T, this.dims.dModel]);
+  }
+
+  forward(input: ModelInput, ctx: RunContext, options: ForwardOptions = {}): tf.Tensor3D {
+    this.assertLive();
+    const { nLayers: L, dModel: d, contextLength } = this.dims;
+    let start = 0;
+    let B: number;
+    let T: number;
+    if ('tokens' in input) {
+      checkTokens(input.tokens, this.dims.vocabSize, contextLength);
+      [B, T] = input.tokens.shape;
+    } else {
+      const { resid, layer } = input;
+      if (!Number.isInteger(layer) || layer < 0 || layer > L) {
+        throw new RelpError(ErrorCodes.BadInput, `start layer ${layer} outside [0, ${L}]`);
+      }
+      if (resid.rank !== 3 || resid.shape[2] !== d || resid.dtype !== 'float32') {
+        throw new RelpError(
+          ErrorCodes.BadInput,
+          `resid must be float32 [batch, seq, ${d}], got ${resid.dtype} [${resid.shape}]`,
+        );
+      }
+      [B, T] = resid.shape;
+      if (T > contextLength) {
+        throw new RelpError(
+          ErrorCodes.BadTokens,
+          `${T} positions exceed the context length ${contextLength}`,
+        );
+      }
+      start = layer;
+    }
+    if (options.readout !== undefined) checkReadout(options.readout, B, T);
+    checkRequestedSites(ctx, this.sites, L);
+
+    return tf.tidy(() => {
+      let x: tf.Tensor = 'tokens' in input ? this.embedUnchecked(input.tokens) : input.resid;
+      const mask = causalMaskBias(T);
+      const rd = this.rotaryDim;
+      const cos = tf.reshape(tf.slice(this.rotCos, [0, 0], [T, rd]), [T, 1, rd]);
+      const sin = tf.reshape(tf.slice(this.rotSin, [0, 0], [T, rd]), [T, 1, rd]);
+      for (let l = start; l < L; l++) {
+        x = this.block(l, x, ctx, B, T, mask, cos, sin);
+        ctx.checkAborted();
+      }
+      if (options.readout !== undefined) {
+        x = selectPositions(x, options.readout);
+      }
+      const Tout = x.shape[1]!;
+      const h = layerNorm(ctx, x, this.lnFg, this.lnFb, this.config.layerNormEps, Site.LnFinalScale, 0);
+      const logits = tf.matMul(tf.reshape(h, [B * Tout, d]), this.wU);
+      return tf.reshape(logits, [B, Tout, this.dims.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  private block(
+    l: number,
+    residIn: tf.Tensor,
+    ctx: RunContext,
+    B: number,
+    T: number,
+    mask: tf.Tensor,
+    cos: tf.Tensor,
+    sin: tf.Tensor,
+  ): tf.Tensor {
+    const { dModel: d, nHeads: H, dHead: dh, dMlp: m } = this.dims;
+    const w = this.blocks[l]!;
+    const eps = this.config.layerNormEps;
+    const BT = B * T;
+
+    const resid = ctx.site(Site.ResidPre, l, residIn);
+
+    // Attention.
+    const a = layerNorm(ctx, resid, w.ln1g, w.ln1b, eps, Site.Ln1Scale, l);
+    let qkv = tf.matMul(tf.reshape(a, [BT, d]), w.wQkv);
+    if (w.bQkv) qkv = tf.add(qkv, w.bQkv);
+    const [q0, k0, v0] = tf.split(qkv, 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const q = ctx.site(Site.Q, l, this.rotary(tf.reshape(q0!, [B, T, H, dh]), cos, sin));
+    const k = ctx.site(Site.K, l, this.rotary(tf.reshape(k0!, [B, T, H, dh]), cos, sin));
+    const v = ctx.site(Site.V, l, tf.reshape(v0!, [B, T, H, dh]));
+    const qh = tf.transpose(q, [0, 2, 1, 3]); // [B,H,T,dh]
+    const kh = tf.transpose(k, [0, 2, 1, 3]);
+    const vh = tf.transpose(v, [0, 2, 1, 3]);
+    const scores = tf.add(tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(dh)), mask);
+    const pattern = ctx.site(Site.Pattern, l, ctx.attentionSoftmax(scores));
+    const z = ctx.site(Site.Z, l, tf.transpose(tf.matMul(pattern, vh), [0, 2, 1, 3])); // [B,T,H,dh]
+    let attn: tf.Tensor;
+    if (ctx.wants(Site.Result, l)) {
+      const zHeads = tf.transpose(tf.reshape(z, [BT, H, dh]), [1, 0, 2]); // [H,BT,dh]
+      const perHead = tf.transpose(tf.matMul(zHeads, w.wOHeads), [1, 0, 2]); // [BT,H,d]
+      const result = ctx.site(Site.Result, l, tf.reshape(perHead, [B, T, H, d]));
+      attn = tf.sum(result, 2);
+    } else {
+      attn = tf.reshape(tf.matMul(tf.reshape(z, [BT, d]), w.wO), [B, T, d]);
+    }
+    if (w.bO) attn = tf.add(attn, w.bO);
+    attn = ctx.site(Site.AttnOut, l, attn);
+
+    // MLP: reads resid_pre (parallel) or resid_mid (sequential).
+    let mlpIn = resid;
+    let mid: tf.Tensor | undefined;
+    if (!this.config.parallelResidual) {
+      mid = ctx.site(Site.ResidMid, l, tf.add(attn, resid));
+      mlpIn = mid;
+    }
+    const b = layerNorm(ctx, mlpIn, w.ln2g, w.ln2b, eps, Site.Ln2Scale, l);
+    const pre = ctx.site(
+      Site.MlpPre,
+      l,
+      tf.reshape(tf.add(tf.matMul(tf.reshape(b, [BT, d]), w.wIn), w.bIn), [B, T, m]),
+    );
+    const post = ctx.site(Site.MlpPost, l, ctx.activation(this.config.activation, pre));
+    const mlp = ctx.site(
+      Site.MlpOut,
+      l,
+      tf.reshape(tf.add(tf.matMul(tf.reshape(post, [BT, m]), w.wOut), w.bOut), [B, T, d]),
+    );
+    // Same summation order as transformers: (mlp + attn) + resid, or mlp + (attn + resid).
+    const out = mid === undefined ? tf.add(tf.add(mlp, attn), resid) : tf.add(mlp, mid);
+    return ctx.site(Site.ResidPost, l, out);
+  }
+
+  /**
+   * Rotary embedding on the first rotaryDim dimensions of each head, as transformers' apply_rotary_pos_emb:
+   * x_rot·cos + rotate_half(x_rot)·sin with rotate_half(x) = [−x₂, x₁]. The sign is folded into the sin table
+   * (−x₂·s = x₂·(−s) exactly), so this is a half swap, two products and a sum. x: [B,T,H,dh].
+   */
+  private rotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+    const { dHead: dh } = this.dims;
+    const rd = this.rotaryDim;
+    const half = rd / 2;
+    const [B, T, H] = x.shape as [number, number, number, number];
+    const xr = rd === dh ? x : tf.slice(x, [0, 0, 0, 0], [B, T, H, rd]);
+    const x1 = tf.slice(xr, [0, 0, 0, 0], [B, T, H, half]);
+    const x2 = tf.slice(xr, [0, 0, 0, half], [B, T, H, half]);
+    const rotated = tf.add(tf.mul(xr, cos), tf.mul(tf.concat([x2, x1], 3), sin));
+    if (rd === dh) return rotated;
+    return tf.concat([rotated, tf.slice(x, [0, 0, 0, rd], [B, T, H, dh - rd])], 3);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const all: tf.Tensor[] = [this.wE, this.lnFg, this.lnFb, this.wU, this.rotCos, this.rotSin];
+    for (const b of this.blocks) {
+      all.push(b.ln1g, b.ln1b, b.ln2g, b.ln2b, b.wQkv, b.wO, b.wOHeads, b.wIn, b.bIn, b.wOut, b.bOut);
+      if (b.bQkv) all.push(b.bQkv);
+      if (b.bO) all.push(b.bO);
+    }
+    for (const t of all) t.dispose();
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new RelpError(ErrorCodes.BadInput, 'this model has been disposed');
+  }
+}
+
+/**
+ * Rotary tables for positions 0..n−1, float32 as transformers computes them: inv_freq = 1 / θ^(2i/rd),
+ * angle = pos · inv_freq, emb = [angle, angle]; returns cos(emb) and the sign-folded sin [−sin, sin].
+ * Every step is rounded to float32 as torch does.
+ */
+export function rotaryTables(
+  n: number,
+  rotaryDim: number,
+  base: number,
+): { cos: Float32Array; sin: Float32Array } {
+  const half = rotaryDim / 2;
+  const f = Math.fround;
+  const invFreq = new Float32Array(half);
+  for (let i = 0; i < half; i++) invFreq[i] = f(1 / f(base ** f((2 * i) / rotaryDim)));
+  const cos = new Float32Array(n * rotaryDim);
+  const sin = new Float32Array(n * rotaryDim);
+  for (let p = 0; p < n; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = f(p * invFreq[i]!);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      cos[p * rotaryDim + i] = c;
+      cos[p * rotaryDim + half + i] = c;
+      sin[p * rotaryDim + i] = -s;
+      sin[p * rotaryDim + half + i] = s;
+    }
+  }
+  return { cos, sin };
+}

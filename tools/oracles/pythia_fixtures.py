@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Parity fixtures for @relp/models-pythia: random-weight Hugging Face GPTNeoXForCausalLM models.
+
+For each configuration below this writes fixtures/models/<name>/ with
+  config.json, model.safetensors      an HF model folder (as save_pretrained writes it, or as real Pythia
+                                      checkpoints spell it for the configs marked `legacy`)
+  expected.safetensors                tokens (int32), logits, every site activation (TransformerLens meanings)
+                                      and gradients of a logit difference w.r.t. some sites
+and fixtures/models/pythia-versions.json with the exact library versions.
+
+Run from the repository root:  python3 tools/oracles/pythia_fixtures.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers.models.gpt_neox import modeling_gpt_neox as mg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "fixtures", "models")
+
+# name, config, batch, seq, legacy (write config/weights the way real Pythia checkpoints spell them)
+CONFIGS = [
+    (
+        "pythia-tiny-par",
+        dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+             max_position_embeddings=64, use_parallel_residual=True, layer_norm_eps=1e-5),
+        2, 20, False,
+    ),
+    (
+        "pythia-full-rotary",
+        dict(vocab_size=211, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+             rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 1.0},
+             max_position_embeddings=32, use_parallel_residual=True, layer_norm_eps=1e-6),
+        2, 17, False,
+    ),
+    (
+        "pythia-one-token",
+        dict(vocab_size=211, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+             max_position_embeddings=16, use_parallel_residual=True, layer_norm_eps=1e-5),
+        2, 1, False,
+    ),
+    (
+        # Sequential residual, legacy spelling (rotary_pct / rotary_emb_base, embed_out.weight), as in
+        # the Pythia checkpoints on the Hub.
+        "pythia-sequential",
+        dict(vocab_size=101, hidden_size=40, num_hidden_layers=2, num_attention_heads=5, intermediate_size=64,
+             rotary_pct=0.5, rotary_emb_base=1000, max_position_embeddings=40, use_parallel_residual=False,
+             layer_norm_eps=1e-5),
+        2, 17, True,
+    ),
+]
+
+
+def init_weights(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Non-trivial random weights: large enough that every nonlinearity is exercised."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layernorm" in name or "layer_norm" in name:
+                if name.endswith("weight"):
+                    p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif "embed_in" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.25 * torch.randn(p.shape, generator=gen))
+
+
+def ln_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    xc = x - x.mean(-1, keepdim=True)
+    return torch.sqrt((xc * xc).mean(-1, keepdim=True) + eps)
+
+
+def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int) -> int:
+    gen = torch.Generator().manual_seed(seed)
+    config = GPTNeoXConfig(**cfg, hidden_act="gelu", attention_bias=True, tie_word_embeddings=False,
+                           attn_implementation="eager")
+    model = GPTNeoXForCausalLM(config).eval()
+    init_weights(model, gen)
+
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    gen_cfg = os.path.join(folder, "generation_config.json")
+    if os.path.exists(gen_cfg):
+        os.remove(gen_cfg)
+    if legacy:
+        # Rewrite the folder as a Pythia checkpoint spells it: rotary_pct / rotary_emb_base, embed_out.weight.
+        with open(os.path.join(folder, "config.json")) as f:
+            cj = json.load(f)
+        rp = cj.pop("rope_parameters")
+        cj["rotary_pct"] = rp["partial_rotary_factor"]
+        cj["rotary_emb_base"] = rp["rope_theta"]
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(cj, f, indent=2, sort_keys=True)
+        path = os.path.join(folder, "model.safetensors")
+        w = safetensors.torch.load_file(path)
+        w = {("embed_out.weight" if k == "lm_head.weight" else k): v for k, v in w.items()}
+        safetensors.torch.save_file(w, path, metadata={"format": "pt"})
+    # Reload from the folder: the reference is what HF makes of the files, not the in-memory model.
+    model = GPTNeoXForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    hp = model.config.rope_parameters
+    assert abs(hp["partial_rotary_factor"] - (cfg.get("rotary_pct") or cfg["rope_parameters"]["partial_rotary_factor"])) < 1e-9, hp
+
+    H = config.num_attention_heads
+    dh = config.hidden_size // H
+    eps = config.layer_norm_eps
+    tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
+
+    acts: dict[str, torch.Tensor] = {}
+    grads_of: dict[str, torch.Tensor] = {}  # tensors whose gradient we want
+    hooks = []
+    rotary_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    orig_rotary = mg.apply_rotary_pos_emb
+
+    def rotary_spy(q, k, cos, sin, unsqueeze_dim=1):
+        qo, ko = orig_rotary(q, k, cos, sin, unsqueeze_dim)
+        rotary_calls.append((qo, ko))
+        return qo, ko
+
+    mg.apply_rotary_pos_emb = rotary_spy
+
+    def put(key: str, t: torch.Tensor, grad: bool = False) -> None:
+        acts[key] = t.detach().clone()
+        if grad:
+            t.retain_grad()
+            grads_of[key] = t
+
+    base = model.gpt_neox
+    for l, layer in enumerate(base.layers):
+        def pre_layer(mod, args, kwargs, l=l):
+            put(f"resid_pre.{l}", args[0], grad=True)
+
+        def post_layer(mod, args, kwargs, out, l=l):
+            put(f"resid_post.{l}", out[0] if isinstance(out, tuple) else out)
+
+        def pre_ln1(mod, args, l=l):
+            put(f"ln1_scale.{l}", ln_scale(args[0], eps))
+
+        def pre_ln2(mod, args, l=l):
+            put(f"ln2_scale.{l}", ln_scale(args[0], eps))
+            if not config.use_parallel_residual:
+                put(f"resid_mid.{l}", args[0])
+
+        def post_qkv(mod, args, out, l=l):
+            b, t, _ = out.shape
+            put(f"v.{l}", out.view(b, t, H, 3 * dh)[..., 2 * dh:])
+
+        def post_attn(mod, args, kwargs, out, l=l):
+            put(f"pattern.{l}", out[1])
+
+        def pre_dense(mod, args, l=l):
+            z = args[0]
+            b, t, _ = z.shape
+            put(f"z.{l}", z.view(b, t, H, dh))
+            grads_of[f"z.{l}"] = z
+            z.retain_grad()
+            w = mod.weight  # [d, d] (out, in)
+            zh = z.detach().view(b, t, H, dh)
+            acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", zh, w.detach().view(-1, H, dh))
+
+        def post_dense(mod, args, out, l=l):
+            put(f"attn_out.{l}", out, grad=True)
+
+        def post_h4h(mod, args, out, l=l):
+            put(f"mlp_pre.{l}", out)
+
+        def pre_4hh(mod, args, l=l):
+            put(f"mlp_post.{l}", args[0], grad=True)
+
+        def post_mlp(mod, args, out, l=l):
+            put(f"mlp_out.{l}", out, grad=True)
+
+        hooks += [
+            layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
+            layer.register_forward_hook(post_layer, with_kwargs=True),
+            layer.input_layernorm.register_forward_pre_hook(pre_ln1),
+            layer.post_attention_layernorm.register_forward_pre_hook(pre_ln2),
+            layer.attention.query_key_value.register_forward_hook(post_qkv),
+            layer.attention.register_forward_hook(post_attn, with_kwargs=True),
+            layer.attention.dense.register_forward_pre_hook(pre_dense),
+            layer.attention.dense.register_forward_hook(post_dense),
+            layer.mlp.dense_h_to_4h.register_forward_hook(post_h4h),
+            layer.mlp.dense_4h_to_h.register_forward_pre_hook(pre_4hh),
+            layer.mlp.register_forward_hook(post_mlp),
+        ]
+
+    def pre_final(mod, args):
+        put("ln_final_scale.0", ln_scale(args[0], eps))
+        put("final_resid", args[0])
+
+    hooks.append(base.final_layer_norm.register_forward_pre_hook(pre_final))
+
+    out = model(input_ids=tokens, use_cache=False)
+    mg.apply_rotary_pos_emb = orig_rotary
+    for h in hooks:
+        h.remove()
+    logits = out.logits
+    assert len(rotary_calls) == config.num_hidden_layers
+    for l, (q, k) in enumerate(rotary_calls):
+        acts[f"q.{l}"] = q.detach().transpose(1, 2).clone()  # [B,H,T,dh] -> [B,T,H,dh]
+        acts[f"k.{l}"] = k.detach().transpose(1, 2).clone()
+
+    # Metric: sum over the batch of logit(answer) - logit(wrong) at the last position.
+    answer = torch.randint(0, config.vocab_size, (batch,), generator=gen)
+    wrong = (answer + 1 + torch.randint(0, config.vocab_size - 1, (batch,), generator=gen)) % config.vocab_size
+    last = logits[:, -1, :]
+    metric = (last.gather(1, answer[:, None]) - last.gather(1, wrong[:, None])).sum()
+    metric.backward()
+
+    tensors: dict[str, torch.Tensor] = {
+        "tokens": tokens.to(torch.int32),
+        "answer": answer.to(torch.int32),
+        "wrong": wrong.to(torch.int32),
+        "metric": metric.detach().reshape(1),
+        "logits": logits.detach(),
+    }
+    for key, t in acts.items():
+        if key == "final_resid":
+            continue
+        tensors[key] = t
+    for key, t in grads_of.items():
+        assert t.grad is not None, key
+        g = t.grad.detach()
+        if key.startswith("z."):
+            g = g.view(batch, seq, H, dh)
+        tensors[f"grad.{key}"] = g
+    tensors = {k: v.contiguous().float() if v.dtype != torch.int32 else v.contiguous() for k, v in tensors.items()}
+    path = os.path.join(folder, "expected.safetensors")
+    safetensors.torch.save_file(tensors, path, metadata={
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "batch": str(batch),
+        "seq": str(seq),
+        "metric": "sum_b logits[b,-1,answer[b]] - logits[b,-1,wrong[b]]",
+    })
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    print(f"{name}: {len(tensors)} tensors, {size / 1024:.0f} KiB, metric {metric.item():.4f}")
+    return size
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    os.makedirs(OUT, exist_ok=True)
+    total = 0
+    for i, (name, cfg, batch, seq, legacy) in enumerate(CONFIGS):
+        total += run_one(name, cfg, batch, seq, legacy, seed=1234 + i)
+    with open(os.path.join(OUT, "pythia-versions.json"), "w") as f:
+        json.dump({
+            "generator": "tools/oracles/pythia_fixtures.py",
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "safetensors": safetensors.__version__,
+            "python": sys.version.split()[0],
+            "fixtures": [c[0] for c in CONFIGS],
+        }, f, indent=2)
+        f.write("\n")
+    print(f"total {total / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()
