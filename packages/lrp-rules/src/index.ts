@@ -1,0 +1,23 @@
+export {
+  composeRules,
+  isPresetName,
+  type LrpRuleSet,
+  NONE,
+  PRESET_NAMES,
+  type PresetName,
+  presetByName,
+  RELP,
+  RELP_AH,
+} from './presets.js';
+export {
+  ahRule,
+  halfRule,
+  IDENTITY_EPS,
+  identityRule,
+  type LrpRule,
+  lnRule,
+  plainSoftmaxRule,
+  RULES,
+  stabilizedDenominator,
+} from './rules.js';
+export { contextWithRules, openRuleScope, type RuleScope, withRules } from './scope.js';

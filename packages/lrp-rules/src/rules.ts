@@ -1,0 +1,209 @@
+import {
+  ACTIVATIONS,
+  type ActivationKind,
+  applyActivation,
+  ErrorCodes,
+  isActivationKind,
+  type Nonlinearity,
+  plainSlots,
+  RelpError,
+  type SlotFunctions,
+  SlotKind,
+} from '@relp/core';
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * One LRP propagation rule (METHOD.md §4): the rule slot it replaces, which nonlinearities of a model it treats,
+ * and the slot function. Every slot function is a local `tf.customGrad` whose forward calls the plain slot
+ * implementation from `@relp/core` (so the forward output is bit-identical) and whose gradFunc implements the
+ * rule. Rules never use `registerGradient` (global), so they change nothing outside the call sites that use them.
+ */
+export interface LrpRule {
+  /** Short name: 'ln', 'identity', 'half', 'ah', 'plain-softmax'. */
+  readonly name: string;
+  /** The one slot the rule is for. A rule set holds at most one rule per slot. */
+  readonly slot: SlotKind;
+  /** One line for docs and `--help`. */
+  readonly description: string;
+  /** Whether the rule treats this nonlinearity (same slot, and a kind it knows). */
+  covers(n: Nonlinearity): boolean;
+  /** The slot override (empty for a 0-rule: the plain slot stays). */
+  readonly slots: Partial<SlotFunctions>;
+}
+
+/** The Identity-rule's stabiliser: x̃ = x + (sign(x) + [x = 0])·ε. */
+export const IDENTITY_EPS = 1e-6;
+
+const NORM_KINDS: readonly string[] = ['layernorm', 'rmsnorm'];
+
+/**
+ * Sums a gradient over the axes its input was broadcast along, so a gradFunc returns one gradient of each
+ * input's own shape (what tfjs's own gradients do for broadcasting binary ops).
+ */
+function sumToShape(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  if (tf.util.arraysEqual(g.shape, shape as number[])) return g;
+  const axes = tf.backend_util.getReductionAxes(shape as number[], g.shape);
+  return tf.reshape(axes.length > 0 ? tf.sum(g, axes) : g, shape as number[]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LN-rule
+
+const lnNormalize = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const xc = args[0] as tf.Tensor;
+  const scale = args[1] as tf.Tensor;
+  const save = args[2] as tf.GradSaveFunc;
+  save([scale]);
+  return {
+    value: plainSlots.normalize(xc, scale),
+    // The normaliser is a constant: d(xc/scale)/dxc = 1/scale, and no gradient reaches the scale.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const s = saved[0]!;
+      return [sumToShape(tf.div(dy, s), xc.shape), tf.zerosLike(s)];
+    },
+  };
+});
+
+/**
+ * LN-rule (Ali et al. 2022): in LayerNorm and RMSNorm the normaliser `sqrt(mean(x_c²)+eps)` is a constant in the
+ * backward pass: dxc = dy/scale, dscale = 0. The mean subtraction before the slot stays ordinary autograd.
+ */
+export const lnRule: LrpRule = {
+  name: 'ln',
+  slot: SlotKind.Normalize,
+  description:
+    'LayerNorm/RMSNorm: the normaliser is a constant in the backward pass (dxc = dy/scale, dscale = 0)',
+  covers: (n) => n.slot === SlotKind.Normalize && NORM_KINDS.includes(n.kind),
+  slots: { normalize: (xc, scale) => lnNormalize(xc, scale) },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Identity-rule
+
+/**
+ * x̃ = x + (sign(x) + [x = 0])·ε, elementwise (used inside gradFuncs only: comparisons have no gradient).
+ * sign(x) + [x = 0] is +1 for x ≥ 0 and −1 for x < 0, so x̃ = x + where(x ≥ 0, ε, −ε). Built from a comparison
+ * rather than `tf.sign`, whose wasm kernel (tfjs 4.22) returns 0 for small non-zero inputs such as 1e-7.
+ */
+export function stabilizedDenominator(x: tf.Tensor, eps: number = IDENTITY_EPS): tf.Tensor {
+  return tf.tidy(() => {
+    const offset = tf.where(tf.greaterEqual(x, 0), tf.scalar(eps, x.dtype), tf.scalar(-eps, x.dtype));
+    return tf.add(x, offset);
+  });
+}
+
+function identityActivation(kind: ActivationKind, x: tf.Tensor): tf.Tensor {
+  if (!isActivationKind(kind)) {
+    // Reachable only from untyped callers: a model handing the slot an activation no rule exists for.
+    throw new RelpError(
+      ErrorCodes.MissingRule,
+      `the Identity-rule has no rule for activation '${String(kind)}' (known: ${ACTIVATIONS.join(', ')})`,
+      { details: { slot: SlotKind.Activation, kind: String(kind) } },
+    );
+  }
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = applyActivation(kind, input);
+    save([input, y]);
+    return {
+      value: y,
+      // The local derivative is replaced by the ratio act(x)/x̃: dx = dy · act(x)/x̃.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sy] = saved as [tf.Tensor, tf.Tensor];
+        return tf.mul(dy, tf.div(sy, stabilizedDenominator(sx)));
+      },
+    };
+  });
+  return f(x);
+}
+
+/**
+ * Identity-rule (Jafari et al. 2024 MambaLRP; Achtibat et al. 2024 AttnLRP): the element-wise activation passes
+ * relevance on as if it were the identity: its local derivative becomes act(x)/x̃ with
+ * x̃ = x + (sign(x) + [x = 0])·1e-6. Knows every activation in core's ACTIVATIONS.
+ */
+export const identityRule: LrpRule = {
+  name: 'identity',
+  slot: SlotKind.Activation,
+  description: 'element-wise activations: the local derivative is act(x)/x̃, x̃ = x + (sign(x) + [x=0])·1e-6',
+  covers: (n) => n.slot === SlotKind.Activation && isActivationKind(n.kind),
+  slots: { activation: identityActivation },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Half-rule
+
+const halfGateProduct = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const a = args[0] as tf.Tensor;
+  const up = args[1] as tf.Tensor;
+  const save = args[2] as tf.GradSaveFunc;
+  save([a, up]);
+  return {
+    value: plainSlots.gateProduct(a, up),
+    // The ordinary product gradient, halved for each factor: da = ½·dy·up, dup = ½·dy·a.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, su] = saved as [tf.Tensor, tf.Tensor];
+      const half = tf.mul(dy, 0.5);
+      return [sumToShape(tf.mul(half, su), sa.shape), sumToShape(tf.mul(half, sa), su.shape)];
+    },
+  };
+});
+
+/**
+ * Half-rule (Jafari et al. 2024 MambaLRP; AttnLRP's uniform rule for products): in a gated product act(gate)·up
+ * the gradient reaching each factor is halved, so each factor receives half the relevance.
+ */
+export const halfRule: LrpRule = {
+  name: 'half',
+  slot: SlotKind.GateProduct,
+  description: 'gated products act(gate)·up: the gradient reaching each factor is halved',
+  covers: (n) => n.slot === SlotKind.GateProduct && n.kind === 'gated_mlp',
+  slots: { gateProduct: (a, up) => halfGateProduct(a, up) },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// AH-rule and the explicit plain softmax
+
+const ahSoftmax = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const scores = args[0] as tf.Tensor;
+  return {
+    value: plainSlots.attentionSoftmax(scores),
+    // The pattern is a constant: nothing flows back into the scores (hence into queries and keys).
+    gradFunc: (dy: tf.Tensor) => tf.zeros(scores.shape, dy.dtype),
+  };
+});
+
+/**
+ * AH-rule (Ali et al. 2022, opt-in): the attention pattern is a constant in the backward pass; relevance flows
+ * only through the values.
+ */
+export const ahRule: LrpRule = {
+  name: 'ah',
+  slot: SlotKind.AttentionSoftmax,
+  description: 'attention softmax: the pattern is a constant, relevance flows only through the values',
+  covers: (n) => n.slot === SlotKind.AttentionSoftmax && n.kind === 'softmax',
+  slots: { attentionSoftmax: (scores) => ahSoftmax(scores) },
+};
+
+/**
+ * The 0-rule for the attention softmax, stated on purpose: ordinary gradients through the softmax. The `relp`
+ * preset uses it (the paper's IOI setting), so a rule set that leaves the softmax plain says so explicitly,
+ * instead of every uncovered slot passing silently.
+ */
+export const plainSoftmaxRule: LrpRule = {
+  name: 'plain-softmax',
+  slot: SlotKind.AttentionSoftmax,
+  description: 'attention softmax: ordinary gradients (0-rule, on purpose)',
+  covers: (n) => n.slot === SlotKind.AttentionSoftmax && n.kind === 'softmax',
+  slots: {},
+};
+
+/** Every rule this package defines, by name. */
+export const RULES = {
+  ln: lnRule,
+  identity: identityRule,
+  half: halfRule,
+  ah: ahRule,
+  'plain-softmax': plainSoftmaxRule,
+} as const satisfies Record<string, LrpRule>;
