@@ -56,8 +56,9 @@ export function metricCoefficients(f: Fixture, vocab: number, rows = f.seq): tf.
   const wrong = int32(f.expected, 'wrong');
   const c = new Float32Array(f.batch * rows * vocab);
   for (let b = 0; b < f.batch; b++) {
-    c[(b * rows + rows - 1) * vocab + answer[b]!] += 1;
-    c[(b * rows + rows - 1) * vocab + wrong[b]!] -= 1;
+    const at = (b * rows + rows - 1) * vocab;
+    c[at + answer[b]!] = 1;
+    c[at + wrong[b]!] = -1;
   }
   return tf.tensor3d(c, [f.batch, rows, vocab]);
 }
