@@ -1,0 +1,185 @@
+import type { LanguageModel, ModelFamily, WeightMap } from '@relp/core';
+import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
+import { readSafetensors, readShardedSafetensors } from '@relp/weights';
+import { defaultFamilies, FamilyRegistry } from './families.js';
+import { joinPath, type LoaderFs } from './fs.js';
+import { contentHash, sha256Hex } from './hash.js';
+import { type ModelRef, type ResolvedModelFiles, type ResolveOptions, resolveModelFiles } from './resolve.js';
+
+/** Where a loaded model came from, for reproducibility records. */
+export type ModelSource =
+  | {
+      readonly kind: 'folder';
+      readonly path: string;
+      readonly contentHash: string;
+      readonly files: readonly string[];
+    }
+  | {
+      readonly kind: 'hub';
+      readonly id: string;
+      readonly revision: string;
+      /** The cache folder the files were read from. */
+      readonly path: string;
+      readonly contentHash: string;
+      readonly files: readonly string[];
+    };
+
+export interface LoadModelOptions<T = unknown> extends ResolveOptions {
+  readonly fs: LoaderFs;
+  /** Families to pick from by config.json's model_type; default: the registry filled by registerFamily. */
+  readonly families?: FamilyRegistry | readonly ModelFamily[];
+  /** Builds a tokenizer from parsed tokenizer.json; without it no tokenizer is loaded (or downloaded). */
+  readonly loadTokenizer?: (tokenizerJson: unknown) => T | Promise<T>;
+}
+
+export interface LoadedModel<T = unknown> {
+  readonly model: LanguageModel;
+  /** Undefined when no loadTokenizer was given or the model has no tokenizer.json. */
+  readonly tokenizer: T | undefined;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly source: ModelSource;
+  readonly files: ResolvedModelFiles;
+}
+
+function badFile(message: string, details: Record<string, unknown> = {}, cause?: unknown): RelpError {
+  return new RelpError(ErrorCodes.BadModelFile, message, { details, cause });
+}
+
+async function readJson(fs: LoaderFs, path: string): Promise<unknown> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(path);
+  } catch (e) {
+    throw badFile(`cannot read ${path}`, { path }, e);
+  }
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw badFile(`${path} is not valid JSON (${e instanceof Error ? e.message : String(e)})`, { path }, e);
+  }
+}
+
+/** Parses and checks config.json: a JSON object with a string model_type. */
+export function checkConfig(
+  json: unknown,
+  path = 'config.json',
+): Record<string, unknown> & { model_type: string } {
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw badFile(`${path} is not a JSON object`, { path });
+  const config = json as Record<string, unknown>;
+  if (typeof config.model_type !== 'string' || config.model_type.length === 0) {
+    throw badFile(`${path} has no "model_type" string, so the architecture is unknown`, { path });
+  }
+  return config as Record<string, unknown> & { model_type: string };
+}
+
+/** Picks the family for a config's model_type; UNSUPPORTED with the known types otherwise. */
+export function pickFamily(config: { model_type: string }, families: FamilyRegistry): ModelFamily {
+  const family = families.forModelType(config.model_type);
+  if (family === undefined) {
+    const known = families.modelTypes();
+    throw new RelpError(
+      ErrorCodes.Unsupported,
+      `model_type "${config.model_type}" is not supported` +
+        (known.length > 0 ? ` (supported: ${known.join(', ')})` : ' (no model families are registered)'),
+      { details: { modelType: config.model_type, supported: known } },
+    );
+  }
+  return family;
+}
+
+/** Reads the weight files of resolved model files into a WeightMap and computes the content hash. */
+export async function readWeights(
+  files: ResolvedModelFiles,
+  fs: LoaderFs,
+): Promise<{ weights: WeightMap; contentHash: string; files: string[] }> {
+  const read = async (name: string) => {
+    const path = joinPath(files.folder, name);
+    try {
+      return await fs.readFile(path);
+    } catch (e) {
+      throw badFile(`cannot read ${path}`, { path }, e);
+    }
+  };
+  if (files.weights.kind === 'single') {
+    const bytes = await read(files.weights.file);
+    const weights = readSafetensors(bytes, { source: joinPath(files.folder, files.weights.file) });
+    const hash = await contentHash([{ name: files.weights.file, sha256: await sha256Hex(bytes) }]);
+    return { weights, contentHash: hash, files: [files.weights.file] };
+  }
+  const indexBytes = await read(files.weights.index);
+  const shards = new Map<string, Uint8Array>();
+  const hashes: { name: string; sha256: string }[] = [];
+  for (const s of files.weights.shards) {
+    const bytes = await read(s);
+    shards.set(s, bytes);
+    hashes.push({ name: s, sha256: await sha256Hex(bytes) });
+  }
+  const weights = readShardedSafetensors(indexBytes, shards);
+  return { weights, contentHash: await contentHash(hashes), files: [...files.weights.shards] };
+}
+
+/**
+ * Loads a model: resolves the reference (local folder, or hub id through the cache), reads config.json, picks the
+ * family by model_type, reads the safetensors weights, builds the model, and (with loadTokenizer) the tokenizer.
+ * Errors: BAD_INPUT (reference), NOT_AVAILABLE (offline without cache, HTTP failures), BAD_MODEL_FILE (malformed
+ * files, or a family that rejects the config or weights), UNSUPPORTED (unknown model_type).
+ */
+export async function loadModel<T = unknown>(
+  ref: string | ModelRef,
+  options: LoadModelOptions<T>,
+): Promise<LoadedModel<T>> {
+  const registry =
+    options.families === undefined
+      ? defaultFamilies
+      : options.families instanceof FamilyRegistry
+        ? options.families
+        : new FamilyRegistry(options.families);
+  const wantTokenizer = options.loadTokenizer !== undefined;
+  const files = await resolveModelFiles(ref, { ...options, tokenizer: options.tokenizer ?? wantTokenizer });
+  const configPath = joinPath(files.folder, files.config);
+  const config = checkConfig(await readJson(options.fs, configPath), configPath);
+  const family = pickFamily(config, registry);
+  const { weights, contentHash: hash, files: weightFiles } = await readWeights(files, options.fs);
+  let model: LanguageModel;
+  try {
+    model = family.fromHfConfig(config, weights);
+  } catch (e) {
+    if (isRelpError(e)) throw e;
+    throw badFile(
+      `${files.folder}: the ${family.name} family could not build the model (${e instanceof Error ? e.message : String(e)})`,
+      { family: family.name },
+      e,
+    );
+  }
+  let tokenizer: T | undefined;
+  if (options.loadTokenizer !== undefined && files.tokenizer !== undefined) {
+    const tokPath = joinPath(files.folder, files.tokenizer);
+    const json = await readJson(options.fs, tokPath);
+    try {
+      tokenizer = await options.loadTokenizer(json);
+    } catch (e) {
+      model.dispose();
+      if (isRelpError(e)) throw e;
+      throw badFile(`${tokPath}: ${e instanceof Error ? e.message : String(e)}`, { path: tokPath }, e);
+    }
+  }
+  const allFiles = [
+    files.config,
+    ...weightFiles,
+    ...(files.weights.kind === 'sharded' ? [files.weights.index] : []),
+  ];
+  if (files.tokenizer !== undefined) allFiles.push(files.tokenizer);
+  const source: ModelSource =
+    files.ref.kind === 'folder'
+      ? { kind: 'folder', path: files.ref.path, contentHash: hash, files: allFiles }
+      : {
+          kind: 'hub',
+          id: files.ref.id,
+          revision: files.ref.revision,
+          path: files.folder,
+          contentHash: hash,
+          files: allFiles,
+        };
+  return { model, tokenizer, config, source, files };
+}

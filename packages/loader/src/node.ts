@@ -1,0 +1,76 @@
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import type { FetchLike } from './fetch.js';
+import { joinPath, type LoaderFs } from './fs.js';
+
+/** LoaderFs over node:fs/promises. */
+export const nodeFs: LoaderFs = {
+  async readFile(path) {
+    const b = await readFile(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  },
+  async stat(path) {
+    try {
+      const s = await stat(path);
+      return { size: s.size, isDirectory: s.isDirectory() };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return undefined;
+      throw e;
+    }
+  },
+  async writeFile(path, data) {
+    await writeFile(path, data);
+  },
+  async openWrite(path, { truncate }) {
+    const handle = await open(path, truncate ? 'w' : 'a');
+    return {
+      async write(chunk) {
+        let off = 0;
+        while (off < chunk.byteLength) {
+          const { bytesWritten } = await handle.write(chunk, off, chunk.byteLength - off);
+          off += bytesWritten;
+        }
+      },
+      async close() {
+        await handle.close();
+      },
+    };
+  },
+  async mkdir(path) {
+    await mkdir(path, { recursive: true });
+  },
+  async rename(from, to) {
+    await rename(from, to);
+  },
+  async remove(path) {
+    await rm(path, { force: true });
+  },
+};
+
+/** The cache folder: $RELP_CACHE, else $XDG_CACHE_HOME/relp, else ~/.cache/relp. */
+export function defaultCacheDir(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  home = homedir(),
+): string {
+  if (env.RELP_CACHE) return env.RELP_CACHE;
+  if (env.XDG_CACHE_HOME) return joinPath(env.XDG_CACHE_HOME, 'relp');
+  return joinPath(home, '.cache', 'relp');
+}
+
+/** Node defaults for loadModel: the node file system, global fetch, the default cache, HF_ENDPOINT and HF_TOKEN. */
+export function nodeLoadOptions(env: Readonly<Record<string, string | undefined>> = process.env): {
+  fs: LoaderFs;
+  fetch: FetchLike;
+  cacheDir: string;
+  endpoint?: string;
+  token?: string;
+} {
+  return {
+    fs: nodeFs,
+    fetch: globalThis.fetch as unknown as FetchLike,
+    cacheDir: defaultCacheDir(env),
+    ...(env.HF_ENDPOINT ? { endpoint: env.HF_ENDPOINT } : {}),
+    ...(env.HF_TOKEN ? { token: env.HF_TOKEN } : {}),
+  };
+}
