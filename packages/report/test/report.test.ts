@@ -2,6 +2,7 @@ import { XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import {
   buildCompareReport,
+  type CompareReportInput,
   circuitCurvesSvg,
   displayGrid,
   divergingColor,
@@ -101,7 +102,7 @@ describe('formatTable', () => {
 
 describe('compare report', () => {
   const ap = grid((l, p) => (p === 2 ? l + 1 : 0));
-  const input = {
+  const input: CompareReportInput = {
     title: 'IOI <test>',
     tokenLabels: tokens,
     reference: {
