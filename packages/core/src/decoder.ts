@@ -172,7 +172,8 @@ export function attentionMaskBias(seq: number, slidingWindow?: number): tf.Tenso
 export function repeatKvHeads(x: tf.Tensor4D, rep: number): tf.Tensor4D {
   if (rep === 1) return x;
   const [b, t, hkv, dh] = x.shape;
-  const tiled = tf.tile(tf.reshape(x, [b, t, hkv, 1, dh]), [1, 1, 1, rep, 1]);
+  // Rank 4 (tfjs has no tile gradient for rank 5).
+  const tiled = tf.tile(tf.reshape(x, [b * t, hkv, 1, dh]), [1, 1, rep, 1]);
   return tf.reshape(tiled, [b, t, hkv * rep, dh]);
 }
 

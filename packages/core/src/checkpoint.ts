@@ -1,0 +1,168 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ErrorCodes, RelpError } from './errors.js';
+import { type ActivationKind, isActivationKind } from './slots.js';
+import type { HostTensor, WeightMap } from './weights.js';
+
+/**
+ * Reading Hugging Face checkpoints with typed errors: config.json fields (missing or invalid → BAD_MODEL_FILE
+ * naming the field) and weights by name (missing or misshapen → BAD_MODEL_FILE naming the tensor).
+ */
+
+export type HfConfig = Readonly<Record<string, unknown>>;
+
+function badField(field: string, message: string, value?: unknown): RelpError {
+  return new RelpError(ErrorCodes.BadModelFile, `config field '${field}' ${message}`, {
+    details: { field, value },
+  });
+}
+
+/** The field is present and not null. */
+export function hasField(cfg: HfConfig, field: string): boolean {
+  return cfg[field] !== undefined && cfg[field] !== null;
+}
+
+/** A required integer field ≥ min. */
+export function configInt(cfg: HfConfig, field: string, min = 1): number {
+  const v = cfg[field];
+  if (v === undefined || v === null) throw badField(field, 'is missing');
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw badField(field, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`, v);
+  }
+  return v;
+}
+
+/** An optional integer field ≥ min (absent or null → the fallback). */
+export function configIntOr(cfg: HfConfig, field: string, fallback: number, min = 1): number {
+  return hasField(cfg, field) ? configInt(cfg, field, min) : fallback;
+}
+
+/** A required finite number, > 0 when `positive`. */
+export function configNumber(cfg: HfConfig, field: string, positive = true): number {
+  const v = cfg[field];
+  if (v === undefined || v === null) throw badField(field, 'is missing');
+  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) {
+    throw badField(
+      field,
+      `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`,
+      v,
+    );
+  }
+  return v;
+}
+
+export function configNumberOr(cfg: HfConfig, field: string, fallback: number, positive = true): number {
+  return hasField(cfg, field) ? configNumber(cfg, field, positive) : fallback;
+}
+
+/** An optional positive number; absent or null → undefined. */
+export function configOptionalNumber(cfg: HfConfig, field: string): number | undefined {
+  return hasField(cfg, field) ? configNumber(cfg, field) : undefined;
+}
+
+export function configBoolOr(cfg: HfConfig, field: string, fallback: boolean): boolean {
+  const v = cfg[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw badField(field, `must be true or false, got ${JSON.stringify(v)}`, v);
+  return v;
+}
+
+export function configStringOr(cfg: HfConfig, field: string, fallback: string): string {
+  const v = cfg[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'string') throw badField(field, `must be a string, got ${JSON.stringify(v)}`, v);
+  return v;
+}
+
+/** An optional object field (absent or null → undefined). */
+export function configObject(cfg: HfConfig, field: string): HfConfig | undefined {
+  const v = cfg[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw badField(field, 'must be an object', v);
+  return v as HfConfig;
+}
+
+/** An optional array of strings (absent or null → undefined). */
+export function configStringArray(cfg: HfConfig, field: string): string[] | undefined {
+  const v = cfg[field];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
+    throw badField(field, 'must be an array of strings', v);
+  }
+  return v as string[];
+}
+
+/** HF activation names (hidden_act / hidden_activation) → relp's activation kinds; others → UNSUPPORTED. */
+export function hfActivation(name: string, field = 'hidden_act'): ActivationKind {
+  const map: Record<string, ActivationKind> = {
+    silu: 'silu',
+    swish: 'silu',
+    gelu: 'gelu',
+    gelu_new: 'gelu_new',
+    gelu_pytorch_tanh: 'gelu_tanh',
+    gelu_tanh: 'gelu_tanh',
+    relu: 'relu',
+  };
+  const kind = map[name];
+  if (kind === undefined || !isActivationKind(kind)) {
+    throw new RelpError(
+      ErrorCodes.Unsupported,
+      `activation '${name}' (config field '${field}') is not supported`,
+      {
+        details: { field, value: name },
+      },
+    );
+  }
+  return kind;
+}
+
+/** A weight that must exist with exactly this shape. */
+export function requireWeight(weights: WeightMap, name: string, shape: readonly number[]): HostTensor {
+  const t = weights.get(name);
+  if (t === undefined) {
+    throw new RelpError(ErrorCodes.BadModelFile, `weight '${name}' is missing`, {
+      details: { tensor: name },
+    });
+  }
+  const same = t.shape.length === shape.length && t.shape.every((s, i) => s === shape[i]);
+  if (!same || t.data.length !== shape.reduce((a, c) => a * c, 1)) {
+    throw new RelpError(
+      ErrorCodes.BadModelFile,
+      `weight '${name}' has shape [${t.shape}], expected [${shape}]`,
+      { details: { tensor: name, shape: [...t.shape], expected: [...shape] } },
+    );
+  }
+  return t;
+}
+
+/** A weight as a tensor of the given shape (checked). */
+export function weightTensor(weights: WeightMap, name: string, shape: readonly number[]): tf.Tensor {
+  return tf.tensor(requireWeight(weights, name, shape).data, [...shape], 'float32');
+}
+
+/**
+ * An nn.Linear weight stored [out, in], returned transposed as [in, out] (once, on the host) for
+ * `tf.matMul(x2d, W)` without transpose flags.
+ */
+export function linearWeight(weights: WeightMap, name: string, inDim: number, outDim: number): tf.Tensor2D {
+  const src = requireWeight(weights, name, [outDim, inDim]).data;
+  const dst = new Float32Array(inDim * outDim);
+  for (let o = 0; o < outDim; o++) {
+    const row = o * inDim;
+    for (let i = 0; i < inDim; i++) dst[i * outDim + o] = src[row + i]!;
+  }
+  return tf.tensor2d(dst, [inDim, outDim]);
+}
+
+/** A 1-D weight (bias, norm weight) of length n, optionally transformed element-wise in float32 (e.g. 1 + w). */
+export function vectorWeight(
+  weights: WeightMap,
+  name: string,
+  n: number,
+  map?: (x: number) => number,
+): tf.Tensor1D {
+  const src = requireWeight(weights, name, [n]).data;
+  if (map === undefined) return tf.tensor1d(src, 'float32');
+  const dst = new Float32Array(n);
+  for (let i = 0; i < n; i++) dst[i] = Math.fround(map(src[i]!));
+  return tf.tensor1d(dst, 'float32');
+}

@@ -1,0 +1,8 @@
+export {
+  LLAMA_MODEL_TYPES,
+  type LlamaConfig,
+  type LlamaModelType,
+  parseLlamaConfig,
+  parseRope,
+} from './config.js';
+export { LlamaModel, llamaFamily, startOf } from './model.js';

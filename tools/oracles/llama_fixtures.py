@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Parity fixtures for @relp/models-llama: random-weight Hugging Face LlamaForCausalLM / Qwen2ForCausalLM models.
+
+For each configuration below this writes fixtures/models/<name>/ with
+  config.json, model.safetensors   an HF model folder (as save_pretrained writes it)
+  expected.safetensors             tokens (int32), answer/wrong ids, metric, logits, every site activation
+                                   (TransformerLens meanings, relp's layouts) and the gradients of a logit
+                                   difference w.r.t. resid_pre, attn_out, mlp_out, z and mlp_post
+Run from the repository root:  python3 tools/oracles/llama_fixtures.py
+
+`capture` is shared with tools/oracles/gemma_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "fixtures", "models")
+
+
+def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.sqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
+
+
+def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemma: bool) -> dict[str, torch.Tensor]:
+    """Runs the model once with hooks at every relp site and backpropagates a logit difference.
+
+    Returns the tensors for expected.safetensors. `modeling` is the transformers modeling module (its
+    apply_rotary_pos_emb is spied on for q and k after rotary).
+    """
+    config = model.config
+    H = config.num_attention_heads
+    Hkv = config.num_key_value_heads
+    dh = getattr(config, "head_dim", None) or config.hidden_size // H
+    eps = config.rms_norm_eps
+    batch, seq = tokens.shape
+
+    acts: dict[str, torch.Tensor] = {}
+    grads_of: dict[str, torch.Tensor] = {}
+    hooks = []
+    rotary_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    orig_rotary = modeling.apply_rotary_pos_emb
+
+    def rotary_spy(q, k, cos, sin, *args, **kwargs):
+        qo, ko = orig_rotary(q, k, cos, sin, *args, **kwargs)
+        rotary_calls.append((qo, ko))
+        return qo, ko
+
+    modeling.apply_rotary_pos_emb = rotary_spy
+
+    def put(key: str, t: torch.Tensor, grad: bool = False) -> None:
+        acts[key] = t.detach().clone()
+        if grad:
+            t.retain_grad()
+            grads_of[key] = t
+
+    base = model.model
+    for l, layer in enumerate(base.layers):
+        attn = layer.self_attn
+        ln2 = layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
+
+        def pre_layer(mod, args, kwargs, l=l):
+            x = args[0] if args else kwargs["hidden_states"]
+            put(f"resid_pre.{l}", x, grad=True)
+
+        def post_layer(mod, args, kwargs, out, l=l):
+            put(f"resid_post.{l}", out[0] if isinstance(out, tuple) else out)
+
+        def pre_ln1(mod, args, l=l):
+            put(f"ln1_scale.{l}", rms_scale(args[0], eps))
+
+        def pre_ln2(mod, args, l=l):
+            put(f"ln2_scale.{l}", rms_scale(args[0], eps))
+            put(f"resid_mid.{l}", args[0])
+
+        def post_v(mod, args, out, l=l):
+            b, t, _ = out.shape
+            put(f"v.{l}", out.view(b, t, Hkv, dh))
+
+        def post_attn(mod, args, kwargs, out, l=l):
+            put(f"pattern.{l}", out[1])
+
+        def pre_o(mod, args, l=l):
+            z = args[0]
+            b, t, _ = z.shape
+            put(f"z.{l}", z.view(b, t, H, dh))
+            grads_of[f"z.{l}"] = z
+            z.retain_grad()
+            w = mod.weight.detach()  # [d, H*dh] (out, in)
+            acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", z.detach().view(b, t, H, dh), w.view(-1, H, dh))
+
+        def post_attn_out(mod, args, out, l=l):
+            put(f"attn_out.{l}", out, grad=True)
+
+        def post_gate(mod, args, out, l=l):
+            put(f"mlp_pre.{l}", out)
+
+        def pre_down(mod, args, l=l):
+            put(f"mlp_post.{l}", args[0], grad=True)
+
+        def post_mlp_out(mod, args, out, l=l):
+            put(f"mlp_out.{l}", out, grad=True)
+
+        hooks += [
+            layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
+            layer.register_forward_hook(post_layer, with_kwargs=True),
+            layer.input_layernorm.register_forward_pre_hook(pre_ln1),
+            ln2.register_forward_pre_hook(pre_ln2),
+            attn.v_proj.register_forward_hook(post_v),
+            attn.register_forward_hook(post_attn, with_kwargs=True),
+            attn.o_proj.register_forward_pre_hook(pre_o),
+            (layer.post_attention_layernorm if gemma else attn.o_proj).register_forward_hook(post_attn_out),
+            layer.mlp.gate_proj.register_forward_hook(post_gate),
+            layer.mlp.down_proj.register_forward_pre_hook(pre_down),
+            (layer.post_feedforward_layernorm if gemma else layer.mlp).register_forward_hook(post_mlp_out),
+        ]
+
+    def pre_final(mod, args):
+        put("ln_final_scale.0", rms_scale(args[0], eps))
+
+    hooks.append(base.norm.register_forward_pre_hook(pre_final))
+
+    try:
+        out = model(input_ids=tokens, use_cache=False)
+    finally:
+        modeling.apply_rotary_pos_emb = orig_rotary
+        for h in hooks:
+            h.remove()
+    logits = out.logits
+    assert len(rotary_calls) == config.num_hidden_layers, len(rotary_calls)
+    for l, (q, k) in enumerate(rotary_calls):
+        acts[f"q.{l}"] = q.detach().transpose(1, 2).clone()  # [B,H,T,dh] -> [B,T,H,dh]
+        acts[f"k.{l}"] = k.detach().transpose(1, 2).clone()
+
+    # Metric: sum over the batch of logit(answer) - logit(wrong) at the last position.
+    V = config.vocab_size
+    answer = torch.randint(0, V, (batch,), generator=gen)
+    wrong = (answer + 1 + torch.randint(0, V - 1, (batch,), generator=gen)) % V
+    last = logits[:, -1, :]
+    metric = (last.gather(1, answer[:, None]) - last.gather(1, wrong[:, None])).sum()
+    metric.backward()
+
+    tensors: dict[str, torch.Tensor] = {
+        "tokens": tokens.to(torch.int32),
+        "answer": answer.to(torch.int32),
+        "wrong": wrong.to(torch.int32),
+        "metric": metric.detach().reshape(1),
+        "logits": logits.detach(),
+    }
+    tensors.update(acts)
+    for key, t in grads_of.items():
+        assert t.grad is not None, key
+        g = t.grad.detach()
+        if key.startswith("z."):
+            g = g.view(batch, seq, H, dh)
+        tensors[f"grad.{key}"] = g
+    return {k: v.contiguous().float() if v.dtype != torch.int32 else v.contiguous() for k, v in tensors.items()}
+
+
+def init_weights(model: torch.nn.Module, gen: torch.Generator, *, norm_offset: float) -> None:
+    """Non-trivial random weights: norm weights norm_offset + 0.2·N(0,1) (≠ 1), biases 0.1·N, embeddings 0.5·N,
+    linear layers 0.2·N, so every nonlinearity and every norm is exercised."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(norm_offset + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif "embed_tokens" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+
+
+def write_folder(name: str, model, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> int:
+    folder = os.path.join(OUT, name)
+    path = os.path.join(folder, "expected.safetensors")
+    safetensors.torch.save_file(tensors, path, metadata={
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "metric": "sum_b logits[b,-1,answer[b]] - logits[b,-1,wrong[b]]",
+        **meta,
+    })
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    print(f"{name}: {len(tensors)} tensors, {size / 1024:.0f} KiB, metric {tensors['metric'].item():.4f}")
+    return size
+
+
+def save_model(name: str, model) -> str:
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    gen_cfg = os.path.join(folder, "generation_config.json")
+    if os.path.exists(gen_cfg):
+        os.remove(gen_cfg)
+    return folder
+
+
+# name, model class name, config kwargs, batch, seq
+CONFIGS = [
+    (
+        # Grouped-query attention (4 heads, 2 KV heads), untied head, llama3 rope scaling (one medium-frequency
+        # band is smoothed, the others divided).
+        "llama-gqa",
+        "llama",
+        dict(vocab_size=67, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False,
+             rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        2, 11,
+    ),
+    (
+        # Tied embeddings, head_dim ≠ hidden/heads, one KV head (multi-query), attention and MLP biases,
+        # linear rope scaling.
+        "llama-tied",
+        "llama",
+        dict(vocab_size=53, hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=3,
+             num_key_value_heads=1, head_dim=10, max_position_embeddings=32, rms_norm_eps=1e-6,
+             tie_word_embeddings=True, attention_bias=True, mlp_bias=True,
+             rope_parameters={"rope_type": "linear", "rope_theta": 500.0, "factor": 2.0}),
+        3, 7,
+    ),
+    (
+        # Qwen2: q/k/v biases (no o_proj bias), GQA, untied, sliding window 4 on layers ≥ 1 (sequence 10).
+        "qwen2-bias",
+        "qwen2",
+        dict(vocab_size=71, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6, tie_word_embeddings=False,
+             use_sliding_window=True, sliding_window=4, max_window_layers=1,
+             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
+        2, 10,
+    ),
+]
+
+
+def main() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers.models.llama import modeling_llama
+    from transformers.models.qwen2 import modeling_qwen2
+
+    classes = {
+        "llama": (LlamaConfig, LlamaForCausalLM, modeling_llama),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM, modeling_qwen2),
+    }
+    torch.manual_seed(0)
+    os.makedirs(OUT, exist_ok=True)
+    total = 0
+    for i, (name, kind, cfg, batch, seq) in enumerate(CONFIGS):
+        gen = torch.Generator().manual_seed(4321 + i)
+        config_cls, model_cls, modeling = classes[kind]
+        config = config_cls(**cfg, hidden_act="silu", attn_implementation="eager")
+        model = model_cls(config).eval()
+        init_weights(model, gen, norm_offset=1.0)
+        folder = save_model(name, model)
+        # The reference is what HF makes of the files, not the in-memory model.
+        model = model_cls.from_pretrained(folder, attn_implementation="eager").eval()
+        tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
+        tensors = capture(model, modeling, tokens, gen, gemma=False)
+        total += write_folder(name, model, tensors, {"batch": str(batch), "seq": str(seq)})
+    with open(os.path.join(OUT, "llama-versions.json"), "w") as f:
+        json.dump({
+            "generator": "tools/oracles/llama_fixtures.py",
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "safetensors": safetensors.__version__,
+            "python": sys.version.split()[0],
+            "fixtures": [c[0] for c in CONFIGS],
+        }, f, indent=2)
+        f.write("\n")
+    print(f"total {total / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()
