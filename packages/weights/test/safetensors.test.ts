@@ -336,3 +336,25 @@ describe('sharded safetensors', () => {
     );
   });
 });
+
+describe('sharded safetensors: names that shadow Object.prototype', () => {
+  it('a shard tensor named "constructor" that the index omits is refused cleanly', () => {
+    const shard = writeSafetensors({ constructor: { shape: [1], data: new Float32Array([1]) } });
+    const two = writeSafetensors({
+      x: { shape: [1], data: new Float32Array([2]) },
+      constructor: { shape: [1], data: new Float32Array([1]) },
+    });
+    expectBad(
+      () =>
+        readShardedSafetensors(JSON.stringify({ weight_map: { x: 'a.safetensors' } }), {
+          'a.safetensors': two,
+        }),
+      /"constructor" is in shard a\.safetensors but the index says nothing about it/,
+    );
+    const ok = readShardedSafetensors(JSON.stringify({ weight_map: { constructor: 'a.safetensors' } }), {
+      'a.safetensors': shard,
+    });
+    expect([...ok.get('constructor')!.data]).toEqual([1]);
+    expect(ok.get('toString')).toBeUndefined();
+  });
+});

@@ -110,9 +110,10 @@ export class ShardedSafetensors implements WeightMap {
         if (prev !== undefined)
           throw badFile(`tensor "${name}" is in two shards: ${prev} and ${f}`, { name });
         owner.set(name, f);
-        if (idx.weightMap[name] !== f) {
+        const listed = Object.hasOwn(idx.weightMap, name) ? idx.weightMap[name] : undefined;
+        if (listed !== f) {
           throw badFile(
-            `tensor "${name}" is in shard ${f} but the index says ${idx.weightMap[name] ?? 'nothing about it'}`,
+            `tensor "${name}" is in shard ${f} but the index says ${listed ?? 'nothing about it'}`,
             { name },
           );
         }
