@@ -1,0 +1,73 @@
+import type { CircuitNode, ScoredNode } from './nodes.js';
+import { nodeId } from './nodes.js';
+
+function dotEscape(s: string): string {
+  return s.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
+}
+
+/**
+ * The circuit as a Graphviz digraph: one cluster per layer, one node per circuit node (filled by the sign and
+ * size of its score), and edges from every node to the nodes at later layers (or later sub-blocks of the same
+ * layer) at the same or a later position, which is the set of paths the residual stream allows. Node-level
+ * circuits carry no edge weights; edges show possible information flow only.
+ */
+export function circuitToDot(
+  nodes: readonly ScoredNode[],
+  options: { title?: string; tokenLabels?: readonly string[]; maxEdges?: number } = {},
+): string {
+  const order: Record<string, number> = {
+    resid_pre: 0,
+    q: 1,
+    k: 1,
+    v: 1,
+    pattern: 2,
+    z: 3,
+    result: 4,
+    attn_out: 5,
+    resid_mid: 6,
+    mlp_pre: 7,
+    mlp_post: 8,
+    mlp_out: 9,
+    resid_post: 10,
+  };
+  const rank = (n: CircuitNode) => n.layer * 100 + (order[n.site] ?? 50);
+  const maxAbs = Math.max(1e-30, ...nodes.map((n) => Math.abs(n.score)));
+  const lines = [
+    'digraph circuit {',
+    '  rankdir=BT;',
+    '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+  ];
+  if (options.title) lines.push(`  label="${dotEscape(options.title)}"; labelloc=t;`);
+  const byLayer = new Map<number, ScoredNode[]>();
+  for (const n of nodes) byLayer.set(n.layer, [...(byLayer.get(n.layer) ?? []), n]);
+  for (const [layer, ns] of [...byLayer].sort((a, b) => a[0] - b[0])) {
+    lines.push(`  subgraph cluster_L${layer} {`, `    label="layer ${layer}"; color="#cccccc";`);
+    for (const n of ns) {
+      const t = Math.abs(n.score) / maxAbs;
+      const hex = Math.round(255 - 180 * t)
+        .toString(16)
+        .padStart(2, '0');
+      const fill = n.score >= 0 ? `#ff${hex}${hex}` : `#${hex}${hex}ff`;
+      const tok = options.tokenLabels?.[n.position];
+      const label =
+        `${n.site}${n.unit === undefined ? '' : ` #${n.unit}`}\\npos ${n.position}` +
+        `${tok === undefined ? '' : ` ${dotEscape(JSON.stringify(tok))}`}\\n${n.score.toPrecision(3)}`;
+      lines.push(`    "${dotEscape(nodeId(n))}" [label="${label}", fillcolor="${fill}"];`);
+    }
+    lines.push('  }');
+  }
+  const maxEdges = options.maxEdges ?? 2000;
+  let edges = 0;
+  const sorted = [...nodes].sort((a, b) => rank(a) - rank(b));
+  outer: for (let i = 0; i < sorted.length; i++) {
+    for (let j = i + 1; j < sorted.length; j++) {
+      const a = sorted[i]!;
+      const b = sorted[j]!;
+      if (rank(b) <= rank(a) || b.position < a.position) continue;
+      if (edges++ >= maxEdges) break outer;
+      lines.push(`  "${dotEscape(nodeId(a))}" -> "${dotEscape(nodeId(b))}";`);
+    }
+  }
+  lines.push('}', '');
+  return lines.join('\n');
+}

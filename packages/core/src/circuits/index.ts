@@ -1,0 +1,3 @@
+export * from './evaluate.js';
+export * from './export.js';
+export * from './nodes.js';
