@@ -54,7 +54,7 @@ function toyModel(): LanguageModel {
         const [b, t] = fin.shape;
         let out: tf.Tensor = fin;
         if (options.readout) {
-          const oneHot = tf.oneHot(tf.tensor1d(options.readout, 'int32'), t); // [B,T]
+          const oneHot = tf.oneHot(tf.tensor1d([...options.readout], 'int32'), t); // [B,T]
           out = tf.sum(tf.mul(fin, tf.expandDims(oneHot, 2)), 1, true); // [B,1,1]
         }
         void b;
