@@ -48,13 +48,13 @@ export const GPT2_PRESETS = {
 export type Gpt2PresetName = keyof typeof GPT2_PRESETS;
 
 /** The GPT-2 model family: HF model_type "gpt2". */
-export const gpt2Family: ModelFamily = {
+export const gpt2Family = {
   name: 'gpt2',
-  modelTypes: ['gpt2'],
+  modelTypes: ['gpt2'] as readonly string[],
   fromHfConfig(config: Readonly<Record<string, unknown>>, weights: WeightMap): Gpt2Model {
     return new Gpt2Model(parseGpt2Config(config), weights);
   },
-};
+} satisfies ModelFamily;
 
 /**
  * A GPT-2 with seeded random weights: a preset name or a config.json object. Default scales are HF's
