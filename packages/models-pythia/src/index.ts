@@ -1,6 +1,6 @@
 import type { ModelFamily, WeightMap } from '@relp/core';
 import { PYTHIA_PRESETS, type PythiaConfig, type PythiaPresetName, parsePythiaConfig } from './config.js';
-import { PythiaModel } from './model.js';
+import { PythiaModel, type PythiaModelOptions } from './model.js';
 import { type RandomWeightOptions, randomPythiaWeights } from './random.js';
 
 export {
@@ -10,7 +10,7 @@ export {
   parsePythiaConfig,
   pythiaConfigJson,
 } from './config.js';
-export { PythiaModel, rotaryTables } from './model.js';
+export { PythiaModel, type PythiaModelOptions, rotaryTables } from './model.js';
 export { type RandomWeightOptions, randomPythiaWeights } from './random.js';
 
 /** The GPT-NeoX family (Pythia and other `gpt_neox` checkpoints) for the loader. */
@@ -25,7 +25,8 @@ export function randomPythiaModel(
   config: PythiaConfig | PythiaPresetName,
   seed: number,
   options?: RandomWeightOptions,
+  modelOptions?: PythiaModelOptions,
 ): PythiaModel {
   const c = typeof config === 'string' ? PYTHIA_PRESETS[config] : config;
-  return new PythiaModel(c, randomPythiaWeights(c, seed, options));
+  return new PythiaModel(c, randomPythiaWeights(c, seed, options), modelOptions);
 }

@@ -21,22 +21,51 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import type { PythiaConfig } from './config.js';
 
+/**
+ * A weight matrix as [in, out] for the forward `matMul(x, w)` and, optionally, a pre-transposed copy [out, in]
+ * for the backward: on wasm only matmuls without transpose flags reach XNNPACK, so the ordinary gradient
+ * `dy·wᵀ` (a transposeB matmul) is 10–20× slower than `matMul(dy, wT)` (see README).
+ */
+interface Linear {
+  readonly w: tf.Tensor2D;
+  readonly wT: tf.Tensor2D | undefined;
+}
+
+/** x2d [N, in] · W → [N, out]; with a pre-transposed copy, a customGrad whose backward is matMul(dy, wT). */
+function linear(x: tf.Tensor, lin: Linear): tf.Tensor2D {
+  const { w, wT } = lin;
+  if (wT === undefined) return tf.matMul(x as tf.Tensor2D, w);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: tf.matMul(args[0] as tf.Tensor2D, w),
+    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, wT),
+  }));
+  return f(x) as tf.Tensor2D;
+}
+
+export interface PythiaModelOptions {
+  /**
+   * Keep a transposed copy of every weight matrix so backward passes run without transpose flags (default
+   * true: much faster gradients on wasm, at twice the weight memory). False keeps one copy.
+   */
+  readonly backwardCopies?: boolean;
+}
+
 interface Block {
   ln1g: tf.Tensor1D;
   ln1b: tf.Tensor1D;
   ln2g: tf.Tensor1D;
   ln2b: tf.Tensor1D;
   /** query_key_value as [d, 3d], columns reordered from HF's per-head [H,3,dh] to [3,H,dh] (q | k | v). */
-  wQkv: tf.Tensor2D;
+  wQkv: Linear;
   bQkv: tf.Tensor1D | undefined;
   /** dense (W_O) as [d, d] ([in, out]) and, for per-head results, the same data as [H, dh, d]. */
-  wO: tf.Tensor2D;
+  wO: Linear;
   wOHeads: tf.Tensor3D;
   bO: tf.Tensor1D | undefined;
   /** dense_h_to_4h [d, m], dense_4h_to_h [m, d]. */
-  wIn: tf.Tensor2D;
+  wIn: Linear;
   bIn: tf.Tensor1D;
-  wOut: tf.Tensor2D;
+  wOut: Linear;
   bOut: tf.Tensor1D;
 }
 
@@ -107,13 +136,13 @@ export class PythiaModel implements LanguageModel {
   private readonly lnFg: tf.Tensor1D;
   private readonly lnFb: tf.Tensor1D;
   /** Unembedding as [d, V]: measured faster than transposeB on wasm (see README). */
-  private readonly wU: tf.Tensor2D;
+  private readonly wU: Linear;
   /** cos and sign-folded sin for every position, [contextLength, rotaryDim]. */
   private readonly rotCos: tf.Tensor2D;
   private readonly rotSin: tf.Tensor2D;
   private disposed = false;
 
-  constructor(config: PythiaConfig, weights: WeightMap) {
+  constructor(config: PythiaConfig, weights: WeightMap, options: PythiaModelOptions = {}) {
     this.config = config;
     const { dModel: d, nHeads: H, dMlp: m, vocabSize: V, nLayers: L } = config;
     const dh = d / H;
@@ -157,13 +186,18 @@ export class PythiaModel implements LanguageModel {
       owned.push(t);
       return t;
     };
+    const copies = options.backwardCopies ?? true;
+    const lin = (w: tf.Tensor2D): Linear => ({
+      w: own(w),
+      wT: copies ? own(tf.transpose(w)) : undefined,
+    });
     try {
       this.wE = own(tf.tensor2d(r.host('embed_in.weight', [V, d]).data, [V, d], 'float32'));
       this.blocks = [];
       for (let l = 0; l < L; l++) {
         const p = `layers.${l}.`;
         const qkvHost = r.host(`${p}attention.query_key_value.weight`, [3 * d, d]);
-        const wQkv = own(
+        const wQkv = lin(
           tf.tidy(() => {
             const w = tf.reshape(tf.tensor2d(qkvHost.data, [3 * d, d], 'float32'), [H, 3, dh, d]);
             return tf.transpose(tf.reshape(tf.transpose(w, [1, 0, 2, 3]), [3 * d, d])) as tf.Tensor2D;
@@ -183,7 +217,7 @@ export class PythiaModel implements LanguageModel {
           );
           bO = own(r.vector(`${p}attention.dense.bias`, d));
         }
-        const wO = own(r.linear(`${p}attention.dense.weight`, d, d));
+        const wO = lin(r.linear(`${p}attention.dense.weight`, d, d));
         this.blocks.push({
           ln1g: own(r.vector(`${p}input_layernorm.weight`, d)),
           ln1b: own(r.vector(`${p}input_layernorm.bias`, d)),
@@ -192,20 +226,20 @@ export class PythiaModel implements LanguageModel {
           wQkv,
           bQkv,
           wO,
-          wOHeads: own(tf.reshape(wO, [H, dh, d])),
+          wOHeads: own(tf.reshape(wO.w, [H, dh, d])),
           bO,
-          wIn: own(r.linear(`${p}mlp.dense_h_to_4h.weight`, m, d)),
+          wIn: lin(r.linear(`${p}mlp.dense_h_to_4h.weight`, m, d)),
           bIn: own(r.vector(`${p}mlp.dense_h_to_4h.bias`, m)),
-          wOut: own(r.linear(`${p}mlp.dense_4h_to_h.weight`, d, m)),
+          wOut: lin(r.linear(`${p}mlp.dense_4h_to_h.weight`, d, m)),
           bOut: own(r.vector(`${p}mlp.dense_4h_to_h.bias`, d)),
         });
       }
       this.lnFg = own(r.vector('final_layer_norm.weight', d));
       this.lnFb = own(r.vector('final_layer_norm.bias', d));
       if (config.tiedEmbeddings) {
-        this.wU = own(tf.transpose(this.wE));
+        this.wU = lin(tf.transpose(this.wE));
       } else {
-        this.wU = own(r.linear('embed_out.weight', V, d, ['lm_head.weight']));
+        this.wU = lin(r.linear('embed_out.weight', V, d, ['lm_head.weight']));
       }
       const { cos, sin } = rotaryTables(config.contextLength, this.rotaryDim, config.rotaryBase);
       this.rotCos = own(tf.tensor2d(cos, [config.contextLength, this.rotaryDim]));
@@ -274,7 +308,7 @@ export class PythiaModel implements LanguageModel {
       }
       const Tout = x.shape[1]!;
       const h = layerNorm(ctx, x, this.lnFg, this.lnFb, this.config.layerNormEps, Site.LnFinalScale, 0);
-      const logits = tf.matMul(tf.reshape(h, [B * Tout, d]), this.wU);
+      const logits = linear(tf.reshape(h, [B * Tout, d]), this.wU);
       return tf.reshape(logits, [B, Tout, this.dims.vocabSize]) as tf.Tensor3D;
     });
   }
@@ -298,7 +332,7 @@ export class PythiaModel implements LanguageModel {
 
     // Attention.
     const a = layerNorm(ctx, resid, w.ln1g, w.ln1b, eps, Site.Ln1Scale, l);
-    let qkv = tf.matMul(tf.reshape(a, [BT, d]), w.wQkv);
+    let qkv = linear(tf.reshape(a, [BT, d]), w.wQkv);
     if (w.bQkv) qkv = tf.add(qkv, w.bQkv);
     const [q0, k0, v0] = tf.split(qkv, 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
     const q = ctx.site(Site.Q, l, this.rotary(tf.reshape(q0!, [B, T, H, dh]), cos, sin));
@@ -317,7 +351,7 @@ export class PythiaModel implements LanguageModel {
       const result = ctx.site(Site.Result, l, tf.reshape(perHead, [B, T, H, d]));
       attn = tf.sum(result, 2);
     } else {
-      attn = tf.reshape(tf.matMul(tf.reshape(z, [BT, d]), w.wO), [B, T, d]);
+      attn = tf.reshape(linear(tf.reshape(z, [BT, d]), w.wO), [B, T, d]);
     }
     if (w.bO) attn = tf.add(attn, w.bO);
     attn = ctx.site(Site.AttnOut, l, attn);
@@ -333,13 +367,13 @@ export class PythiaModel implements LanguageModel {
     const pre = ctx.site(
       Site.MlpPre,
       l,
-      tf.reshape(tf.add(tf.matMul(tf.reshape(b, [BT, d]), w.wIn), w.bIn), [B, T, m]),
+      tf.reshape(tf.add(linear(tf.reshape(b, [BT, d]), w.wIn), w.bIn), [B, T, m]),
     );
     const post = ctx.site(Site.MlpPost, l, ctx.activation(this.config.activation, pre));
     const mlp = ctx.site(
       Site.MlpOut,
       l,
-      tf.reshape(tf.add(tf.matMul(tf.reshape(post, [BT, m]), w.wOut), w.bOut), [B, T, d]),
+      tf.reshape(tf.add(linear(tf.reshape(post, [BT, m]), w.wOut), w.bOut), [B, T, d]),
     );
     // Same summation order as transformers: (mlp + attn) + resid, or mlp + (attn + resid).
     const out = mid === undefined ? tf.add(tf.add(mlp, attn), resid) : tf.add(mlp, mid);
@@ -367,13 +401,14 @@ export class PythiaModel implements LanguageModel {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    const all: tf.Tensor[] = [this.wE, this.lnFg, this.lnFb, this.wU, this.rotCos, this.rotSin];
+    const all: (tf.Tensor | undefined)[] = [this.wE, this.lnFg, this.lnFb, this.rotCos, this.rotSin];
+    const lins: Linear[] = [this.wU];
     for (const b of this.blocks) {
-      all.push(b.ln1g, b.ln1b, b.ln2g, b.ln2b, b.wQkv, b.wO, b.wOHeads, b.wIn, b.bIn, b.wOut, b.bOut);
-      if (b.bQkv) all.push(b.bQkv);
-      if (b.bO) all.push(b.bO);
+      all.push(b.ln1g, b.ln1b, b.ln2g, b.ln2b, b.wOHeads, b.bIn, b.bOut, b.bQkv, b.bO);
+      lins.push(b.wQkv, b.wO, b.wIn, b.wOut);
     }
-    for (const t of all) t.dispose();
+    for (const l of lins) all.push(l.w, l.wT);
+    for (const t of all) t?.dispose();
   }
 
   private assertLive(): void {
