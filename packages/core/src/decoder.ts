@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from './context.js';
 import { ErrorCodes, RelpError } from './errors.js';
-import { MASKED_SCORE } from './layers.js';
+import { checkTokens, MASKED_SCORE } from './layers.js';
+import type { ModelDims, ModelInput } from './model.js';
 import { Site, type SiteName } from './sites.js';
 
 /**
@@ -239,4 +240,32 @@ export function attentionOutput(
   const result = ctx.site(Site.Result, layer, tf.transpose(tf.reshape(perHead, [h, b, t, d]), [1, 2, 0, 3]));
   const summed = tf.sum(result, 2);
   return (bO === undefined ? summed : tf.add(summed, bO)) as tf.Tensor3D;
+}
+
+/**
+ * Validates a forward input against the model's dims and returns the first block to run: tokens as
+ * `checkTokens` (BAD_TOKENS); a residual must be [B,T,d] with 1 ≤ T ≤ context and a start layer in [0, nLayers].
+ */
+export function startLayerOf(input: ModelInput, dims: ModelDims): number {
+  if ('tokens' in input) {
+    checkTokens(input.tokens, dims.vocabSize, dims.contextLength);
+    return 0;
+  }
+  const { resid, layer } = input;
+  if (resid.rank !== 3 || resid.shape[2] !== dims.dModel || resid.shape[0] < 1 || resid.shape[1] < 1) {
+    throw new RelpError(
+      ErrorCodes.BadInput,
+      `resid must be [batch, seq, ${dims.dModel}], got [${resid.shape}]`,
+    );
+  }
+  if (resid.shape[1] > dims.contextLength) {
+    throw new RelpError(
+      ErrorCodes.BadTokens,
+      `${resid.shape[1]} positions exceed the context length ${dims.contextLength}`,
+    );
+  }
+  if (!Number.isInteger(layer) || layer < 0 || layer > dims.nLayers) {
+    throw new RelpError(ErrorCodes.BadInput, `start layer ${layer} outside [0, ${dims.nLayers}]`);
+  }
+  return layer;
 }

@@ -25,6 +25,7 @@ import {
   Site,
   type SiteName,
   selectPositions,
+  startLayerOf,
   vectorWeight,
   type WeightMap,
   weightTensor,
@@ -147,7 +148,7 @@ export class LlamaModel implements LanguageModel {
   forward(input: ModelInput, ctx: RunContext, options: ForwardOptions = {}): tf.Tensor3D {
     this.assertLive();
     checkRequestedSites(ctx, this.sites, this.dims.nLayers);
-    const start = startOf(input, this.dims);
+    const start = startLayerOf(input, this.dims);
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
       const [batch, seq] = resid.shape as [number, number, number];
@@ -228,35 +229,6 @@ export class LlamaModel implements LanguageModel {
 
 function optional<K extends string, T>(key: K, value: T | undefined): { [P in K]?: T } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: T };
-}
-
-/**
- * Validates a forward input against the model's dims and returns the first block to run. Shared by the Llama and
- * Gemma models: tokens are checked by `embed`; a residual must be float32 [B,T,d] with 1 ≤ T ≤ context and a layer
- * in [0, nLayers].
- */
-export function startOf(input: ModelInput, dims: ModelDims): number {
-  if ('tokens' in input) {
-    checkTokens(input.tokens, dims.vocabSize, dims.contextLength);
-    return 0;
-  }
-  const { resid, layer } = input;
-  if (resid.rank !== 3 || resid.shape[2] !== dims.dModel || resid.shape[0] < 1 || resid.shape[1] < 1) {
-    throw new RelpError(
-      ErrorCodes.BadInput,
-      `resid must be [batch, seq, ${dims.dModel}], got [${resid.shape}]`,
-    );
-  }
-  if (resid.shape[1] > dims.contextLength) {
-    throw new RelpError(
-      ErrorCodes.BadTokens,
-      `${resid.shape[1]} positions exceed the context length ${dims.contextLength}`,
-    );
-  }
-  if (!Number.isInteger(layer) || layer < 0 || layer > dims.nLayers) {
-    throw new RelpError(ErrorCodes.BadInput, `start layer ${layer} outside [0, ${dims.nLayers}]`);
-  }
-  return layer;
 }
 
 /** The Llama family: Llama, SmolLM2, Qwen2 and Mistral checkpoints. */

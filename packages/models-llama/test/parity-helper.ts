@@ -104,8 +104,8 @@ export function logitDiff(fx: Fixture, logits: tf.Tensor3D): tf.Scalar {
   const [b, t, v] = logits.shape;
   const sign = new Float32Array(b * v);
   for (let i = 0; i < b; i++) {
-    sign[i * v + fx.answer[i]!] += 1;
-    sign[i * v + fx.wrong[i]!] -= 1;
+    sign[i * v + fx.answer[i]!] = (sign[i * v + fx.answer[i]!] ?? 0) + 1;
+    sign[i * v + fx.wrong[i]!] = (sign[i * v + fx.wrong[i]!] ?? 0) - 1;
   }
   const last = tf.reshape(tf.slice(logits, [0, t - 1, 0], [b, 1, v]), [b, v]);
   return tf.sum(tf.mul(last, tf.tensor2d(sign, [b, v])));
