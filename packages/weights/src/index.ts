@@ -3,4 +3,4 @@ export * from './safetensors/dtypes.js';
 export * from './safetensors/reader.js';
 export * from './safetensors/sharded.js';
 export * from './safetensors/writer.js';
-// GGUF (maintained separately) will add: export * from './gguf/index.js';
+export * from './gguf/index.js';

@@ -1,0 +1,161 @@
+/** A minimal GGUF writer for tests: builds files (valid or deliberately broken) from a description. */
+import { GgufValueType } from '../src/gguf/index.js';
+
+export type TestValue =
+  | { type: 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'f64'; value: number }
+  | { type: 'u64' | 'i64'; value: bigint }
+  | { type: 'bool'; value: boolean }
+  | { type: 'string'; value: string }
+  | { type: 'array'; items: TestValue[]; itemType: TestValue['type'] };
+
+export interface TestTensor {
+  name: string;
+  dims: number[];
+  type: number;
+  data: Uint8Array;
+  /** Override the offset written in the tensor info. */
+  offset?: number;
+}
+
+export interface TestFile {
+  version?: number;
+  metadata?: [string, TestValue][];
+  tensors?: TestTensor[];
+  alignment?: number;
+}
+
+const TYPE_ID: Record<TestValue['type'], number> = {
+  u8: GgufValueType.UINT8,
+  i8: GgufValueType.INT8,
+  u16: GgufValueType.UINT16,
+  i16: GgufValueType.INT16,
+  u32: GgufValueType.UINT32,
+  i32: GgufValueType.INT32,
+  f32: GgufValueType.FLOAT32,
+  bool: GgufValueType.BOOL,
+  string: GgufValueType.STRING,
+  array: GgufValueType.ARRAY,
+  u64: GgufValueType.UINT64,
+  i64: GgufValueType.INT64,
+  f64: GgufValueType.FLOAT64,
+};
+
+class Out {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  bytes(b: Uint8Array): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  private dv(n: number, f: (v: DataView) => void): void {
+    const b = new Uint8Array(n);
+    f(new DataView(b.buffer));
+    this.bytes(b);
+  }
+  u8 = (x: number) => this.dv(1, (v) => v.setUint8(0, x));
+  u32 = (x: number) => this.dv(4, (v) => v.setUint32(0, x, true));
+  u64 = (x: number | bigint) => this.dv(8, (v) => v.setBigUint64(0, BigInt(x), true));
+  str(s: string): void {
+    const b = new TextEncoder().encode(s);
+    this.u64(b.length);
+    this.bytes(b);
+  }
+  value(v: TestValue): void {
+    switch (v.type) {
+      case 'u8':
+        this.dv(1, (d) => d.setUint8(0, v.value));
+        break;
+      case 'i8':
+        this.dv(1, (d) => d.setInt8(0, v.value));
+        break;
+      case 'u16':
+        this.dv(2, (d) => d.setUint16(0, v.value, true));
+        break;
+      case 'i16':
+        this.dv(2, (d) => d.setInt16(0, v.value, true));
+        break;
+      case 'u32':
+        this.dv(4, (d) => d.setUint32(0, v.value, true));
+        break;
+      case 'i32':
+        this.dv(4, (d) => d.setInt32(0, v.value, true));
+        break;
+      case 'f32':
+        this.dv(4, (d) => d.setFloat32(0, v.value, true));
+        break;
+      case 'f64':
+        this.dv(8, (d) => d.setFloat64(0, v.value, true));
+        break;
+      case 'u64':
+        this.dv(8, (d) => d.setBigUint64(0, v.value, true));
+        break;
+      case 'i64':
+        this.dv(8, (d) => d.setBigInt64(0, v.value, true));
+        break;
+      case 'bool':
+        this.u8(v.value ? 1 : 0);
+        break;
+      case 'string':
+        this.str(v.value);
+        break;
+      case 'array':
+        this.u32(TYPE_ID[v.itemType]);
+        this.u64(v.items.length);
+        for (const it of v.items) this.value(it);
+        break;
+    }
+  }
+  pad(align: number): void {
+    const n = (align - (this.length % align)) % align;
+    if (n > 0) this.bytes(new Uint8Array(n));
+  }
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let o = 0;
+    for (const c of this.chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  }
+}
+
+export function writeTestGguf(f: TestFile): Uint8Array {
+  const align = f.alignment ?? 32;
+  const metadata = [...(f.metadata ?? [])];
+  if (f.alignment !== undefined) metadata.push(['general.alignment', { type: 'u32', value: align }]);
+  const tensors = f.tensors ?? [];
+  const o = new Out();
+  o.bytes(new TextEncoder().encode('GGUF'));
+  o.u32(f.version ?? 3);
+  o.u64(tensors.length);
+  o.u64(metadata.length);
+  for (const [k, v] of metadata) {
+    o.str(k);
+    o.u32(TYPE_ID[v.type]);
+    o.value(v);
+  }
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    offsets.push(offset);
+    offset += Math.ceil(t.data.length / align) * align;
+  }
+  tensors.forEach((t, i) => {
+    o.str(t.name);
+    o.u32(t.dims.length);
+    for (const d of t.dims) o.u64(d);
+    o.u32(t.type);
+    o.u64(t.offset ?? offsets[i]!);
+  });
+  o.pad(align);
+  for (const t of tensors) {
+    o.bytes(t.data);
+    o.pad(align);
+  }
+  return o.finish();
+}
+
+export function f32Bytes(values: number[]): Uint8Array {
+  return new Uint8Array(new Float32Array(values).buffer);
+}
