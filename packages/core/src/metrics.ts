@@ -34,7 +34,7 @@ export const logitDiff: Metric = {
         batch.pairs.map((p) => p.wrong),
         'int32',
       );
-      const sign = tf.sub(tf.oneHot(answers, v), tf.oneHot(wrongs, v)); // [B,V]
+      const sign = tf.cast(tf.sub(tf.oneHot(answers, v), tf.oneHot(wrongs, v)), 'float32'); // [B,V]
       const last = tf.reshape(logits, [b, v]);
       return tf.mean(tf.sum(tf.mul(last, sign), 1)) as tf.Scalar;
     });
