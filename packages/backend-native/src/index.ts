@@ -1,0 +1,40 @@
+import type { BackendLoader } from '@relp/core';
+import { loadAddon } from './addon.js';
+
+export { ADDON_PATH, type AddonStatus, loadAddon, type NativeAddon, nativeAvailable } from './addon.js';
+
+/** What the addon reports: OpenBLAS's configuration, core type and thread count. */
+export function nativeInfo(): { threads: number; blas: string; core: string } | undefined {
+  const s = loadAddon();
+  return s.ok ? s.addon.info() : undefined;
+}
+
+/** Sets the number of threads the native kernels use (default: all cores, or OPENBLAS_NUM_THREADS). */
+export function setNativeThreads(n: number): void {
+  const s = loadAddon();
+  if (s.ok) s.addon.setThreads(n);
+}
+
+/** Whether the native backend can run here, and why not. Registers nothing. */
+export async function probeNative(): Promise<{ ok: true; detail?: string } | { ok: false; reason: string }> {
+  const s = loadAddon();
+  if (!s.ok) return { ok: false, reason: s.reason };
+  const i = s.addon.info();
+  return { ok: true, detail: `OpenBLAS ${i.core || ''} with ${i.threads} thread(s)`.replace('  ', ' ') };
+}
+
+/** Imports tfjs's CPU backend and registers `native` on top of it (idempotent). */
+export async function registerNative(): Promise<void> {
+  const { registerNativeBackend } = await import('./backend.js');
+  registerNativeBackend();
+}
+
+/**
+ * The loader the CLI passes to core's selectBackend: `native` comes first in BACKEND_PREFERENCE, so Node picks
+ * it whenever the addon is built, and the probe says why not otherwise.
+ */
+export const nativeBackendLoader: BackendLoader = {
+  name: 'native',
+  probe: probeNative,
+  register: registerNative,
+};

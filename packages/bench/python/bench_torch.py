@@ -1,0 +1,404 @@
+"""The PyTorch CPU side of `pnpm bench`: the same work as src/worker.ts, with HF transformers.
+
+GPT2LMHeadModel / GPTNeoXForCausalLM with random weights (parameters frozen), forward with hooks at the
+sites, backward to the site activations only (zero deltas added at the sites, as relp does), RelP with the
+same rules (LN: detached normaliser; Identity: act(x)/x~ as the local derivative), and exact activation
+patching with the same algorithmic savings as relp's `fast` strategy (start at the patched block from the
+cached residual, skip positions before the first difference, several patches stacked in one batch), or the
+naive one-forward-per-patch way. Prints `RESULT {json}` as its last line.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers.utils import logging as hf_logging
+
+hf_logging.set_verbosity_error()
+
+SITES = ["resid_pre", "attn_out", "mlp_out"]
+
+
+def mulberry32(seed):
+    s = seed & 0xFFFFFFFF
+
+    def imul(a, b):
+        return (a * b) & 0xFFFFFFFF
+
+    def nxt():
+        nonlocal s
+        s = (s + 0x6D2B79F5) & 0xFFFFFFFF
+        t = s
+        t = imul(t ^ (t >> 15), t | 1)
+        t ^= (t + imul(t ^ (t >> 7), t | 61)) & 0xFFFFFFFF
+        return ((t ^ (t >> 14)) & 0xFFFFFFFF) / 4294967296
+
+    return nxt
+
+
+def make_pairs(prompts, tokens, diff_pos, seed, vocab):
+    """The same prompts as src/workload.ts."""
+    r = mulberry32(seed)
+    out = []
+    for _ in range(prompts):
+        clean = [int(r() * vocab) for _ in range(tokens)]
+        corrupt = list(clean)
+        corrupt[diff_pos] = (clean[diff_pos] + 1 + int(r() * (vocab - 1))) % vocab
+        answer = int(r() * vocab)
+        out.append((clean, corrupt, answer, (answer + 1) % vocab))
+    return out
+
+
+def build(kind, layers):
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = GPT2Config(
+            vocab_size=50257, n_positions=1024, n_embd=768, n_layer=layers, n_head=12,
+            activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            layer_norm_epsilon=1e-5,
+        )
+        model = GPT2LMHeadModel(cfg)
+    else:
+        cfg = GPTNeoXConfig(
+            vocab_size=50304, hidden_size=768, num_hidden_layers=layers, num_attention_heads=12,
+            intermediate_size=3072, hidden_act="gelu", rotary_pct=0.25, rotary_emb_base=10000,
+            max_position_embeddings=2048, layer_norm_eps=1e-5, use_parallel_residual=True,
+            tie_word_embeddings=False, attention_bias=True, hidden_dropout=0.0, attention_dropout=0.0,
+        )
+        model = GPTNeoXForCausalLM(cfg)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class Parts:
+    """The pieces of either family that the hooks and the partial runs need."""
+
+    def __init__(self, model, kind):
+        self.model = model
+        self.kind = kind
+        if kind == "gpt2":
+            self.blocks = model.transformer.h
+            self.attn = [b.attn for b in self.blocks]
+            self.mlp = [b.mlp for b in self.blocks]
+            self.final_norm = model.transformer.ln_f
+            self.norms = [m for b in self.blocks for m in (b.ln_1, b.ln_2)] + [model.transformer.ln_f]
+            self.acts = [(b.mlp, "act") for b in self.blocks]
+        else:
+            self.blocks = model.gpt_neox.layers
+            self.attn = [b.attention for b in self.blocks]
+            self.mlp = [b.mlp for b in self.blocks]
+            self.final_norm = model.gpt_neox.final_layer_norm
+            self.norms = [m for b in self.blocks for m in (b.input_layernorm, b.post_attention_layernorm)]
+            self.norms.append(model.gpt_neox.final_layer_norm)
+            self.acts = [(b.mlp, "act") for b in self.blocks]
+
+    def site_module(self, site, layer):
+        return {"resid_pre": self.blocks, "attn_out": self.attn, "mlp_out": self.mlp}[site][layer]
+
+    def head(self):
+        return self.model.lm_head if self.kind == "gpt2" else self.model.embed_out
+
+    def run_blocks(self, h, start):
+        """Blocks start..L-1 from the residual h, then the final norm and the last position's logits."""
+        if self.kind == "gpt2":
+            for b in self.blocks[start:]:
+                h = b(h)
+                h = h[0] if isinstance(h, tuple) else h
+        else:
+            pos = torch.arange(h.shape[1]).unsqueeze(0)
+            pe = self.model.gpt_neox.rotary_emb(h, position_ids=pos)
+            for b in self.blocks[start:]:
+                h = b(h, position_ids=pos, position_embeddings=pe)
+                h = h[0] if isinstance(h, tuple) else h
+        return self.head()(self.final_norm(h[:, -1:, :]))
+
+
+def add_site_hook(parts, site, layer, fn):
+    """fn(activation) -> activation at the site; returns the hook handle."""
+    mod = parts.site_module(site, layer)
+    if site == "resid_pre":
+        def pre(_m, args, kwargs):
+            return (fn(args[0]),) + tuple(args[1:]), kwargs
+        return mod.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(_m, _inp, out):
+        if isinstance(out, tuple):
+            return (fn(out[0]),) + tuple(out[1:])
+        return fn(out)
+    return mod.register_forward_hook(post)
+
+
+def logit_diff(logits, answers, wrongs):
+    last = logits[:, -1, :]
+    idx = torch.arange(last.shape[0])
+    return (last[idx, answers] - last[idx, wrongs]).mean()
+
+
+# ---- the RelP rules, as local autograd functions with exact forwards ---------------------------------------
+class IdentityRule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, act):
+        y = act(x)
+        xt = x + (torch.sign(x) + (x == 0).to(x.dtype)) * 1e-6
+        ctx.save_for_backward(y / xt)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
+class RuleAct(torch.nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.inner = act
+
+    def forward(self, x):
+        return IdentityRule.apply(x, self.inner)
+
+
+def ln_rule_forward(mod):
+    def fwd(x):
+        xc = x - x.mean(-1, keepdim=True)
+        scale = torch.sqrt((xc * xc).mean(-1, keepdim=True) + mod.eps).detach()
+        return xc / scale * mod.weight + mod.bias
+    return fwd
+
+
+class Rules:
+    """Installs the relp preset (LN + Identity) for the duration of a with-block."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __enter__(self):
+        self.saved_norms = [(m, m.forward) for m in self.parts.norms]
+        for m in self.parts.norms:
+            m.forward = ln_rule_forward(m)
+        self.saved_acts = [(mod, name, getattr(mod, name)) for mod, name in self.parts.acts]
+        for mod, name, act in self.saved_acts:
+            setattr(mod, name, RuleAct(act))
+        return self
+
+    def __exit__(self, *exc):
+        for m, f in self.saved_norms:
+            m.forward = f
+        for mod, name, act in self.saved_acts:
+            setattr(mod, name, act)
+
+
+# ---- the methods ---------------------------------------------------------------------------------------------
+def forward_metric(parts, tokens, answers, wrongs):
+    with torch.no_grad():
+        logits = parts.model(input_ids=tokens, logits_to_keep=1).logits
+        return logit_diff(logits, answers, wrongs).item()
+
+
+def cached_run(parts, tokens, answers, wrongs, L):
+    cache = {}
+    handles = []
+    for s in SITES:
+        for l in range(L):
+            def rec(a, key=(s, l)):
+                cache[key] = a.detach()
+                return a
+            handles.append(add_site_hook(parts, s, l, rec))
+    try:
+        with torch.no_grad():
+            logits = parts.model(input_ids=tokens, logits_to_keep=1).logits
+            m = logit_diff(logits, answers, wrongs).item()
+    finally:
+        for h in handles:
+            h.remove()
+    return m, cache
+
+
+def atp(parts, clean, corrupt, answers, wrongs, L, rules):
+    """2 forward passes and 1 backward pass to the site activations (zero deltas at the sites)."""
+    _, src = cached_run(parts, clean, answers, wrongs, L)
+    base = {}
+    deltas = {}
+    handles = []
+    for s in SITES:
+        for l in range(L):
+            def add(a, key=(s, l)):
+                d = torch.zeros_like(a, requires_grad=True)
+                deltas[key] = d
+                base[key] = a.detach()
+                return a + d
+            handles.append(add_site_hook(parts, s, l, add))
+    try:
+        ctx = Rules(parts) if rules else None
+        if ctx:
+            ctx.__enter__()
+        try:
+            logits = parts.model(input_ids=corrupt, logits_to_keep=1).logits
+            m = logit_diff(logits, answers, wrongs)
+            keys = list(deltas.keys())
+            grads = torch.autograd.grad(m, [deltas[k] for k in keys])
+        finally:
+            if ctx:
+                ctx.__exit__()
+    finally:
+        for h in handles:
+            h.remove()
+    scores = {k: ((src[k] - base[k]) * g).sum(-1).sum(0) for k, g in zip(keys, grads)}
+    return scores
+
+
+def patching(parts, clean, corrupt, answers, wrongs, L, strategy, diff_pos, max_rows=64):
+    B, T = clean.shape
+    _, src = cached_run(parts, clean, answers, wrongs, L)
+    m_base, base = cached_run(parts, corrupt, answers, wrongs, L)
+    scores = {}
+    passes = 0
+    with torch.no_grad():
+        for s in SITES:
+            for l in range(L):
+                if strategy == "naive":
+                    for p in range(T):
+                        def patch(a, p=p, v=src[(s, l)]):
+                            a = a.clone()
+                            a[:, p] = v[:, p]
+                            return a
+                        h = add_site_hook(parts, s, l, patch)
+                        try:
+                            logits = parts.model(input_ids=corrupt, logits_to_keep=1).logits
+                            scores[(s, l, p)] = logit_diff(logits, answers, wrongs).item() - m_base
+                        finally:
+                            h.remove()
+                        passes += 1
+                    continue
+                positions = list(range(diff_pos, T))
+                copies = max(1, max_rows // B)
+                for c0 in range(0, len(positions), copies):
+                    chunk = positions[c0:c0 + copies]
+                    n = len(chunk)
+                    mask = torch.zeros(n * B, T, 1, dtype=torch.bool)
+                    for ci, p in enumerate(chunk):
+                        mask[ci * B:(ci + 1) * B, p] = True
+                    value = src[(s, l)].repeat(n, 1, 1)
+                    resid = base[("resid_pre", l)].repeat(n, 1, 1)
+
+                    def patch(a, mask=mask, value=value):
+                        return torch.where(mask, value, a)
+                    h = add_site_hook(parts, s, l, patch)
+                    try:
+                        if s == "resid_pre":
+                            resid = patch(resid)
+                            h.remove()
+                        logits = parts.run_blocks(resid, l)
+                    finally:
+                        h.remove()
+                    passes += 1
+                    for ci, p in enumerate(chunk):
+                        sl = logits[ci * B:(ci + 1) * B]
+                        scores[(s, l, p)] = logit_diff(sl, answers, wrongs).item() - m_base
+    return scores, passes
+
+
+def check_partial_run(parts, tokens):
+    """The fast strategy's partial run equals the model's own forward pass."""
+    _, cache = cached_run(parts, tokens, torch.zeros(tokens.shape[0], dtype=torch.long),
+                          torch.zeros(tokens.shape[0], dtype=torch.long), len(parts.blocks))
+    with torch.no_grad():
+        full = parts.model(input_ids=tokens, logits_to_keep=1).logits
+        part = parts.run_blocks(cache[("resid_pre", 0)], 0)
+    return (full - part).abs().max().item()
+
+
+def rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="gpt2")
+    ap.add_argument("--tasks", default="forward,atp,relp,patch-fast,patch-naive")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--patch-layers", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--diff-pos", type=int, default=8)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+
+    t0 = time.perf_counter()
+    model = build(a.model, 12)
+    build_s = time.perf_counter() - t0
+    parts = Parts(model, a.model)
+    vocab = model.config.vocab_size
+    pairs = make_pairs(a.prompts, a.tokens, a.diff_pos, 1234, vocab)
+    clean = torch.tensor([p[0] for p in pairs])
+    corrupt = torch.tensor([p[1] for p in pairs])
+    answers = torch.tensor([p[2] for p in pairs])
+    wrongs = torch.tensor([p[3] for p in pairs])
+    L = 12
+
+    results = []
+
+    def timed(name, layers, fn):
+        times = []
+        for i in range(a.warmup + a.reps):
+            t = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t
+            if i >= a.warmup:
+                times.append(dt)
+            label = "warm-up" if i < a.warmup else f"rep {i - a.warmup + 1}"
+            print(f"  [torch {a.model}] {name} {label}: {dt:.3f} s", file=sys.stderr)
+        results.append({"task": name, "layers": layers, "median": statistics.median(times), "times": times,
+                        "maxRssBytes": rss_bytes()})
+
+    small = None
+    for task in a.tasks.split(","):
+        if task == "forward":
+            timed("forward", L, lambda: forward_metric(parts, clean, answers, wrongs))
+        elif task in ("atp", "relp"):
+            timed(task, L, lambda r=(task == "relp"): atp(parts, clean, corrupt, answers, wrongs, L, r))
+        elif task in ("patch-fast", "patch-naive"):
+            if small is None:
+                small = Parts(build(a.model, a.patch_layers), a.model)
+                err = check_partial_run(small, clean)
+                if err > 1e-4:
+                    raise SystemExit(f"partial run differs from the model's forward by {err}")
+            strategy = task.split("-")[1]
+            timed(task, a.patch_layers,
+                  lambda s=strategy: patching(small, clean, corrupt, answers, wrongs, a.patch_layers, s, a.diff_pos))
+        else:
+            raise SystemExit(f"unknown task {task}")
+
+    profile = None
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile as tprofile
+        with tprofile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            atp(parts, clean, corrupt, answers, wrongs, L, True)
+        rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+        profile = [{"kernel": e.key, "ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in rows]
+
+    print("RESULT " + json.dumps({
+        "backend": "pytorch",
+        "model": a.model,
+        "layers": L,
+        "buildSeconds": build_s,
+        "maxRssBytes": rss_bytes(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "results": results,
+        "profile": profile,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+// One benchmark process: one tfjs backend, one model family. Prints `RESULT {json}` as its last line.
+// Run through main.ts (`pnpm bench`), which starts one of these per backend and model so that each
+// process's peak RSS belongs to that backend and model only.
+import { parseArgs } from 'node:util';
+import { nativeBackendLoader, nativeInfo } from '@relp/backend-native';
+import { attribute, type LanguageModel, logitDiff, makePairBatch, RunContext, Site } from '@relp/core';
+import { presetByName } from '@relp/lrp-rules';
+import { GPT2_SMALL_CONFIG, randomGpt2Model } from '@relp/models-gpt2';
+import { PYTHIA_PRESETS, randomPythiaModel } from '@relp/models-pythia';
+import * as tf from '@tensorflow/tfjs-core';
+import { makePairs, type Workload } from './workload.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'cpu' },
+    model: { type: 'string', default: 'gpt2' },
+    tasks: { type: 'string', default: 'forward,atp,relp,patch-fast,patch-naive' },
+    reps: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    'patch-layers': { type: 'string', default: '2' },
+    prompts: { type: 'string', default: '8' },
+    tokens: { type: 'string', default: '16' },
+    'diff-pos': { type: 'string', default: '8' },
+    profile: { type: 'boolean', default: false },
+  },
+});
+
+const backend = opt.backend!;
+if (backend === 'native') {
+  const p = await nativeBackendLoader.probe();
+  if (!p.ok) {
+    console.log(`RESULT ${JSON.stringify({ backend, skipped: p.reason })}`);
+    process.exit(0);
+  }
+  await nativeBackendLoader.register();
+} else if (backend === 'wasm') {
+  await import('@tensorflow/tfjs-backend-wasm');
+} else {
+  await import('@tensorflow/tfjs-backend-cpu');
+}
+if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
+await tf.ready();
+
+const w: Workload = {
+  prompts: Number(opt.prompts),
+  tokens: Number(opt.tokens),
+  diffPos: Number(opt['diff-pos']),
+  seed: 1234,
+};
+const reps = Number(opt.reps);
+const warmup = Number(opt.warmup);
+const patchLayers = Number(opt['patch-layers']);
+const tasks = opt.tasks!.split(',');
+
+function build(layers?: number): LanguageModel {
+  if (opt.model === 'gpt2') {
+    return randomGpt2Model(layers ? { ...GPT2_SMALL_CONFIG, n_layer: layers } : 'small', 1);
+  }
+  const c = PYTHIA_PRESETS['pythia-160m'];
+  return randomPythiaModel(layers ? { ...c, nLayers: layers } : c, 1);
+}
+
+const SITES = [Site.ResidPre, Site.AttnOut, Site.MlpOut];
+
+interface TaskResult {
+  task: string;
+  layers: number;
+  median: number;
+  times: number[];
+  peakTensorBytes: number;
+  forwardEquivalents?: number;
+  forwardPasses?: number;
+  backwardPasses?: number;
+  check?: number;
+}
+
+async function time(
+  name: string,
+  layers: number,
+  run: () => Promise<{ peak: number; cost?: { fwd: number; passes: number; bwd: number }; check?: number }>,
+): Promise<TaskResult> {
+  const times: number[] = [];
+  let last: Awaited<ReturnType<typeof run>> | undefined;
+  for (let i = 0; i < warmup + reps; i++) {
+    const t0 = performance.now();
+    last = await run();
+    const dt = (performance.now() - t0) / 1000;
+    if (i >= warmup) times.push(dt);
+    process.stderr.write(
+      `  [${backend} ${opt.model}] ${name} ${i < warmup ? 'warm-up' : `rep ${i - warmup + 1}`}: ${dt.toFixed(3)} s\n`,
+    );
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    task: name,
+    layers,
+    median: sorted[Math.floor(sorted.length / 2)]!,
+    times,
+    peakTensorBytes: last!.peak,
+    ...(last!.cost
+      ? {
+          forwardEquivalents: last!.cost.fwd,
+          forwardPasses: last!.cost.passes,
+          backwardPasses: last!.cost.bwd,
+        }
+      : {}),
+    ...(last!.check !== undefined ? { check: last!.check } : {}),
+  };
+}
+
+const t0 = performance.now();
+const model = build();
+const buildSeconds = (performance.now() - t0) / 1000;
+const batch = makePairBatch(makePairs(w, model.dims.vocabSize), { dims: model.dims });
+const results: TaskResult[] = [];
+const L = model.dims.nLayers;
+
+for (const task of tasks) {
+  if (task === 'forward') {
+    results.push(
+      await time('forward', L, async () => {
+        const tokens = tf.tensor2d(
+          batch.pairs.map((p) => [...p.clean]),
+          [batch.size, batch.seqLen],
+          'int32',
+        );
+        const ctx = new RunContext({});
+        const logits = model.forward({ tokens }, ctx, { readout: [...batch.lastPositions] });
+        const m = logitDiff.compute(logits, batch);
+        const peak = tf.memory().numBytes;
+        const v = (await m.data())[0]!;
+        tf.dispose([tokens, logits, m]);
+        ctx.dispose();
+        return { peak, check: v };
+      }),
+    );
+  } else if (task === 'atp' || task === 'relp') {
+    results.push(
+      await time(task, L, async () => {
+        const r = await attribute(model, batch, {
+          method: 'atp',
+          sites: SITES,
+          ...(task === 'relp' ? { rules: presetByName('relp') } : {}),
+        });
+        return {
+          peak: r.cost.peakTensorBytes,
+          cost: { fwd: r.cost.forwardEquivalents, passes: r.cost.forwardPasses, bwd: r.cost.backwardPasses },
+          check: (r.scores.mlp_out as number[][])[L - 1]![w.tokens - 1]!,
+        };
+      }),
+    );
+  } else if (task === 'patch-fast' || task === 'patch-naive') {
+    const small = build(patchLayers);
+    try {
+      results.push(
+        await time(task, patchLayers, async () => {
+          const r = await attribute(small, batch, {
+            method: 'activation-patching',
+            sites: SITES,
+            patchingStrategy: task === 'patch-fast' ? 'fast' : 'naive',
+          });
+          return {
+            peak: r.cost.peakTensorBytes,
+            cost: {
+              fwd: r.cost.forwardEquivalents,
+              passes: r.cost.forwardPasses,
+              bwd: r.cost.backwardPasses,
+            },
+            check: (r.scores.mlp_out as number[][])[patchLayers - 1]![w.tokens - 1]!,
+          };
+        }),
+      );
+    } finally {
+      (small as { dispose?: () => void }).dispose?.();
+    }
+  } else {
+    throw new Error(`unknown task ${task}`);
+  }
+}
+
+let profile: { kernel: string; ms: number; calls: number }[] | undefined;
+if (opt.profile) {
+  const info = await tf.profile(async () => {
+    const r = await attribute(model, batch, { method: 'atp', sites: SITES, rules: presetByName('relp') });
+    void r;
+  });
+  const agg = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const a = agg.get(k.name) ?? { ms: 0, calls: 0 };
+    a.ms += ms;
+    a.calls++;
+    agg.set(k.name, a);
+  }
+  profile = [...agg.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
+}
+
+const usage = process.resourceUsage();
+console.log(
+  `RESULT ${JSON.stringify({
+    backend,
+    model: opt.model,
+    layers: L,
+    buildSeconds,
+    maxRssBytes: usage.maxRSS * 1024,
+    native: backend === 'native' ? nativeInfo() : undefined,
+    results,
+    profile,
+  })}`,
+);
