@@ -111,6 +111,11 @@ export function loadAddon(): AddonStatus {
   return cached;
 }
 
+/** Forgets the loaded status so that the next loadAddon() looks again (tests of the fallback). */
+export function resetAddonStatus(): void {
+  cached = undefined;
+}
+
 /** True when the addon is built and loads here (synchronous; registers nothing). */
 export function nativeAvailable(): boolean {
   return loadAddon().ok;

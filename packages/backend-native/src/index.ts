@@ -1,7 +1,14 @@
 import type { BackendLoader } from '@relp/core';
 import { loadAddon } from './addon.js';
 
-export { ADDON_PATH, type AddonStatus, loadAddon, type NativeAddon, nativeAvailable } from './addon.js';
+export {
+  ADDON_PATH,
+  type AddonStatus,
+  loadAddon,
+  type NativeAddon,
+  nativeAvailable,
+  resetAddonStatus,
+} from './addon.js';
 
 /** What the addon reports: OpenBLAS's configuration, core type and thread count. */
 export function nativeInfo(): { threads: number; blas: string; core: string } | undefined {

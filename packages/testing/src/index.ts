@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nativeAvailable } from '@relp/backend-native/probe';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeEach, describe, expect } from 'vitest';
 
-export type TestBackend = 'cpu' | 'wasm';
+export type TestBackend = 'cpu' | 'wasm' | 'native';
 
 /**
  * Backends every engine test runs on in Node. RELP_TEST_BACKENDS narrows the list (e.g. "cpu"); WebGPU is
@@ -12,7 +13,8 @@ export type TestBackend = 'cpu' | 'wasm';
  */
 export function testBackends(): TestBackend[] {
   const env = process.env.RELP_TEST_BACKENDS;
-  const all: TestBackend[] = ['cpu', 'wasm'];
+  // `native` when its addon is built here (pnpm --filter @relp/backend-native build:native).
+  const all: TestBackend[] = nativeAvailable() ? ['cpu', 'wasm', 'native'] : ['cpu', 'wasm'];
   if (!env) return all;
   return env.split(',').filter((b): b is TestBackend => (all as string[]).includes(b));
 }
@@ -22,6 +24,7 @@ async function registerBackends(): Promise<void> {
   registered ??= (async () => {
     await import('@tensorflow/tfjs-backend-cpu');
     await import('@tensorflow/tfjs-backend-wasm');
+    if (nativeAvailable()) await (await import('@relp/backend-native')).registerNative();
     // wasm registers with a higher priority but initialises asynchronously: settle on one before any test.
     await tf.setBackend(testBackends()[0] ?? 'cpu');
     await tf.ready();

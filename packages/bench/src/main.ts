@@ -1,0 +1,248 @@
+// `pnpm bench`: times relp on every available tfjs backend next to PyTorch CPU, on GPT-2-small-shaped and
+// Pythia-160m-shaped random models, 8 prompts × 16 tokens. Each (backend, model) runs in its own process
+// (src/worker.ts, python/bench_torch.py) so that its peak RSS is its own. Prints a Markdown table.
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = resolve(here, '..');
+
+const { values: opt } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'gpt2,pythia' },
+    backends: { type: 'string', default: 'native,wasm,cpu' },
+    tasks: { type: 'string', default: 'forward,atp,relp,patch-fast,patch-naive' },
+    /** Tasks for the slow portable backends (cpu, wasm); default: the same as --tasks. */
+    'slow-tasks': { type: 'string' },
+    reps: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    'patch-layers': { type: 'string', default: '2' },
+    torch: { type: 'boolean', default: true },
+    'no-torch': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (opt.help) {
+  console.log(`pnpm bench [--models gpt2,pythia] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
+           [--slow-tasks <tasks for cpu/wasm>] [--reps 3] [--warmup 1] [--patch-layers 2] [--no-torch]
+           [--profile] [--json out.json]
+Tasks: forward (one pass, last-position logits), atp, relp (2 forward + 1 backward to resid_pre/attn_out/mlp_out),
+patch-fast / patch-naive (exact activation patching over the same sites on a --patch-layers-layer model of the
+same widths).`);
+  process.exit(0);
+}
+
+interface TaskResult {
+  task: string;
+  layers: number;
+  median: number;
+  times: number[];
+  peakTensorBytes?: number;
+  maxRssBytes?: number;
+  forwardEquivalents?: number;
+  forwardPasses?: number;
+}
+
+interface RunResult {
+  backend: string;
+  model?: string;
+  skipped?: string;
+  layers?: number;
+  maxRssBytes?: number;
+  results?: TaskResult[];
+  profile?: { kernel: string; ms: number; calls: number }[];
+  native?: { threads: number; blas: string; core: string };
+  torch?: string;
+  threads?: number;
+  load?: [number, number];
+}
+
+const common = [
+  '--reps',
+  opt.reps!,
+  '--warmup',
+  opt.warmup!,
+  '--patch-layers',
+  opt['patch-layers']!,
+  ...(opt.profile ? ['--profile'] : []),
+];
+
+async function runProcess(cmd: string, args: string[]): Promise<RunResult> {
+  const load0 = loadavg()[0]!;
+  return new Promise((resolvePromise) => {
+    const child = spawn(cmd, args, { cwd: pkg, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      process.stderr.write(d);
+    });
+    child.on('close', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (code !== 0 || !line) {
+        resolvePromise({
+          backend: args.includes('--backend') ? args[args.indexOf('--backend') + 1]! : 'pytorch',
+          skipped: `failed (exit ${code}): ${err.trim().split('\n').slice(-3).join(' / ')}`,
+        });
+        return;
+      }
+      const r = JSON.parse(line.slice(7)) as RunResult;
+      r.load = [load0, loadavg()[0]!];
+      resolvePromise(r);
+    });
+  });
+}
+
+function torchAvailable(): string | undefined {
+  const r = spawnSync('python3', ['-c', 'import torch, transformers; print(torch.__version__)'], {
+    encoding: 'utf8',
+  });
+  if (r.error) return `python3 not found (${r.error.message})`;
+  if (r.status !== 0)
+    return `python3 cannot import torch and transformers: ${r.stderr.trim().split('\n').pop()}`;
+  return undefined;
+}
+
+const models = opt.models!.split(',');
+const backends = opt.backends!.split(',');
+const noTorch = opt['no-torch'] || !opt.torch;
+const torchMissing = noTorch ? 'skipped (--no-torch)' : torchAvailable();
+const all: RunResult[] = [];
+const started = new Date();
+console.error(
+  `relp bench: ${models.join(', ')} on ${backends.join(', ')}${torchMissing ? '' : ' + pytorch'}`,
+);
+
+for (const model of models) {
+  for (const backend of backends) {
+    const tasks = backend === 'native' ? opt.tasks! : (opt['slow-tasks'] ?? opt.tasks!);
+    all.push({
+      ...(await runProcess(process.execPath, [
+        '--conditions=source',
+        '--import',
+        'tsx',
+        join(here, 'worker.ts'),
+        '--backend',
+        backend,
+        '--model',
+        model,
+        '--tasks',
+        tasks,
+        ...common,
+      ])),
+      model,
+    });
+  }
+  if (!torchMissing) {
+    all.push({
+      ...(await runProcess('python3', [
+        join(pkg, 'python', 'bench_torch.py'),
+        '--model',
+        model,
+        '--tasks',
+        opt.tasks!,
+        ...common,
+      ])),
+      model,
+    });
+  } else {
+    all.push({ backend: 'pytorch', model, skipped: torchMissing });
+  }
+}
+
+// ---- the table -------------------------------------------------------------------------------------------
+const MB = 1024 * 1024;
+const fmt = (s: number | undefined): string => (s === undefined ? '—' : s < 10 ? s.toFixed(3) : s.toFixed(1));
+const TASK_LABEL: Record<string, string> = {
+  forward: 'forward (8×16, last-position logits)',
+  atp: 'AtP: 2 fwd + 1 bwd to 3×L sites',
+  relp: 'RelP (relp rules): 2 fwd + 1 bwd',
+  'patch-fast': 'activation patching, fast',
+  'patch-naive': 'activation patching, naive',
+};
+
+const lines: string[] = [];
+lines.push(
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.versions.node}; started ${started.toISOString()}`,
+);
+lines.push(
+  `Settings: ${opt.reps} repetitions after ${opt.warmup} warm-up, medians in seconds; patching on ${opt['patch-layers']}-layer models of the same widths.`,
+);
+for (const model of models) {
+  const runs = all.filter((r) => r.model === model);
+  const torch = runs.find((r) => r.backend === 'pytorch');
+  const cols = runs.map((r) => r.backend);
+  lines.push('');
+  lines.push(
+    `### ${model === 'gpt2' ? 'GPT-2-small-shaped (12 × 768, vocab 50257)' : 'Pythia-160m-shaped (12 × 768, vocab 50304)'}`,
+  );
+  lines.push('');
+  lines.push(`| task | ${cols.join(' | ')} |`);
+  lines.push(`|---|${cols.map(() => '---:').join('|')}|`);
+  const tasks = [...new Set(runs.flatMap((r) => (r.results ?? []).map((t) => t.task)))];
+  const med = (r: RunResult, task: string) => r.results?.find((t) => t.task === task)?.median;
+  for (const task of tasks) {
+    const tm = torch ? med(torch, task) : undefined;
+    const layers = runs.flatMap((r) => r.results ?? []).find((t) => t.task === task)?.layers;
+    const label = `${TASK_LABEL[task] ?? task}${task.startsWith('patch') ? ` (${layers} layers)` : ''}`;
+    const cells = runs.map((r) => {
+      const m = med(r, task);
+      if (m === undefined) return r.skipped ? 'n/a' : '—';
+      return r.backend === 'pytorch' || tm === undefined
+        ? `${fmt(m)} s`
+        : `${fmt(m)} s (${(m / tm).toFixed(2)}×)`;
+    });
+    lines.push(`| ${label} | ${cells.join(' | ')} |`);
+  }
+  const ratio = (a: string, b: string) =>
+    runs.map((r) => {
+      const x = med(r, a);
+      const y = med(r, b);
+      return x !== undefined && y !== undefined ? `${(x / y).toFixed(2)}` : '—';
+    });
+  if (tasks.includes('relp') && tasks.includes('atp'))
+    lines.push(`| RelP / AtP cost | ${ratio('relp', 'atp').join(' | ')} |`);
+  if (tasks.includes('patch-naive') && tasks.includes('patch-fast')) {
+    lines.push(`| patching naive / fast | ${ratio('patch-naive', 'patch-fast').join(' | ')} |`);
+  }
+  lines.push(
+    `| peak tensor memory (tfjs numBytes) | ${runs
+      .map((r) => {
+        const p = Math.max(0, ...(r.results ?? []).map((t) => t.peakTensorBytes ?? 0));
+        return r.backend === 'pytorch' || p === 0 ? '—' : `${(p / MB).toFixed(0)} MB`;
+      })
+      .join(' | ')} |`,
+  );
+  lines.push(
+    `| peak process RSS | ${runs.map((r) => (r.maxRssBytes ? `${(r.maxRssBytes / MB).toFixed(0)} MB` : '—')).join(' | ')} |`,
+  );
+  lines.push(
+    `| load avg (start → end) | ${runs.map((r) => (r.load ? `${r.load[0].toFixed(1)} → ${r.load[1].toFixed(1)}` : '—')).join(' | ')} |`,
+  );
+  for (const r of runs) if (r.skipped) lines.push(`\n${r.backend}: ${r.skipped}`);
+  const nat = runs.find((r) => r.native)?.native;
+  if (nat) lines.push(`\nnative: ${nat.blas}, ${nat.threads} threads`);
+  if (torch?.torch) lines.push(`pytorch: ${torch.torch}, ${torch.threads} threads`);
+  for (const r of runs) {
+    if (!r.profile) continue;
+    const total = r.profile.reduce((a, p) => a + p.ms, 0);
+    lines.push(
+      `\nprofile, ${r.backend}, one RelP run (kernel: ms, calls): ${r.profile
+        .slice(0, 10)
+        .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)
+        .join('; ')}; total ${total.toFixed(0)} ms`,
+    );
+  }
+}
+console.log(lines.join('\n'));
+if (opt.json) writeFileSync(opt.json, `${JSON.stringify({ started, runs: all }, null, 2)}\n`);
