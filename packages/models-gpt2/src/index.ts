@@ -1,5 +1,5 @@
 export { type Gpt2Config, gpt2ConfigJson, parseGpt2Config } from './config.js';
-export { Gpt2Model } from './model.js';
+export { Gpt2Model, type Gpt2ModelOptions } from './model.js';
 export {
   GPT2_MEDIUM_CONFIG,
   GPT2_PRESETS,

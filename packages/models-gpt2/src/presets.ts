@@ -1,6 +1,6 @@
 import type { ModelFamily, WeightMap } from '@relp/core';
 import { type Gpt2Config, parseGpt2Config } from './config.js';
-import { Gpt2Model } from './model.js';
+import { Gpt2Model, type Gpt2ModelOptions } from './model.js';
 import { type RandomGpt2Options, randomGpt2Weights } from './weights.js';
 
 /** config.json of GPT-2 small (openai-community/gpt2): 12 layers, d 768, 12 heads, vocab 50257, context 1024. */
@@ -58,13 +58,13 @@ export const gpt2Family = {
 
 /**
  * A GPT-2 with seeded random weights: a preset name or a config.json object. Default scales are HF's
- * (std 0.02, zero biases); pass `options` for larger ones.
+ * (std 0.02, zero biases); pass `options` for larger ones (and `transposedCopies: false` to save memory).
  */
 export function randomGpt2Model(
   config: Gpt2PresetName | Readonly<Record<string, unknown>>,
   seed: number,
-  options?: RandomGpt2Options,
+  options?: RandomGpt2Options & Gpt2ModelOptions,
 ): Gpt2Model {
   const parsed: Gpt2Config = parseGpt2Config(typeof config === 'string' ? GPT2_PRESETS[config] : config);
-  return new Gpt2Model(parsed, randomGpt2Weights(parsed, seed, options));
+  return new Gpt2Model(parsed, randomGpt2Weights(parsed, seed, options), options);
 }

@@ -273,6 +273,29 @@ describeEachBackend('Gpt2Model', (backend) => {
     tf.dispose([...zeros, ...grads]);
   });
 
+  it('transposed weight copies change only the speed of the backward pass', () => {
+    const plain = randomGpt2Model('tiny', 1, { ...SCALES, transposedCopies: false });
+    const run = (m: Gpt2Model) => {
+      const d = tf.zeros([B, T, model.dims.dModel]);
+      const { value, grad } = tf.valueAndGrad((x: tf.Tensor) =>
+        tf.sum(
+          m.forward({ tokens }, new RunContext({ deltas: new Map([[siteKey(Site.ResidPre, 0), x]]) }), {
+            readout: [6, 5, 4],
+          }),
+        ),
+      )(d);
+      const out = { value: value.dataSync() as Float32Array, grad: grad.dataSync() as Float32Array };
+      tf.dispose([d, value, grad]);
+      return out;
+    };
+    const a = run(model);
+    const b = run(plain);
+    plain.dispose();
+    expectBitIdentical(a.value, b.value, 'forward');
+    const largest = b.grad.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
+    expectClose(a.grad, b.grad, 1e-5 * largest, 'gradient (other summation order)');
+  });
+
   it('rejects bad tokens and bad inputs with typed errors, leaking nothing', () => {
     const V = model.dims.vocabSize;
     const ctx = new RunContext();
