@@ -16,7 +16,7 @@ Writes into fixtures/gguf/:
   (AutoModelForCausalLM.from_pretrained(folder, gguf_file=...)) makes of them: its config and, for every state-dict
   tensor, the shape, sums and a sample of values.
 
-Run: python3 tools/oracles/gguf_fixtures.py  (needs numpy, gguf>=0.17, torch, transformers). Deterministic.
+Run: python3 tools/oracles/gguf_fixtures.py  (needs numpy, gguf>=0.17, torch, transformers, accelerate). Deterministic.
 """
 
 from __future__ import annotations
