@@ -52,7 +52,13 @@ export interface NativeAddon {
     stridesA: Int32Array,
     stridesB: Int32Array,
   ): void;
-  tile(x: FourByteArray, out: FourByteArray, shape: Int32Array, reps: Int32Array): void;
+  /** 4-byte elements, or bool bytes when both are Uint8Arrays. */
+  tile(
+    x: FourByteArray | Uint8Array,
+    out: FourByteArray | Uint8Array,
+    shape: Int32Array,
+    reps: Int32Array,
+  ): void;
   /** out[i] = cond[i] === 1 ? t[i] : e[i]. */
   select(cond: Uint8Array, t: FourByteArray, e: FourByteArray, out: FourByteArray): void;
   /** Sets OpenBLAS's thread count (default: all cores, or OPENBLAS_NUM_THREADS). */

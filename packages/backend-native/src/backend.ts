@@ -26,8 +26,17 @@ export class NativeBackend extends MathBackendCPU {
   /** The float32 array holding a tensor's values, or undefined when it is not plain float32 data. */
   f32(t: tf.TensorInfo): Float32Array | undefined {
     if (t.dtype !== 'float32') return undefined;
-    const v = this.data.get(t.dataId)?.values as TypedValues | undefined;
-    return v instanceof Float32Array ? v : undefined;
+    const entry = this.data.get(t.dataId);
+    const v = entry?.values as TypedValues | undefined;
+    if (v instanceof Float32Array) return v;
+    // The CPU kernel casts int32/bool to float32 by keeping the integer array: store it as float32 once (the
+    // same numbers; other tensors that shared the array keep their own entries).
+    if (entry && (v instanceof Int32Array || v instanceof Uint8Array)) {
+      const f = Float32Array.from(v);
+      entry.values = f;
+      return f;
+    }
+    return undefined;
   }
 }
 
@@ -121,6 +130,18 @@ function binaryKernel(name: string, op: number): tf.KernelFunc {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const av = backend.f32(a);
     const bv = backend.f32(b);
+    if ((op === 0 || op === 1) && a.dtype === 'int32' && b.dtype === 'int32' && sameShape(a.shape, b.shape)) {
+      // int32 + and − of equal shapes (one-hot sign matrices): what the CPU kernel stores, ToInt32(a ± b).
+      // (tfjs's oneHot stores int32 results in a Float32Array: any typed array of integers will do.)
+      const ai = backend.data.get(a.dataId)?.values as TypedValues | undefined;
+      const bi = backend.data.get(b.dataId)?.values as TypedValues | undefined;
+      if (ai !== undefined && bi !== undefined && ArrayBuffer.isView(ai) && ArrayBuffer.isView(bi)) {
+        const r = new Int32Array(ai.length);
+        if (op === 0) for (let i = 0; i < r.length; i++) r[i] = (ai[i]! + bi[i]!) | 0;
+        else for (let i = 0; i < r.length; i++) r[i] = (ai[i]! - bi[i]!) | 0;
+        return backend.makeTensorInfo(a.shape, 'int32', r);
+      }
+    }
     if (!av || !bv || a.shape.length > 16 || b.shape.length > 16) return fallback(name, args);
     let out: number[];
     try {
@@ -316,7 +337,8 @@ function gatherKernel(args: KernelArgs): tf.TensorInfo {
     const base = r * dim * inner;
     for (let i = 0; i < iv.length; i++) {
       const start = base + iv[i]! * inner;
-      out.set(xv.subarray(start, start + inner), o);
+      if (inner < 64) for (let j = 0; j < inner; j++) out[o + j] = xv[start + j]!;
+      else out.set(xv.subarray(start, start + inner), o);
       o += inner;
     }
   }
@@ -365,6 +387,13 @@ function tileKernel(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as NativeBackend;
   const { x } = args.inputs as { x: tf.TensorInfo };
   const { reps } = args.attrs as { reps: number[] };
+  const raw = backend.data.get(x.dataId)?.values as TypedValues | undefined;
+  if (x.dtype === 'bool' && raw instanceof Uint8Array && x.shape.length > 0 && x.shape.length <= 16) {
+    const outShape = x.shape.map((n, i) => n * reps[i]!);
+    const out = new Uint8Array(prod(outShape));
+    backend.addon.tile(raw, out, Int32Array.from(x.shape), Int32Array.from(reps));
+    return backend.makeTensorInfo(outShape, 'bool', out);
+  }
   const xv = four(backend, x);
   if (!xv || x.shape.length === 0 || x.shape.length > 16 || reps.length !== x.shape.length) {
     return fallback('Tile', args);

@@ -238,7 +238,23 @@ const CASES: Case[] = [
     ],
     [[4, 6], [6]],
   ],
-  ['tile', (a) => [tf.tile(a!, [2, 1, 3]), tf.broadcastTo(tf.scalar(2), [3, 4])], [[2, 3, 4]]],
+  [
+    'tile',
+    (a) => [
+      tf.tile(a!, [2, 1, 3]),
+      tf.broadcastTo(tf.scalar(2), [3, 4]),
+      tf.tile(tf.greater(a!, 0), [1, 2, 1]),
+    ],
+    [[2, 3, 4]],
+  ],
+  [
+    'where broadcast mask',
+    (a, b) => tf.where(tf.greater(tf.sum(a!, -1, true), 0), a!, b!),
+    [
+      [4, 6, 5],
+      [4, 6, 5],
+    ],
+  ],
   [
     'where',
     (a, b) => [
