@@ -1,0 +1,3 @@
+import { startRelpWorker } from '@relp/web/worker';
+
+startRelpWorker();

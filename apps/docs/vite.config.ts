@@ -1,0 +1,80 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { marked } from 'marked';
+import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
+
+const root = dirname(fileURLToPath(import.meta.url));
+
+/** The site's pages, in navigation order: [file, title]. */
+export const PAGES: readonly (readonly [string, string])[] = [
+  ['index.html', 'What is RelP'],
+  ['quick-start.html', 'Quick start'],
+  ['cli.html', 'The CLI'],
+  ['library.html', 'Library API'],
+  ['tasks.html', 'Tasks'],
+  ['report.html', 'Reading the report'],
+  ['browser.html', 'In the browser'],
+  ['demo.html', 'Live demo'],
+];
+
+/**
+ * Every page is a small HTML file whose body is `<!--relp:md content/x.md-->` (a guide rendered from Markdown)
+ * or its own markup; this plugin adds the header, the navigation (relative links, so any static host works)
+ * and the stylesheet.
+ */
+function layout(): Plugin {
+  return {
+    name: 'relp-docs-layout',
+    transformIndexHtml: {
+      order: 'pre',
+      handler(html, ctx) {
+        const file = ctx.filename.slice(root.length + 1);
+        const body = html.replace(/<!--relp:md (\S+)-->/g, (_, md: string) =>
+          marked.parse(readFileSync(join(root, md), 'utf8'), { async: false }),
+        );
+        const nav = [
+          ...PAGES.map(([f, t]) => `<a href="./${f}"${f === file ? ' aria-current="page"' : ''}>${t}</a>`),
+          '<a href="./api/index.html">API reference</a>',
+        ].join('\n');
+        return body
+          .replace(
+            '</head>',
+            '<link rel="icon" href="data:," />\n<link rel="stylesheet" href="./src/site.css" />\n</head>',
+          )
+          .replace(
+            /<body([^>]*)>/,
+            `<body$1>\n<header class="site"><a class="brand" href="./index.html">relp</a><nav>${nav}</nav></header>\n<main class="page">`,
+          )
+          .replace(
+            '</body>',
+            '</main>\n<footer class="site">relp · Relevance Patching on TensorFlow.js · MIT</footer>\n</body>',
+          );
+      },
+    },
+  };
+}
+
+export default defineConfig({
+  root,
+  base: './',
+  publicDir: 'public',
+  resolve: { conditions: ['source', ...defaultClientConditions] },
+  worker: { format: 'es' },
+  plugins: [layout()],
+  server: { host: '127.0.0.1' },
+  preview: { host: '127.0.0.1' },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    chunkSizeWarningLimit: 4096,
+    rollupOptions: {
+      input: Object.fromEntries(
+        readdirSync(root)
+          .filter((f) => f.endsWith('.html'))
+          .map((f) => [f.replace(/\.html$/, ''), resolve(root, f)]),
+      ),
+    },
+  },
+});

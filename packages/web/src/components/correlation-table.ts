@@ -1,0 +1,58 @@
+import { html } from './dom.js';
+
+/** One row: a method's agreement with activation patching on one site type (`compareGrids`' output). */
+export interface CorrelationRow {
+  readonly method: string;
+  readonly site: string;
+  readonly agreement: {
+    readonly pearson: number;
+    readonly spearman: number;
+    readonly topK: number;
+    readonly k: number;
+    readonly sign: number;
+    readonly cells: number;
+  };
+}
+
+const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'NaN');
+
+/**
+ * The correlation table: rows are methods, column groups are site types, each with Pearson, Spearman and
+ * top-k agreement against activation patching. Cells carry `data-method`, `data-site`, `data-stat` and the
+ * full-precision `data-value`.
+ */
+export function renderCorrelationTable(
+  container: HTMLElement,
+  rows: readonly CorrelationRow[],
+): HTMLTableElement {
+  const methods = [...new Set(rows.map((r) => r.method))];
+  const sites = [...new Set(rows.map((r) => r.site))];
+  const k = rows[0]?.agreement.k ?? 10;
+  const table = html('table', { class: 'relp-table relp-correlation' });
+  const head1 = html('tr', {}, [html('th', { rowspan: 2 }, ['method'])]);
+  const head2 = html('tr');
+  for (const s of sites) {
+    head1.append(html('th', { colspan: 3, scope: 'colgroup' }, [s]));
+    head2.append(html('th', {}, ['Pearson']), html('th', {}, ['Spearman']), html('th', {}, [`top-${k}`]));
+  }
+  table.append(html('thead', {}, [head1, head2]));
+  const body = html('tbody');
+  for (const m of methods) {
+    const tr = html('tr', {}, [html('th', { scope: 'row' }, [m])]);
+    for (const s of sites) {
+      const a = rows.find((r) => r.method === m && r.site === s)?.agreement;
+      for (const stat of ['pearson', 'spearman', 'topK'] as const) {
+        const v = a ? a[stat] : Number.NaN;
+        tr.append(
+          html('td', { 'data-method': m, 'data-site': s, 'data-stat': stat, 'data-value': String(v) }, [
+            a ? f3(v) : '—',
+          ]),
+        );
+      }
+    }
+    body.append(tr);
+  }
+  table.append(body);
+  container.append(table);
+  return table;
+}

@@ -1,0 +1,132 @@
+import { SERIES_COLORS } from '@relp/report';
+import { createTooltip, fmt, html, svg, tokenText } from './dom.js';
+
+export interface ScatterSeries {
+  /** Method label, e.g. "relp". */
+  readonly label: string;
+  /** [layer][position] estimates, the same shape as `reference`. */
+  readonly grid: readonly (readonly number[])[];
+}
+
+export interface ScatterProps {
+  /** The activation-patching grid [layer][position] (x axis). */
+  readonly reference: readonly (readonly number[])[];
+  readonly series: readonly ScatterSeries[];
+  readonly tokens?: readonly string[];
+  readonly title?: string;
+  readonly size?: number;
+  readonly attrs?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Method-vs-patching scatter: one point per (layer, position) cell, x = activation patching, y = the method's
+ * estimate, one colour per method, with the y = x diagonal and a tooltip per point.
+ */
+export function renderScatter(container: HTMLElement, props: ScatterProps): HTMLElement {
+  const size = props.size ?? 300;
+  const pad = 44;
+  const w = size + pad + 12;
+  const h = size + pad + 12;
+  const xs = props.reference.flat();
+  const ys = props.series.flatMap((s) => s.grid.flat());
+  const all = [...xs, ...ys].filter(Number.isFinite);
+  let lo = Math.min(0, ...all);
+  let hi = Math.max(0, ...all);
+  if (hi - lo === 0) {
+    lo -= 1;
+    hi += 1;
+  }
+  const m = (hi - lo) * 0.05;
+  lo -= m;
+  hi += m;
+  const sx = (v: number) => pad + ((v - lo) / (hi - lo)) * size;
+  const sy = (v: number) => 12 + size - ((v - lo) / (hi - lo)) * size;
+
+  const root = html('figure', { class: 'relp-scatter', ...props.attrs });
+  if (props.title) root.append(html('figcaption', {}, [props.title]));
+  const box = html('div', { class: 'relp-plot-box' });
+  root.append(box);
+  const tip = createTooltip(box);
+  const s = svg('svg', {
+    width: w,
+    height: h,
+    viewBox: `0 0 ${w} ${h}`,
+    role: 'img',
+    'aria-label': props.title ?? 'scatter',
+  });
+  s.append(
+    svg('rect', { x: pad, y: 12, width: size, height: size, fill: 'none', stroke: '#bbb' }),
+    svg('line', {
+      x1: sx(lo),
+      y1: sy(lo),
+      x2: sx(hi),
+      y2: sy(hi),
+      stroke: '#999',
+      'stroke-dasharray': '4 3',
+    }),
+    svg('line', { x1: sx(0), y1: 12, x2: sx(0), y2: 12 + size, stroke: '#e3e3e3' }),
+    svg('line', { x1: pad, y1: sy(0), x2: pad + size, y2: sy(0), stroke: '#e3e3e3' }),
+    svg('text', { x: pad + size / 2, y: h - 4, 'text-anchor': 'middle', class: 'axis' }, [
+      'activation patching',
+    ]),
+    svg(
+      'text',
+      {
+        x: 12,
+        y: 12 + size / 2,
+        transform: `rotate(-90 12 ${12 + size / 2})`,
+        'text-anchor': 'middle',
+        class: 'axis',
+      },
+      ['estimate'],
+    ),
+    svg('text', { x: pad, y: 12 + size + 14, class: 'axis' }, [fmt(lo)]),
+    svg('text', { x: pad + size, y: 12 + size + 14, 'text-anchor': 'end', class: 'axis' }, [fmt(hi)]),
+  );
+  const points = svg('g', { class: 'points' });
+  props.series.forEach((ser, k) => {
+    const color = SERIES_COLORS[k % SERIES_COLORS.length]!;
+    ser.grid.forEach((row, l) => {
+      row.forEach((y, p) => {
+        const x = props.reference[l]?.[p];
+        if (x === undefined || !Number.isFinite(x) || !Number.isFinite(y)) return;
+        points.append(
+          svg('circle', {
+            cx: sx(x),
+            cy: sy(y),
+            r: 3.2,
+            fill: color,
+            'fill-opacity': 0.7,
+            'data-series': ser.label,
+            'data-layer': l,
+            'data-position': p,
+            'data-x': String(x),
+            'data-y': String(y),
+          }),
+        );
+      });
+    });
+  });
+  s.append(points);
+  points.addEventListener('pointermove', (ev) => {
+    const c = ev.target;
+    if (!(c instanceof SVGCircleElement)) return tip.hide();
+    const p = Number(c.dataset.position);
+    tip.show(ev, [
+      `${c.dataset.series} · L${c.dataset.layer} · ${tokenText(props.tokens?.[p] ?? String(p))}`,
+      `patching ${Number(c.dataset.x).toPrecision(5)}`,
+      `estimate ${Number(c.dataset.y).toPrecision(5)}`,
+    ]);
+  });
+  points.addEventListener('pointerleave', () => tip.hide());
+  box.append(s);
+  const legend = html('div', { class: 'relp-legend' });
+  props.series.forEach((ser, k) => {
+    const sw = html('span', { class: 'swatch' });
+    sw.style.background = SERIES_COLORS[k % SERIES_COLORS.length]!;
+    legend.append(html('span', {}, [sw, ser.label]));
+  });
+  root.append(legend);
+  container.append(root);
+  return root;
+}

@@ -1,0 +1,259 @@
+import {
+  type AttributionResult,
+  attribute,
+  compareGrids,
+  type LanguageModel,
+  type MethodKind,
+  makePairBatch,
+  type RuleSet,
+  type SiteName,
+} from '@relp/core';
+import { badInput } from '@relp/core/errors';
+import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
+import { presetByName } from '@relp/lrp-rules';
+import { gpt2Family } from '@relp/models-gpt2';
+import { llamaFamily } from '@relp/models-llama';
+import { pythiaFamily } from '@relp/models-pythia';
+import {
+  buildTask,
+  checkPairs,
+  describeDropped,
+  type PairRecord,
+  parsePairsJsonl,
+  type TextPair,
+  tokenLabels,
+} from '@relp/tasks';
+import { Tokenizer } from '@relp/tokenizer';
+import type { CorrelationRow } from './components/correlation-table.js';
+import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
+import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
+
+/** The model families the browser build knows (by config.json model_type). */
+export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily];
+
+export const WEB_METHODS = ['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'] as const;
+export const DEFAULT_SITES: readonly SiteName[] = ['resid_pre', 'attn_out', 'mlp_out'];
+
+/** A method name → the engine's method and rule set (relp / relp-ah are attribution patching with LRP rules). */
+export function methodOptions(name: string): { method: MethodKind; rules?: RuleSet; label: string } {
+  switch (name) {
+    case 'activation-patching':
+      return { method: 'activation-patching', label: name };
+    case 'atp':
+      return { method: 'atp', label: 'atp' };
+    case 'relp':
+    case 'relp-ah':
+      return { method: 'atp', rules: presetByName(name), label: name };
+    case 'ig':
+      return { method: 'ig', label: 'ig' };
+    default:
+      throw badInput(`unknown method '${name}'; choose one of ${WEB_METHODS.join(', ')}`);
+  }
+}
+
+export interface LoadedWebModel {
+  readonly model: LanguageModel;
+  readonly tokenizer: Tokenizer | undefined;
+  readonly summary: ModelSummary;
+}
+
+/** A stable key for a model choice (to reuse a loaded model across runs). */
+export function modelKey(choice: ModelChoice): string {
+  if (choice.kind === 'hub') return `hub:${choice.endpoint ?? ''}:${choice.id}@${choice.revision ?? 'main'}`;
+  return `files:${choice.files.map((f) => `${f.webkitRelativePath || f.name}:${f.size}`).join(',')}`;
+}
+
+/**
+ * Loads a model in the browser: a hub id through @relp/loader into the Cache API (progress per file, reused on
+ * the next visit), or picked files read in place.
+ */
+export async function loadWebModel(
+  choice: ModelChoice,
+  options: {
+    readonly onProgress?: (p: ProgressEvent) => void;
+    readonly signal?: AbortSignal;
+    readonly fs?: LoaderFs;
+  } = {},
+): Promise<LoadedWebModel> {
+  const onDownload = (p: DownloadProgress) =>
+    options.onProgress?.({
+      stage: 'download',
+      message: p.cached ? `${p.file} (cached)` : `downloading ${p.file}`,
+      done: p.bytesDone,
+      ...(p.bytesTotal === undefined ? {} : { total: p.bytesTotal }),
+    });
+  const common = {
+    families: WEB_FAMILIES,
+    loadTokenizer: (json: unknown) => Tokenizer.fromTokenizerJson(json),
+    onProgress: onDownload,
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  let loaded: Awaited<ReturnType<typeof loadModel<Tokenizer>>>;
+  let source: string;
+  if (choice.kind === 'hub') {
+    const fs = options.fs ?? (await cacheStorageFs());
+    const ref = `${choice.id}@${choice.revision ?? 'main'}`;
+    loaded = await loadModel<Tokenizer>(ref, {
+      ...common,
+      fs,
+      fetch: (url, init) => globalThis.fetch(url, init as RequestInit),
+      cacheDir: 'relp',
+      ...(choice.endpoint ? { endpoint: choice.endpoint } : {}),
+    });
+    source = `hub ${ref}${choice.endpoint ? ` from ${choice.endpoint}` : ''}`;
+  } else {
+    const picked = pickedFilesFs(choice.files);
+    options.onProgress?.({ stage: 'load', message: `reading ${picked.names.length} picked file(s)` });
+    loaded = await loadModel<Tokenizer>(picked.ref, { ...common, fs: picked.fs });
+    source = `local files (${picked.ref.replace(/^\/picked\/?/, '') || 'picked'})`;
+  }
+  const m = loaded.model;
+  return {
+    model: m,
+    tokenizer: loaded.tokenizer,
+    summary: {
+      architecture: m.architecture,
+      nLayers: m.dims.nLayers,
+      dModel: m.dims.dModel,
+      vocabSize: m.dims.vocabSize,
+      source,
+      contentHash: loaded.source.contentHash,
+    },
+  };
+}
+
+/** Typed pairs: JSONL (the CLI's pairs.jsonl) or one "clean | corrupt | answer | wrong" per line. */
+export function parseTypedPairs(text: string): TextPair[] | PairRecord[] {
+  const body = text.trim();
+  if (body === '') throw badInput('no prompt pairs typed');
+  if (body.startsWith('{')) return parsePairsJsonl(body, 'typed pairs');
+  return body
+    .split(/\r?\n/)
+    .map((l, i) => [l, i + 1] as const)
+    .filter(([l]) => l.trim() !== '')
+    .map(([line, n]) => {
+      const parts = line.split('|');
+      if (parts.length !== 4) {
+        throw badInput(
+          `line ${n}: expected "clean | corrupt | answer | wrong" (4 fields separated by |), got ${parts.length}`,
+        );
+      }
+      const [clean, corrupt, answer, wrong] = parts as [string, string, string, string];
+      const word = (s: string) => {
+        const t = s.trim();
+        return /^[\p{L}\p{N}]/u.test(t) ? ` ${t}` : t;
+      };
+      return { clean: clean.trim(), corrupt: corrupt.trim(), answer: word(answer), wrong: word(wrong) };
+    });
+}
+
+export interface PreparedData {
+  readonly pairs: { clean: number[]; corrupt: number[]; answer: number; wrong: number }[];
+  readonly tokens: string[];
+  readonly droppedNote: string;
+  readonly prompts: { clean: string; corrupt: string; answer: string; wrong: string }[];
+}
+
+/** Builds or parses the pairs and tokenises them as the CLI does (BOS prepended when the tokenizer has one). */
+export function prepareData(
+  data: DataChoice,
+  model: LanguageModel,
+  tokenizer: Tokenizer | undefined,
+): PreparedData {
+  const input =
+    data.kind === 'task'
+      ? buildTask(data.task, {
+          ...(data.n === undefined ? {} : { n: data.n }),
+          ...(data.seed === undefined ? {} : { seed: data.seed }),
+          ...(data.corruption === undefined ? {} : { corruption: data.corruption }),
+        })
+      : parseTypedPairs(data.text);
+  const hasText = input.some((x) => !('kind' in x) || x.kind === 'text');
+  const checked = checkPairs(input, tokenizer, {
+    prependBos: hasText && tokenizer?.bosId !== undefined,
+    contextLength: model.dims.contextLength,
+    vocabSize: model.dims.vocabSize,
+    what: data.kind === 'task' ? `task ${data.task}` : 'the typed pairs',
+  });
+  const pairs = checked.pairs.map((p) => ({
+    clean: [...p.clean],
+    corrupt: [...p.corrupt],
+    answer: p.answer,
+    wrong: p.wrong,
+  }));
+  const prompts = checked.pairs.map((p) =>
+    p.source
+      ? { clean: p.source.clean, corrupt: p.source.corrupt, answer: p.source.answer, wrong: p.source.wrong }
+      : {
+          clean: p.clean.join(' '),
+          corrupt: p.corrupt.join(' '),
+          answer: String(p.answer),
+          wrong: String(p.wrong),
+        },
+  );
+  return {
+    pairs,
+    tokens: tokenLabels(pairs[0]!.clean, tokenizer),
+    droppedNote: describeDropped(checked),
+    prompts,
+  };
+}
+
+export interface RunMethodsOptions {
+  readonly methods: readonly string[];
+  readonly sites?: readonly string[];
+  readonly normalize?: boolean;
+  readonly igSteps?: number;
+  readonly maxBatchRows?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: ProgressEvent) => void;
+}
+
+/**
+ * Runs each method with `attribute` on one batch (activation patching first, when asked for) and compares every
+ * other method with it (`compareGrids` per site).
+ */
+export async function runMethods(
+  model: LanguageModel,
+  pairs: PreparedData['pairs'],
+  options: RunMethodsOptions,
+): Promise<{ results: AttributionResult[]; correlations: CorrelationRow[] }> {
+  if (options.methods.length === 0) throw badInput('choose at least one method');
+  const batch = makePairBatch(pairs, { dims: model.dims });
+  const sites = (options.sites ?? DEFAULT_SITES) as SiteName[];
+  const names = [...new Set(options.methods)].sort(
+    (a, b) => Number(b === 'activation-patching') - Number(a === 'activation-patching'),
+  );
+  const results: AttributionResult[] = [];
+  for (const name of names) {
+    const spec = methodOptions(name);
+    options.onProgress?.({ stage: name, message: `${name}: starting` });
+    const r = await attribute(model, batch, {
+      method: spec.method,
+      ...(spec.rules ? { rules: spec.rules } : {}),
+      label: spec.label,
+      sites,
+      normalize: options.normalize ?? true,
+      ...(options.igSteps === undefined ? {} : { igSteps: options.igSteps }),
+      ...(options.maxBatchRows === undefined ? {} : { maxBatchRows: options.maxBatchRows }),
+      ...(options.signal ? { signal: options.signal } : {}),
+      onProgress: (p) =>
+        options.onProgress?.({ stage: name, message: `${name}: ${p.phase}`, done: p.done, total: p.total }),
+    });
+    results.push(r);
+  }
+  const ap = results.find((r) => r.method === 'activation-patching');
+  const correlations: CorrelationRow[] = [];
+  if (ap) {
+    for (const r of results) {
+      if (r === ap) continue;
+      for (const site of sites) {
+        const est = r.scores[site];
+        const ref = ap.scores[site];
+        if (!est || !ref) continue;
+        correlations.push({ method: r.label, site, agreement: compareGrids(est, ref) });
+      }
+    }
+  }
+  return { results, correlations };
+}

@@ -1,0 +1,10 @@
+export * from './components/circuit-graph.js';
+export * from './components/correlation-table.js';
+export { createTooltip, fmt, tokenText } from './components/dom.js';
+export * from './components/heatmap.js';
+export * from './components/scatter.js';
+export type { WasmPaths } from './runtime/backend.js';
+export * from './runtime/errors.js';
+export * from './runtime/fs.js';
+export * from './worker/client.js';
+export type * from './worker/protocol.js';

@@ -1,0 +1,57 @@
+/** An error as the page shows it: a code, a title, the message, and what to do about it. */
+export interface ShownError {
+  readonly code: string;
+  readonly title: string;
+  readonly message: string;
+  readonly hint?: string;
+}
+
+const OOM =
+  /out of memory|failed to allocate|allocation failed|array buffer allocation|cannot allocate|oom|exceeds the maximum|Invalid array length|Maximum call stack|device (was )?lost/i;
+
+/**
+ * Turns anything thrown by loading or running into a message for people: relp's typed errors keep their code
+ * (UNSUPPORTED, BAD_INPUT, …), and the browser's allocation failures (WASM heap, WebGPU buffers, ArrayBuffer
+ * limits) become OUT_OF_MEMORY with advice.
+ */
+export function describeError(e: unknown): ShownError {
+  const err = e as { code?: unknown; message?: unknown; name?: unknown } | undefined;
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  const code = typeof err?.code === 'string' && /^[A-Z_]+$/.test(err.code) ? err.code : undefined;
+  if (code === 'UNSUPPORTED') {
+    return {
+      code,
+      title: 'Unsupported model',
+      message,
+      hint: 'The demo runs GPT-2, Pythia (GPT-NeoX) and Llama-family checkpoints in safetensors form.',
+    };
+  }
+  if (code === 'BAD_INPUT' && /token lengths|tokenise to different lengths|length-mismatch/.test(message)) {
+    return {
+      code: 'UNEQUAL_LENGTHS',
+      title: 'Prompt pair of unequal token lengths',
+      message,
+      hint: 'Patching pairs positions one to one: make the corrupt prompt differ from the clean one by words that take as many tokens (e.g. swap one name for another single-token name).',
+    };
+  }
+  if (code === 'ABORTED') return { code, title: 'Cancelled', message };
+  if (code === 'NOT_AVAILABLE')
+    return {
+      code,
+      title: 'Could not download the model',
+      message,
+      hint: 'Check the connection, or pick local files instead.',
+    };
+  if (code === 'BAD_MODEL_FILE') return { code, title: 'Bad model file', message };
+  if (code === 'BACKEND') return { code, title: 'Backend problem', message, hint: 'Try another backend.' };
+  if ((err?.name === 'RangeError' && !code) || OOM.test(message)) {
+    return {
+      code: 'OUT_OF_MEMORY',
+      title: 'Out of memory',
+      message,
+      hint: 'Use a smaller model, fewer prompts, fewer methods or sites, or a smaller patching batch; WebGPU memory is separate from the WASM heap, so switching backend can help.',
+    };
+  }
+  if (code) return { code, title: code.replaceAll('_', ' ').toLowerCase(), message };
+  return { code: 'INTERNAL', title: 'Unexpected error', message };
+}
