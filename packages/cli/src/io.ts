@@ -1,7 +1,7 @@
 /** Where the CLI writes and what it knows about its surroundings (injected so tests run it in-process). */
 export interface CliIo {
   readonly stdout: { write(s: string): unknown };
-  readonly stderr: { write(s: string): unknown; isTTY?: boolean } & Partial<NodeJS.WritableStream>;
+  readonly stderr: { write(s: string): unknown; isTTY?: boolean };
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
   /** The full command line as typed (for provenance records). */

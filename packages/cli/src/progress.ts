@@ -32,7 +32,7 @@ export class Progress {
       this.phase = p.phase;
       this.bar = new cliProgress.SingleBar(
         {
-          stream: this.io.stderr as NodeJS.WritableStream,
+          stream: this.io.stderr as unknown as NodeJS.WritableStream,
           format: `${this.prefix}{phase} [{bar}] {value}/{total} | ETA {eta_formatted} | {duration_formatted}`,
           hideCursor: true,
           clearOnComplete: false,

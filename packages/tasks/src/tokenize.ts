@@ -9,7 +9,8 @@ export type DropReason =
   | 'answer-equals-wrong'
   | 'identical'
   | 'too-long'
-  | 'empty';
+  | 'empty'
+  | 'tokenizer-error';
 
 export interface DroppedPair {
   readonly index: number;
@@ -50,6 +51,7 @@ const REASON_TEXT: Record<DropReason, string> = {
   identical: 'clean and corrupt are identical',
   'too-long': "the prompt is longer than the model's context",
   empty: 'the prompt is empty',
+  'tokenizer-error': 'the tokenizer could not encode the text',
 };
 
 /**
@@ -82,10 +84,29 @@ export function checkPairs(
       if (!tokenizer) throw badInput(`${what} has text pairs, but no tokenizer is available for this model`);
       const p = c.pair;
       const pre = bos === undefined ? [] : [bos];
-      const clean = [...pre, ...tokenizer.encode(p.clean)];
-      const corrupt = [...pre, ...tokenizer.encode(p.corrupt)];
-      const a = tokenizer.encode(p.answer);
-      const w = tokenizer.encode(p.wrong);
+      let clean: number[];
+      let corrupt: number[];
+      let a: number[];
+      let w: number[];
+      try {
+        clean = [...pre, ...tokenizer.encode(p.clean)];
+        corrupt = [...pre, ...tokenizer.encode(p.corrupt)];
+        a = tokenizer.encode(p.answer);
+        w = tokenizer.encode(p.wrong);
+      } catch (e) {
+        drop(c, 'tokenizer-error', e instanceof Error ? e.message : String(e));
+        continue;
+      }
+      const all = [...clean, ...corrupt, ...a, ...w];
+      const bad = all.findIndex((t) => !Number.isSafeInteger(t) || t < 0);
+      if (bad >= 0) {
+        drop(
+          c,
+          'tokenizer-error',
+          `the tokenizer returned an invalid id (${String(all[bad])}): unknown word?`,
+        );
+        continue;
+      }
       if (a.length !== 1) {
         drop(c, 'answer-not-one-token', `answer ${JSON.stringify(p.answer)} is ${a.length} tokens`);
         continue;

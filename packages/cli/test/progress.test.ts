@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import type { CliIo } from '../src/io.js';
+import { parseMethodList, parseSites } from '../src/methods.js';
+import { Progress } from '../src/progress.js';
+import { shellQuote } from '../src/provenance.js';
+
+function io(isTTY: boolean): { io: CliIo; text: () => string } {
+  let err = '';
+  const stderr = Object.assign(
+    {
+      write: (s: string) => {
+        err += s;
+        return true;
+      },
+      isTTY,
+      columns: 100,
+      cursorTo: () => true,
+      clearLine: () => true,
+      moveCursor: () => true,
+      on: () => stderr,
+      removeListener: () => stderr,
+    },
+    {},
+  );
+  return {
+    io: { stdout: { write: () => true }, stderr, env: {}, cwd: '.', argv: [] },
+    text: () => err,
+  };
+}
+
+describe('progress bars', () => {
+  it('draw counts on a terminal, one bar per phase', () => {
+    const t = io(true);
+    const p = new Progress(t.io, false);
+    expect(p.enabled).toBe(true);
+    const on = p.labelled('atp');
+    on({ phase: 'patches', done: 0, total: 4 });
+    on({ phase: 'patches', done: 4, total: 4 });
+    p.stop();
+    expect(t.text()).toContain('atp: patches');
+    expect(t.text()).toContain('4/4');
+  });
+
+  it('stay silent with --quiet and when stderr is not a terminal', () => {
+    for (const [tty, quiet] of [
+      [false, false],
+      [true, true],
+    ] as const) {
+      const t = io(tty);
+      const p = new Progress(t.io, quiet);
+      expect(p.enabled).toBe(false);
+      p.update({ phase: 'x', done: 1, total: 2 });
+      expect(t.text()).toBe('');
+    }
+  });
+});
+
+describe('flag parsing', () => {
+  it('maps relp / relp-ah to atp with a preset, and z / mlp_post to heads / neurons', () => {
+    const m = parseMethodList('atp,relp,relp-ah,ig,activation-patching');
+    expect(m.map((x) => [x.name, x.kind, x.rules?.name ?? 'none'])).toEqual([
+      ['atp', 'atp', 'none'],
+      ['relp', 'atp', 'relp'],
+      ['relp-ah', 'atp', 'relp-ah'],
+      ['ig', 'ig', 'none'],
+      ['activation-patching', 'activation-patching', 'none'],
+    ]);
+    expect(parseSites('resid_pre, z,mlp_post,z:position')).toEqual([
+      { site: 'resid_pre', granularity: 'position' },
+      { site: 'z', granularity: 'head' },
+      { site: 'mlp_post', granularity: 'neuron' },
+      { site: 'z', granularity: 'position' },
+    ]);
+    expect(() => parseSites('attn')).toThrow(/unknown site 'attn'/);
+  });
+
+  it('records a command line that a shell reads back verbatim', () => {
+    expect(shellQuote('--model')).toBe('--model');
+    expect(shellQuote("it's a b")).toBe(`'it'\\''s a b'`);
+  });
+});
