@@ -217,3 +217,23 @@ describe('node selection', () => {
     expect(dot).not.toContain('"attn_out.0@1" -> "attn_out.0@0"');
   });
 });
+
+describe('DOT edges', () => {
+  it('draw the transitive reduction of residual-stream reachability', () => {
+    const mk = (site: SiteName, layer: number, position: number): ScoredNode => ({
+      site,
+      layer,
+      position,
+      score: 1,
+    });
+    const dot = circuitToDot([
+      mk('resid_pre', 0, 1),
+      mk('attn_out', 0, 1),
+      mk('mlp_out', 0, 2),
+      mk('mlp_out', 0, 0),
+    ]);
+    const edges = [...dot.matchAll(/"([^"]+)" -> "([^"]+)"/g)].map((m) => `${m[1]}>${m[2]}`).sort();
+    // resid_pre@1 → attn_out@1 → mlp_out@2; resid_pre@1 → mlp_out@2 is implied; mlp_out@0 is unreachable.
+    expect(edges).toEqual(['attn_out.0@1>mlp_out.0@2', 'resid_pre.0@1>attn_out.0@1']);
+  });
+});

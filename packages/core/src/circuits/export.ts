@@ -7,8 +7,8 @@ function dotEscape(s: string): string {
 
 /**
  * The circuit as a Graphviz digraph: one cluster per layer, one node per circuit node (filled by the sign and
- * size of its score), and edges from every node to the nodes at later layers (or later sub-blocks of the same
- * layer) at the same or a later position, which is the set of paths the residual stream allows. Node-level
+ * size of its score), and edges along which the residual stream can carry information (a node to a node of a later
+ * sub-block at the same or a later position), reduced transitively. Node-level
  * circuits carry no edge weights; edges show possible information flow only.
  */
 export function circuitToDot(
@@ -56,14 +56,20 @@ export function circuitToDot(
     }
     lines.push('  }');
   }
+  // a can feed b when b sits in a later sub-block and at the same or a later position. That relation is
+  // transitive, so only its transitive reduction is drawn: a → b unless some circuit node c lies between them.
   const maxEdges = options.maxEdges ?? 2000;
-  let edges = 0;
+  const reach = (a: CircuitNode, b: CircuitNode) => rank(b) > rank(a) && b.position >= a.position;
   const sorted = [...nodes].sort((a, b) => rank(a) - rank(b));
+  let edges = 0;
   outer: for (let i = 0; i < sorted.length; i++) {
     for (let j = i + 1; j < sorted.length; j++) {
       const a = sorted[i]!;
       const b = sorted[j]!;
-      if (rank(b) <= rank(a) || b.position < a.position) continue;
+      if (!reach(a, b)) continue;
+      let between = false;
+      for (let k = i + 1; k < j && !between; k++) between = reach(a, sorted[k]!) && reach(sorted[k]!, b);
+      if (between) continue;
       if (edges++ >= maxEdges) break outer;
       lines.push(`  "${dotEscape(nodeId(a))}" -> "${dotEscape(nodeId(b))}";`);
     }
