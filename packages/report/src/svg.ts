@@ -1,12 +1,23 @@
-/** Escapes text for XML/HTML content and attribute values. */
+/** Replaces characters XML 1.0 forbids (C0 controls except tab/newline/CR, U+FFFE, U+FFFF) by U+FFFD. */
+function xmlSafe(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    const bad = (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0xfffe || c === 0xffff;
+    out += bad ? '\ufffd' : ch;
+  }
+  return out;
+}
+
+/** Escapes text for XML/HTML content and attribute values (and drops characters XML cannot hold). */
 export function esc(s: string): string {
-  return s
+  const out = s
     .replaceAll('&', '&amp;')
     .replaceAll('<', '&lt;')
     .replaceAll('>', '&gt;')
     .replaceAll('"', '&quot;')
-    .replaceAll("'", '&#39;')
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '\ufffd');
+    .replaceAll("'", '&#39;');
+  return xmlSafe(out);
 }
 
 /** A compact number for labels: 3 significant digits, exponent for very small or large values. */

@@ -17,7 +17,7 @@ function wellFormed(svg: string): void {
   expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
 }
 
-const tokens = ['<|endoftext|>', 'When', ' John', ' & <Mary>', ' "went"'];
+const tokens = ['<|endoftext|>', 'When\u0001', ' John', ' & <Mary>', ' "went"'];
 const grid = (f: (l: number, p: number) => number) =>
   Array.from({ length: 3 }, (_, l) => Array.from({ length: tokens.length }, (_, p) => f(l, p)));
 
