@@ -269,3 +269,18 @@ export function startLayerOf(input: ModelInput, dims: ModelDims): number {
   }
   return layer;
 }
+
+/**
+ * Logits x [N,d] · tableᵀ for an unembedding stored [V,d] (the embedding table when tied, or lm_head as HF stores
+ * it), with a custom backward dx = (tableᵀ · dyᵀ)ᵀ that uses transpose flags. Both directions thereby avoid the wasm
+ * backend's XNNPACK path, which packs (copies) the whole [V,d] matrix per call: for large vocabularies (Gemma 3:
+ * 262144 × 640 floats) that copy runs out of wasm memory and XNNPACK then returns garbage silently. Only the
+ * gradient with respect to x is defined (relp never differentiates weights).
+ */
+export function unembed(x: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: tf.matMul(inputs[0] as tf.Tensor2D, table, false, true),
+    gradFunc: (dy: tf.Tensor) => tf.transpose(tf.matMul(table, dy as tf.Tensor2D, true, true)),
+  }));
+  return f(x) as tf.Tensor2D;
+}

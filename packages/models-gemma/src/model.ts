@@ -26,6 +26,7 @@ import {
   type SiteName,
   selectPositions,
   startLayerOf,
+  unembed,
   vectorWeight,
   type WeightMap,
   weightTensor,
@@ -121,7 +122,9 @@ export class Gemma3Model implements LanguageModel {
         weightTensor(weights, `${prefix.body}embed_tokens.weight`, [V, d]) as tf.Tensor2D,
       );
       this.finalNorm = keep(vectorWeight(weights, `${prefix.body}norm.weight`, d, onePlus));
-      this.lmHead = config.tieWordEmbeddings ? undefined : keep(linearWeight(weights, prefix.head, d, V));
+      this.lmHead = config.tieWordEmbeddings
+        ? undefined
+        : keep(weightTensor(weights, prefix.head, [V, d]) as tf.Tensor2D);
       for (let l = 0; l < config.nLayers; l++) {
         const p = `${prefix.body}layers.${l}.`;
         const lin = (name: string, i: number, o: number) => keep(linearWeight(weights, p + name, i, o));
@@ -189,10 +192,7 @@ export class Gemma3Model implements LanguageModel {
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
-      let logits: tf.Tensor =
-        this.lmHead === undefined
-          ? tf.matMul(x2d, this.embedTable, false, true)
-          : tf.matMul(x2d, this.lmHead);
+      let logits: tf.Tensor = unembed(x2d, this.lmHead ?? this.embedTable);
       const cap = this.config.finalLogitSoftcapping;
       if (cap !== undefined) logits = tf.mul(tf.tanh(tf.div(logits, cap)), cap);
       return tf.reshape(logits, [b, t, this.dims.vocabSize]) as tf.Tensor3D;

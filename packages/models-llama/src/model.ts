@@ -26,6 +26,7 @@ import {
   type SiteName,
   selectPositions,
   startLayerOf,
+  unembed,
   vectorWeight,
   type WeightMap,
   weightTensor,
@@ -64,7 +65,7 @@ export class LlamaModel implements LanguageModel {
   readonly nonlinearities: readonly Nonlinearity[];
   readonly config: LlamaConfig;
   private readonly embedTable: tf.Tensor2D;
-  /** [d, V] for an untied head; undefined when tied (the embedding table is used with transposeB). */
+  /** lm_head [V, d] as HF stores it (see core's `unembed`); undefined when tied (the embedding table is used). */
   private readonly lmHead: tf.Tensor2D | undefined;
   private readonly finalNorm: tf.Tensor1D;
   private readonly layers: LlamaLayerWeights[] = [];
@@ -102,7 +103,7 @@ export class LlamaModel implements LanguageModel {
       this.finalNorm = keep(vectorWeight(weights, 'model.norm.weight', d));
       this.lmHead = config.tieWordEmbeddings
         ? undefined
-        : keep(linearWeight(weights, 'lm_head.weight', d, V));
+        : keep(weightTensor(weights, 'lm_head.weight', [V, d]) as tf.Tensor2D);
       for (let l = 0; l < config.nLayers; l++) {
         const p = `model.layers.${l}.`;
         const lin = (name: string, i: number, o: number) => keep(linearWeight(weights, p + name, i, o));
@@ -171,10 +172,7 @@ export class LlamaModel implements LanguageModel {
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
-      const logits =
-        this.lmHead === undefined
-          ? tf.matMul(x2d, this.embedTable, false, true)
-          : tf.matMul(x2d, this.lmHead);
+      const logits = unembed(x2d, this.lmHead ?? this.embedTable);
       return tf.reshape(logits, [b, t, this.dims.vocabSize]) as tf.Tensor3D;
     });
   }
