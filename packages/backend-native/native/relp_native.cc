@@ -4,10 +4,12 @@
 // build machine, written so that each element is computed with exactly the same float operations as tfjs's
 // JavaScript kernels (the results are bit-identical to the CPU backend's, not merely close).
 #include <cblas.h>
+#include <malloc.h>
 #include <node_api.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -692,6 +694,14 @@ napi_value Info(napi_env env, napi_callback_info /*info*/) {
 }  // namespace
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  // Tensor arrays of a few MB are allocated and freed hundreds of times a pass. By default glibc serves
+  // them with fresh mmaps (page faults and zeroing every time); keeping them on the heap and not trimming
+  // it reuses the same pages. RELP_NATIVE_MALLOC=default leaves glibc's settings alone.
+  const char* m = std::getenv("RELP_NATIVE_MALLOC");
+  if (m == nullptr || std::strcmp(m, "default") != 0) {
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  }
   napi_property_descriptor props[] = {
       {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -2,7 +2,7 @@
 // compiler, no OpenBLAS headers, no node-gyp), it records why in build/native-status.json, which the
 // backend's probe() reports, and exits 0. Pass --strict to exit non-zero on failure.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,19 @@ function finish(ok, reason, log = '') {
 }
 
 if (process.env.RELP_SKIP_NATIVE === '1') finish(false, 'skipped (RELP_SKIP_NATIVE=1)');
+
+// Up to date (this runs on every `pnpm install`): the addon is newer than its sources and was built for
+// this Node's ABI. --force rebuilds.
+const addon = join(root, 'native', 'build', 'Release', 'relp_native.node');
+const abiFile = join(root, 'native', 'build', 'node-abi.txt');
+if (!process.argv.includes('--force') && existsSync(addon) && existsSync(abiFile)) {
+  const built = statSync(addon).mtimeMs;
+  const sources = ['relp_native.cc', 'binding.gyp'].map((f) => statSync(join(root, 'native', f)).mtimeMs);
+  if (sources.every((t) => t < built) && readFileSync(abiFile, 'utf8').trim() === process.versions.modules) {
+    console.log('relp native backend: up to date');
+    process.exit(0);
+  }
+}
 if (process.platform === 'win32')
   finish(false, 'Windows builds are not set up (binding.gyp links -lopenblas)');
 
@@ -64,4 +77,5 @@ if (r.status !== 0 || !existsSync(join(root, 'native', 'build', 'Release', 'relp
     `node-gyp exited with ${r.status}`;
   finish(false, `compile failed: ${line.trim()}`, log);
 }
+writeFileSync(abiFile, `${process.versions.modules}\n`);
 finish(true, 'native/build/Release/relp_native.node', log);

@@ -1,4 +1,3 @@
-import type { BackendLoader } from '@relp/core';
 import { loadAddon } from './addon.js';
 
 export {
@@ -37,10 +36,20 @@ export async function registerNative(): Promise<void> {
 }
 
 /**
+ * The shape of @relp/core's BackendLoader, restated here so that this package does not depend on core (core's
+ * tests run on this backend through @relp/testing, which would make a cycle). It is assignable to it.
+ */
+export interface NativeBackendLoader {
+  readonly name: 'native';
+  probe(): Promise<{ ok: true; detail?: string } | { ok: false; reason: string }>;
+  register(): Promise<void>;
+}
+
+/**
  * The loader the CLI passes to core's selectBackend: `native` comes first in BACKEND_PREFERENCE, so Node picks
  * it whenever the addon is built, and the probe says why not otherwise.
  */
-export const nativeBackendLoader: BackendLoader = {
+export const nativeBackendLoader: NativeBackendLoader = {
   name: 'native',
   probe: probeNative,
   register: registerNative,
