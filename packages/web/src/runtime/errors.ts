@@ -7,7 +7,7 @@ export interface ShownError {
 }
 
 const OOM =
-  /out of memory|failed to allocate|allocation failed|array buffer allocation|cannot allocate|oom|exceeds the maximum|Invalid array length|Maximum call stack|device (was )?lost/i;
+  /out of memory|failed to allocate|allocation failed|array buffer allocation|(cannot|could not) allocate|\boom\b|Invalid array length|device (was )?lost/i;
 
 /**
  * Turns anything thrown by loading or running into a message for people: relp's typed errors keep their code

@@ -1,0 +1,96 @@
+import { RelpError } from '@relp/core/errors';
+import { describe, expect, it } from 'vitest';
+import { circuitFromResults } from '../src/components/circuit-graph.js';
+import { parseTypedPairs } from '../src/experiment.js';
+import { describeError } from '../src/runtime/errors.js';
+import { pickedFilesFs } from '../src/runtime/fs.js';
+
+const file = (path: string, text: string) => ({
+  name: path.split('/').pop()!,
+  webkitRelativePath: path.includes('/') ? path : '',
+  size: text.length,
+  arrayBuffer: async () => new TextEncoder().encode(text).buffer as ArrayBuffer,
+});
+
+describe('typed pairs', () => {
+  it('reads "clean | corrupt | answer | wrong" lines, adding the leading space to word answers', () => {
+    expect(parseTypedPairs('A gave to | B gave to | John | Mary\n\n')).toEqual([
+      { clean: 'A gave to', corrupt: 'B gave to', answer: ' John', wrong: ' Mary' },
+    ]);
+  });
+  it('names the line with the wrong number of fields', () => {
+    expect(() => parseTypedPairs('a | b | c')).toThrow(/line 1: expected/);
+  });
+  it('reads JSONL', () => {
+    const r = parseTypedPairs('{"clean":"a","corrupt":"b","answer":" x","wrong":" y"}');
+    expect(r).toHaveLength(1);
+  });
+});
+
+describe('describeError', () => {
+  it('keeps typed codes and explains unequal lengths and memory failures', () => {
+    expect(describeError(new RelpError('UNSUPPORTED', 'model_type "bert" is not supported')).title).toBe(
+      'Unsupported model',
+    );
+    expect(
+      describeError(
+        new RelpError(
+          'BAD_INPUT',
+          'no usable pairs remain: 1 × clean and corrupt tokenise to different lengths',
+        ),
+      ).code,
+    ).toBe('UNEQUAL_LENGTHS');
+    expect(describeError(new RangeError('Array buffer allocation failed')).code).toBe('OUT_OF_MEMORY');
+    expect(describeError(new Error('WebAssembly.Memory(): could not allocate memory')).code).toBe(
+      'OUT_OF_MEMORY',
+    );
+  });
+});
+
+describe('pickedFilesFs', () => {
+  it('finds the model folder of a folder pick and reads files', async () => {
+    const { fs, ref } = pickedFilesFs([file('gpt2/config.json', '{}'), file('gpt2/model.safetensors', 'xx')]);
+    expect(ref).toBe('/picked/gpt2');
+    expect(await fs.stat('/picked/gpt2')).toEqual({ size: 0, isDirectory: true });
+    expect(new TextDecoder().decode(await fs.readFile('/picked/gpt2/config.json'))).toBe('{}');
+    await expect(fs.writeFile('/picked/x', new Uint8Array())).rejects.toThrow(/read-only/);
+  });
+  it('points at a single GGUF file', () => {
+    expect(pickedFilesFs([file('model.gguf', 'GGUF')]).ref).toBe('/picked/model.gguf');
+  });
+});
+
+describe('circuitFromResults', () => {
+  it('selects the top cells by |score| with every method’s scores', () => {
+    const a = {
+      label: 'relp',
+      scores: {
+        mlp_out: [
+          [0, 0.5],
+          [0, -2],
+        ],
+        attn_out: [
+          [0, 0.1],
+          [0, 1],
+        ],
+      },
+    };
+    const b = {
+      label: 'atp',
+      scores: {
+        mlp_out: [
+          [0, 0.4],
+          [0, -1],
+        ],
+        attn_out: [
+          [0, 0.2],
+          [0, 0.3],
+        ],
+      },
+    };
+    const g = circuitFromResults([a, b], ['x', 'y'], { method: 'relp', topK: 2 });
+    expect(g.nodes.map((n) => n.id)).toEqual(['mlp_out.1.1', 'attn_out.1.1']);
+    expect(g.nodes[0]!.scores).toEqual({ relp: -2, atp: -1 });
+    expect(g.edges).toEqual([{ from: 'attn_out.1.1', to: 'mlp_out.1.1', kind: 'residual' }]);
+  });
+});
