@@ -44,7 +44,7 @@ export function provenance(
     relpVersion: cliVersion(),
     command: ['relp', ...args].map(shellQuote).join(' '),
     model: {
-      ...(source.kind === 'folder' ? { path: source.path } : { id: source.id, revision: source.revision }),
+      ...(source.kind === 'hub' ? { id: source.id, revision: source.revision } : { path: source.path }),
       architecture,
       contentHash: source.contentHash,
       files: source.files,

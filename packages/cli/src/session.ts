@@ -48,7 +48,7 @@ export async function openSession(o: CommonOptions, io: CliIo, defaultModel?: st
   const loaded = await loadForCli(ref, io.env);
   const src = loaded.source;
   log.info(
-    `model: ${src.kind === 'folder' ? src.path : src.id} (${loaded.model.architecture}, ${loaded.model.dims.nLayers} layers, ` +
+    `model: ${src.kind === 'hub' ? src.id : src.path} (${loaded.model.architecture}, ${loaded.model.dims.nLayers} layers, ` +
       `hash ${src.contentHash.slice(0, 12)}…), tokenizer: ${loaded.tokenizerSource}`,
   );
   return { io, log, progress, backend, loaded };

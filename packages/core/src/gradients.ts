@@ -4,5 +4,5 @@
 // in core; package.json lists it under sideEffects so bundlers keep it). The package entry must be evaluated
 // first so that it owns the global engine and Tensor class (see scripts/build-tfjs-gradients.mjs).
 import '@tensorflow/tfjs-core';
-// @ts-expect-error: generated at install time, untyped.
+// Generated at install time (untyped).
 import '../generated/tfjs-gradients.js';

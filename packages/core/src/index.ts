@@ -1,7 +1,9 @@
 import './gradients.js';
 
+export * from './attribution/index.js';
 export * from './backend.js';
 export * from './checkpoint.js';
+export * from './circuits/index.js';
 export * from './context.js';
 export * from './data.js';
 export * from './decoder.js';
@@ -14,4 +16,3 @@ export * from './model.js';
 export * from './sites.js';
 export * from './slots.js';
 export * from './weights.js';
-export * from './attribution/index.js';

@@ -1,10 +1,24 @@
 import type { LanguageModel, ModelFamily, WeightMap } from '@relp/core';
 import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
-import { readSafetensors, readShardedSafetensors } from '@relp/weights';
+import {
+  type GgufTokenizerMetadata,
+  ggufConfig,
+  ggufTokenizerMetadata,
+  ggufToWeightMap,
+  parseGguf,
+  readSafetensors,
+  readShardedSafetensors,
+} from '@relp/weights';
 import { defaultFamilies, FamilyRegistry } from './families.js';
 import { joinPath, type LoaderFs } from './fs.js';
 import { contentHash, sha256Hex } from './hash.js';
-import { type ModelRef, type ResolvedModelFiles, type ResolveOptions, resolveModelFiles } from './resolve.js';
+import {
+  type ModelRef,
+  parseModelRef,
+  type ResolvedModelFiles,
+  type ResolveOptions,
+  resolveModelFiles,
+} from './resolve.js';
 
 /** Where a loaded model came from, for reproducibility records. */
 export type ModelSource =
@@ -22,6 +36,12 @@ export type ModelSource =
       readonly path: string;
       readonly contentHash: string;
       readonly files: readonly string[];
+    }
+  | {
+      readonly kind: 'gguf';
+      readonly path: string;
+      readonly contentHash: string;
+      readonly files: readonly string[];
     };
 
 export interface LoadModelOptions<T = unknown> extends ResolveOptions {
@@ -30,6 +50,8 @@ export interface LoadModelOptions<T = unknown> extends ResolveOptions {
   readonly families?: FamilyRegistry | readonly ModelFamily[];
   /** Builds a tokenizer from parsed tokenizer.json; without it no tokenizer is loaded (or downloaded). */
   readonly loadTokenizer?: (tokenizerJson: unknown) => T | Promise<T>;
+  /** GGUF files: builds a tokenizer from the file's tokenizer.ggml.* metadata. */
+  readonly loadGgufTokenizer?: (metadata: GgufTokenizerMetadata) => T | Promise<T>;
 }
 
 export interface LoadedModel<T = unknown> {
@@ -38,7 +60,63 @@ export interface LoadedModel<T = unknown> {
   readonly tokenizer: T | undefined;
   readonly config: Readonly<Record<string, unknown>>;
   readonly source: ModelSource;
-  readonly files: ResolvedModelFiles;
+  /** Absent for GGUF files, which are one file. */
+  readonly files?: ResolvedModelFiles;
+}
+
+function buildModel(
+  family: ModelFamily,
+  config: Record<string, unknown>,
+  weights: WeightMap,
+  where: string,
+): LanguageModel {
+  try {
+    return family.fromHfConfig(config, weights);
+  } catch (e) {
+    if (isRelpError(e)) throw e;
+    throw badFile(
+      `${where}: the ${family.name} family could not build the model (${e instanceof Error ? e.message : String(e)})`,
+      { family: family.name },
+      e,
+    );
+  }
+}
+
+/**
+ * A GGUF file: the architecture's config and HF-named float32 weights from the file itself (dequantised), the
+ * tokenizer from its metadata. The content hash is the file's sha256.
+ */
+async function loadGguf<T>(
+  path: string,
+  registry: FamilyRegistry,
+  options: LoadModelOptions<T>,
+): Promise<LoadedModel<T>> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await options.fs.readFile(path);
+  } catch (e) {
+    throw badFile(`cannot read ${path}`, { path }, e);
+  }
+  const file = parseGguf(bytes);
+  const config = checkConfig(ggufConfig(file), `${path} (GGUF metadata)`);
+  const family = pickFamily(config, registry);
+  const model = buildModel(family, config, ggufToWeightMap(file), path);
+  let tokenizer: T | undefined;
+  if (options.loadGgufTokenizer !== undefined) {
+    try {
+      tokenizer = await options.loadGgufTokenizer(ggufTokenizerMetadata(file));
+    } catch (e) {
+      model.dispose();
+      if (isRelpError(e)) throw e;
+      throw badFile(
+        `${path}: tokenizer metadata: ${e instanceof Error ? e.message : String(e)}`,
+        { path },
+        e,
+      );
+    }
+  }
+  const hash = await contentHash([{ name: path, sha256: await sha256Hex(bytes) }]);
+  return { model, tokenizer, config, source: { kind: 'gguf', path, contentHash: hash, files: [path] } };
 }
 
 function badFile(message: string, details: Record<string, unknown> = {}, cause?: unknown): RelpError {
@@ -135,23 +213,18 @@ export async function loadModel<T = unknown>(
       : options.families instanceof FamilyRegistry
         ? options.families
         : new FamilyRegistry(options.families);
+  const parsed = typeof ref === 'string' ? await parseModelRef(ref, options.fs, options.revision) : ref;
+  if (parsed.kind === 'gguf') return loadGguf(parsed.path, registry, options);
   const wantTokenizer = options.loadTokenizer !== undefined;
-  const files = await resolveModelFiles(ref, { ...options, tokenizer: options.tokenizer ?? wantTokenizer });
+  const files = await resolveModelFiles(parsed, {
+    ...options,
+    tokenizer: options.tokenizer ?? wantTokenizer,
+  });
   const configPath = joinPath(files.folder, files.config);
   const config = checkConfig(await readJson(options.fs, configPath), configPath);
   const family = pickFamily(config, registry);
   const { weights, contentHash: hash, files: weightFiles } = await readWeights(files, options.fs);
-  let model: LanguageModel;
-  try {
-    model = family.fromHfConfig(config, weights);
-  } catch (e) {
-    if (isRelpError(e)) throw e;
-    throw badFile(
-      `${files.folder}: the ${family.name} family could not build the model (${e instanceof Error ? e.message : String(e)})`,
-      { family: family.name },
-      e,
-    );
-  }
+  const model = buildModel(family, config, weights, files.folder);
   let tokenizer: T | undefined;
   if (options.loadTokenizer !== undefined && files.tokenizer !== undefined) {
     const tokPath = joinPath(files.folder, files.tokenizer);
@@ -171,7 +244,7 @@ export async function loadModel<T = unknown>(
   ];
   if (files.tokenizer !== undefined) allFiles.push(files.tokenizer);
   const source: ModelSource =
-    files.ref.kind === 'folder'
+    files.ref.kind !== 'hub'
       ? { kind: 'folder', path: files.ref.path, contentHash: hash, files: allFiles }
       : {
           kind: 'hub',

@@ -18,7 +18,8 @@ export const TOKENIZER_FILE = 'tokenizer.json';
 /** A parsed model reference. */
 export type ModelRef =
   | { readonly kind: 'folder'; readonly path: string }
-  | { readonly kind: 'hub'; readonly id: string; readonly revision: string };
+  | { readonly kind: 'hub'; readonly id: string; readonly revision: string }
+  | { readonly kind: 'gguf'; readonly path: string };
 
 /** The files of a model, all in one local folder (the user's, or the cache's). */
 export interface ResolvedModelFiles {
@@ -55,13 +56,12 @@ export async function parseModelRef(ref: string, fs: LoaderFs, revision?: string
   const st = await fs.stat(trimmed);
   if (st?.isDirectory) return { kind: 'folder', path: trimmed };
   if (trimmed.toLowerCase().endsWith('.gguf')) {
-    throw new RelpError(
-      ErrorCodes.Unsupported,
-      `${trimmed}: GGUF files are not loadable through this loader yet`,
-      {
+    if (st === undefined) {
+      throw new RelpError(ErrorCodes.NotAvailable, `GGUF file ${trimmed} does not exist`, {
         details: { ref: trimmed },
-      },
-    );
+      });
+    }
+    return { kind: 'gguf', path: trimmed };
   }
   if (st !== undefined) {
     throw new RelpError(
@@ -238,6 +238,9 @@ export async function resolveModelFiles(
   const parsed = typeof ref === 'string' ? await parseModelRef(ref, options.fs, options.revision) : ref;
   const wantTokenizer = options.tokenizer ?? true;
   if (parsed.kind === 'folder') return resolveFolder(parsed, options.fs, wantTokenizer);
+  if (parsed.kind === 'gguf') {
+    throw new RelpError(ErrorCodes.Internal, 'GGUF files are read whole by loadModel, not resolved to files');
+  }
   if (options.cacheDir === undefined) {
     throw new RelpError(ErrorCodes.BadInput, `a cache folder is needed to load ${parsed.id} from the hub`);
   }

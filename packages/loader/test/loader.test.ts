@@ -1,5 +1,6 @@
+import type { WeightMap } from '@relp/core';
 import { ErrorCodes, isRelpError } from '@relp/core/errors';
-import { writeSafetensors } from '@relp/weights';
+import { readSafetensors, writeSafetensors } from '@relp/weights';
 import { describe, expect, it } from 'vitest';
 import {
   createMemoryFs,
@@ -246,8 +247,9 @@ describe('model references', () => {
   it.each(['a/b/c', 'a/..', '', 'a/b@../x', 'a b', 'a/b@'])('refuses %j', async (ref) => {
     await expectCode(parseModelRef(ref, fs), ErrorCodes.BadInput);
   });
-  it('GGUF files are UNSUPPORTED for now', async () => {
-    await expectCode(parseModelRef('/abs/x.gguf', fs), ErrorCodes.Unsupported, /GGUF/);
+  it('a GGUF file path is a gguf reference; a missing one is NOT_AVAILABLE', async () => {
+    expect(await parseModelRef('/abs/x.gguf', fs)).toEqual({ kind: 'gguf', path: '/abs/x.gguf' });
+    await expectCode(parseModelRef('/abs/missing.gguf', fs), ErrorCodes.NotAvailable, /does not exist/);
   });
 });
 
@@ -445,7 +447,7 @@ describe('hub downloads (fake fetch)', () => {
       loadTokenizer: (j) => j,
     });
     expect(r.tokenizer).toBeUndefined(); // repo has no tokenizer.json
-    expect(r.files.weights).toEqual({
+    expect(r.files?.weights).toEqual({
       kind: 'sharded',
       index: 'model.safetensors.index.json',
       shards: ['model-00001-of-00001.safetensors'],
@@ -519,5 +521,36 @@ describe('hub downloads (fake fetch)', () => {
     });
     expect(seen[0]!.url).toBe('https://mirror.example/acme/toy/resolve/v2/config.json');
     expect(seen.every((s) => s.headers.authorization === 'Bearer hf_secret')).toBe(true);
+  });
+});
+
+describe('GGUF files', () => {
+  it('loads config, dequantised weights and tokenizer metadata from one file', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { fixturePath } = await import('@relp/testing');
+    const bytes = readFileSync(fixturePath('gguf', 'tiny-llama.gguf'));
+    const fs = createMemoryFs({ '/m/tiny.gguf': new Uint8Array(bytes) });
+    let seenModelType = '';
+    const family = {
+      ...toyFamily,
+      name: 'llama-probe',
+      modelTypes: ['llama'],
+      fromHfConfig: (config: Readonly<Record<string, unknown>>, weights: WeightMap) => {
+        seenModelType = String(config.model_type);
+        expect(weights.get('model.embed_tokens.weight')?.data).toBeInstanceOf(Float32Array);
+        return toyFamily.fromHfConfig({ model_type: 'toy', n_embd: 3 }, readSafetensors(toyWeights()));
+      },
+    };
+    const r = await loadModel('/m/tiny.gguf', { fs, families: [family] });
+    expect(seenModelType).toBe('llama');
+    expect(r.source.kind).toBe('gguf');
+    expect(r.source.contentHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    r.model.dispose();
+    // This fixture carries no tokenizer: asking for one is a clear BAD_MODEL_FILE.
+    await expectCode(
+      loadModel('/m/tiny.gguf', { fs, families: [family], loadGgufTokenizer: (meta) => meta.tokens.length }),
+      ErrorCodes.BadModelFile,
+      /no tokenizer/,
+    );
   });
 });

@@ -241,7 +241,12 @@ export class PythiaModel implements LanguageModel {
       } else {
         this.wU = lin(r.linear('embed_out.weight', V, d, ['lm_head.weight']));
       }
-      const { cos, sin } = rotaryTables(config.contextLength, this.rotaryDim, config.rotaryBase);
+      const { cos, sin } = rotaryTables(
+        config.contextLength,
+        this.rotaryDim,
+        config.rotaryBase,
+        Math.floor(dh * config.rotaryPct),
+      );
       this.rotCos = own(tf.tensor2d(cos, [config.contextLength, this.rotaryDim]));
       this.rotSin = own(tf.tensor2d(sin, [config.contextLength, this.rotaryDim]));
     } catch (e) {
@@ -425,11 +430,13 @@ export function rotaryTables(
   n: number,
   rotaryDim: number,
   base: number,
+  /** transformers divides by int(dh · fraction), which is odd when rotaryDim was rounded up. */
+  frequencyDim: number = rotaryDim,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = rotaryDim / 2;
   const f = Math.fround;
   const invFreq = new Float32Array(half);
-  for (let i = 0; i < half; i++) invFreq[i] = f(1 / f(base ** f((2 * i) / rotaryDim)));
+  for (let i = 0; i < half; i++) invFreq[i] = f(1 / f(base ** f((2 * i) / frequencyDim)));
   const cos = new Float32Array(n * rotaryDim);
   const sin = new Float32Array(n * rotaryDim);
   for (let p = 0; p < n; p++) {

@@ -1,5 +1,3 @@
-import { badInput } from '@relp/core/errors';
-import { circuitCurvesSvg, type Figure, fixed, formatTable, renderHtml, type Section } from '@relp/report';
 import {
   type Ablation,
   CircuitEvaluator,
@@ -10,7 +8,9 @@ import {
   type SelectBy,
   selectNodes,
   sweepThresholds,
-} from '../circuits.js';
+} from '@relp/core';
+import { badInput } from '@relp/core/errors';
+import { circuitCurvesSvg, type Figure, fixed, formatTable, renderHtml, type Section } from '@relp/report';
 import type { CliIo } from '../io.js';
 import { parseMethodList, parseSites } from '../methods.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
