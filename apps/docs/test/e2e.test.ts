@@ -114,24 +114,30 @@ async function runDemo(page: Page, url: string, backend: string, shot: string): 
 
 describe.skipIf(!haveChromium)('docs site in Chromium', () => {
   let site: Awaited<ReturnType<typeof serveStatic>>;
+  let dist: string;
   let reference: Awaited<ReturnType<typeof nodeReference>>;
   const report: Record<string, unknown> = {};
 
   beforeAll(async () => {
     mkdirSync(artifacts, { recursive: true });
     const t0 = Date.now();
-    execFileSync('node', ['--conditions=source', '--import', 'tsx', 'scripts/prepare.ts'], {
-      cwd: app,
-      stdio: 'inherit',
-    });
-    execFileSync(join(app, 'node_modules', '.bin', 'vite'), ['build', '--logLevel', 'warn'], {
-      cwd: app,
-      stdio: 'inherit',
-    });
+    // RELP_E2E_DIST: test an already built site (e.g. an experimental build) instead of building one.
+    const prebuilt = process.env.RELP_E2E_DIST;
+    if (!prebuilt) {
+      execFileSync('node', ['--conditions=source', '--import', 'tsx', 'scripts/prepare.ts'], {
+        cwd: app,
+        stdio: 'inherit',
+      });
+      execFileSync(join(app, 'node_modules', '.bin', 'vite'), ['build', '--logLevel', 'warn'], {
+        cwd: app,
+        stdio: 'inherit',
+      });
+    }
     report.buildSeconds = (Date.now() - t0) / 1000;
-    site = await serveStatic(join(app, 'dist'));
+    dist = prebuilt ?? join(app, 'dist');
+    site = await serveStatic(dist);
     reference = await nodeReference(
-      join(app, 'dist', 'hub', 'relp-test', 'tiny-gpt2', 'resolve', 'main'),
+      join(dist, 'hub', 'relp-test', 'tiny-gpt2', 'resolve', 'main'),
       'ioi-demo',
       SITES,
     );
@@ -143,7 +149,10 @@ describe.skipIf(!haveChromium)('docs site in Chromium', () => {
 
   afterAll(async () => {
     await site?.close();
-    writeFileSync(join(artifacts, 'numbers.json'), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(
+      join(artifacts, process.env.RELP_E2E_DIST ? 'numbers-prebuilt.json' : 'numbers.json'),
+      `${JSON.stringify(report, null, 2)}\n`,
+    );
   });
 
   /** Largest |browser − node| per method and site, relative to the grid's largest |value|. */
