@@ -209,6 +209,17 @@ describe.skipIf(!haveChromium)('docs site in Chromium', () => {
       const shown = await runDemo(page, site.url, 'wasm', 'demo-wasm');
       expect(shown.backend).toBe('wasm');
       compare(shown, 'wasm', 1e-5);
+      // A typed pair whose prompts tokenise to different lengths: a clear message, no crash.
+      await page.selectOption('#task-select', 'typed');
+      await page.fill(
+        '#pairs-text',
+        'When Mary went to the store, Mary gave a bag to | When Bartholomew went to the store, Bartholomew gave a bag to | John | Mary',
+      );
+      await page.click('#run');
+      await page.waitForSelector('body[data-state="error"]', { timeout: 60_000 });
+      expect(await page.getAttribute('#error', 'data-code')).toBe('UNEQUAL_LENGTHS');
+      expect(await page.textContent('#error')).toMatch(/unequal token lengths/i);
+      await page.locator('.status').screenshot({ path: join(artifacts, 'demo-error-lengths.png') });
     } finally {
       await browser?.close();
     }
