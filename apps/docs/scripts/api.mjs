@@ -27,6 +27,7 @@ const app = await Application.bootstrapWithPlugins({
     entryPoints: ['src/index.ts'],
     tsconfig: join(repo, 'tsconfig.json'),
     skipErrorChecking: true,
+    disableSources: true,
   },
   tsconfig: join(repo, 'tsconfig.json'),
   out: join(repo, 'apps', 'docs', 'dist', 'api'),
