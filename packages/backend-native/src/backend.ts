@@ -477,6 +477,52 @@ export const NATIVE_KERNELS: ReadonlyMap<string, tf.KernelFunc> = new Map<string
   ['Concat', concatKernel as tf.KernelFunc],
 ]);
 
+/**
+ * RELP_NATIVE_CHECK=1: every native kernel also runs tfjs's CPU kernel on the same inputs and throws, naming
+ * the kernel and shapes, when they differ by more than 1e-5 relative to the largest value (debugging aid).
+ */
+function checked(name: string, native: tf.KernelFunc): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const backend = args.backend as NativeBackend;
+    const got = native(args);
+    const want = cpuKernel(name)(args);
+    const gs = (Array.isArray(got) ? got : [got]) as tf.TensorInfo[];
+    const ws = (Array.isArray(want) ? want : [want]) as tf.TensorInfo[];
+    gs.forEach((g, i) => {
+      const w = ws[i]!;
+      const gv = backend.readSync(g.dataId) as TypedValues;
+      const wv = backend.readSync(w.dataId) as TypedValues;
+      let scale = 1e-30;
+      for (let j = 0; j < wv.length; j++) scale = Math.max(scale, Math.abs(wv[j]!));
+      let worst = 0;
+      let at = -1;
+      for (let j = 0; j < wv.length; j++) {
+        const d = Math.abs(gv[j]! - wv[j]!);
+        if (d > worst || (Number.isNaN(d) && !(Number.isNaN(gv[j]!) && Number.isNaN(wv[j]!)))) {
+          worst = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
+          at = j;
+        }
+      }
+      if (
+        !sameShape(g.shape, w.shape) ||
+        g.dtype !== w.dtype ||
+        gv.length !== wv.length ||
+        worst > 1e-5 * scale
+      ) {
+        const shapes = Object.values(args.inputs).map(
+          (t) => `${(t as tf.TensorInfo).dtype}[${(t as tf.TensorInfo).shape}]`,
+        );
+        throw new Error(
+          `relp native check: ${name}(${shapes.join(', ')}; ${JSON.stringify(args.attrs)}) output ${i} ` +
+            `${g.dtype}[${g.shape}] vs cpu ${w.dtype}[${w.shape}]: max |Δ| ${worst} at ${at} (scale ${scale})`,
+        );
+      }
+    });
+    for (const w of ws) backend.disposeIntermediateTensorInfo(w);
+    return got;
+  }) as tf.KernelFunc;
+}
+
 let registration: AddonStatus | undefined;
 
 /**
@@ -494,9 +540,14 @@ export function registerNativeBackend(priority = 3): void {
     if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME)) continue;
     tf.registerKernel({ ...config, backendName: NATIVE_BACKEND_NAME });
   }
+  const check = process.env.RELP_NATIVE_CHECK === '1';
   for (const [kernelName, kernelFunc] of NATIVE_KERNELS) {
     if (!tf.getKernel(kernelName, NATIVE_BACKEND_NAME)) {
-      tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND_NAME, kernelFunc });
+      tf.registerKernel({
+        kernelName,
+        backendName: NATIVE_BACKEND_NAME,
+        kernelFunc: check ? checked(kernelName, kernelFunc) : kernelFunc,
+      });
     }
   }
   registration = status;
