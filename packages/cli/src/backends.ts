@@ -1,3 +1,4 @@
+import { nativeBackendLoader } from '@relp/backend-native';
 import { type BackendChoice, type BackendLoader, selectBackend } from '@relp/core';
 
 interface GpuLike {
@@ -10,6 +11,8 @@ interface GpuLike {
  */
 export function nodeBackendLoaders(): BackendLoader[] {
   return [
+    // Native kernels (OpenBLAS) when the addon is built; its probe says why not otherwise.
+    nativeBackendLoader,
     {
       name: 'webgpu',
       async probe() {

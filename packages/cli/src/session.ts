@@ -45,7 +45,13 @@ export async function openSession(o: CommonOptions, io: CliIo, defaultModel?: st
   log.info(`backend: ${backend.name} (${backend.reason})`);
   const ref = o.model ?? defaultModel;
   if (!ref) throw badInput('no model given: pass --model <folder|hub id>');
-  const loaded = await loadForCli(ref, io.env);
+  const loaded = await loadForCli(ref, io.env, (p) =>
+    progress.update({
+      phase: `${p.alias} ${p.phase}`,
+      done: p.bytesDone,
+      total: p.bytesTotal ?? p.bytesDone,
+    }),
+  );
   const src = loaded.source;
   log.info(
     `model: ${src.kind === 'hub' ? src.id : src.path} (${loaded.model.architecture}, ${loaded.model.dims.nLayers} layers, ` +

@@ -1,4 +1,3 @@
-import { badInput } from '@relp/core/errors';
 import { buildCompareReport, fixed, fmt, formatTable, renderHtml, type Table } from '@relp/report';
 import type { CliIo } from '../io.js';
 import { parseMethodList, parseSites } from '../methods.js';
@@ -20,20 +19,11 @@ export interface DemoOptions extends CommonOptions {
   readonly generated: boolean;
 }
 
-/**
- * The default demo model. SmolLM2-135M (issue 5) becomes the default once GGUF loading lands in the loader;
- * until then RELP_DEMO_MODEL or --model must name a local model folder (a GPT-2 checkpoint, say).
- */
+/** The demo's model: --model, else RELP_DEMO_MODEL, else SmolLM2-135M (fetched into the cache when absent). */
+export const DEFAULT_DEMO_MODEL = 'smollm2-135m';
+
 export function demoModel(o: { model?: string }, env: Readonly<Record<string, string | undefined>>): string {
-  const ref = o.model ?? env.RELP_DEMO_MODEL;
-  if (!ref) {
-    throw badInput(
-      'relp demo needs a model: pass --model <folder with config.json + model.safetensors (+ tokenizer.json)> ' +
-        '(a GPT-2 small checkpoint reproduces the RelP paper demo) or set RELP_DEMO_MODEL. ' +
-        'The default will be smollm2-135m once GGUF loading lands.',
-    );
-  }
-  return ref;
+  return o.model ?? env.RELP_DEMO_MODEL ?? DEFAULT_DEMO_MODEL;
 }
 
 /**

@@ -79,7 +79,7 @@ export async function gradientAttribution(
           k,
         ),
       );
-      perKey.set(k.key, toLayerScores(reduced, job.batch.firstDiff));
+      perKey.set(k.key, await toLayerScores(reduced, job.batch.firstDiff));
       reduced.dispose();
     }
     job.progress('scores', 3, 3);

@@ -60,14 +60,14 @@ export async function integratedGradients(
   try {
     base = await job.cachedRun('base', baseKeys);
     const perKey = new Map<SiteKey, LayerScores>();
-    const score = (k: ScoredKey, gradSum: tf.Tensor): void => {
+    const score = async (k: ScoredKey, gradSum: tf.Tensor): Promise<void> => {
       const reduced = tf.tidy(() =>
         reduceToGranularity(
           tf.mul(tf.sub(source.cache.get(k.key)!, base!.cache.get(k.key)!), tf.div(gradSum, steps)),
           k,
         ),
       );
-      perKey.set(k.key, toLayerScores(reduced, job.batch.firstDiff));
+      perKey.set(k.key, await toLayerScores(reduced, job.batch.firstDiff));
       reduced.dispose();
     };
     let convergenceDelta: number | undefined;
@@ -120,7 +120,7 @@ export async function integratedGradients(
           done += n;
           job.progress('integrated gradients', done, steps);
         }
-        for (const k of keys) score(k, sums.get(k.key)!);
+        for (const k of keys) await score(k, sums.get(k.key)!);
         // Completeness: Σ over the embeddings' attributions should equal m(source) − m(base) as N grows.
         const total = tf.tidy(() => tf.sum(tf.mul(tf.sub(eSource, eBase), tf.div(sums.get(resid0)!, steps))));
         convergenceDelta = (await total.data())[0]! - (source.m - base.m);
@@ -184,7 +184,7 @@ export async function integratedGradients(
             done += n;
             job.progress('integrated gradients', done, total);
           }
-          score(k, sum);
+          await score(k, sum);
         } finally {
           sum.dispose();
         }

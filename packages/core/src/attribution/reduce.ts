@@ -22,9 +22,12 @@ export function reduceToGranularity(product: tf.Tensor, k: ScoredKey): tf.Tensor
   });
 }
 
-/** Host copy of a reduced tensor as nested arrays, with positions before `firstDiff` set to exactly 0. */
-export function toLayerScores(reduced: tf.Tensor, firstDiff: number): LayerScores {
-  const data = reduced.dataSync();
+/**
+ * Host copy of a reduced tensor as nested arrays, with positions before `firstDiff` set to exactly 0. Read
+ * asynchronously: WebGPU's synchronous reads go through a canvas that some adapters lose.
+ */
+export async function toLayerScores(reduced: tf.Tensor, firstDiff: number): Promise<LayerScores> {
+  const data = await reduced.data();
   if (reduced.rank === 1) {
     return Array.from(data, (v, p) => (p < firstDiff ? 0 : v));
   }
