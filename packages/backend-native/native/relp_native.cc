@@ -321,7 +321,7 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   const int64_t nchunks = (total + chunk - 1) / chunk;
   bool bad = false;
   // Only the transcendental ops are worth waking a second thread for; the rest are bound by memory.
-  const bool costly = op == kTanh || op == kExp || op == kLog || op == kSigmoid || op == kRsqrt;
+  const bool costly = op == kTanh || op == kErf || op == kExp || op == kLog || op == kSigmoid || op == kRsqrt;
 #pragma omp parallel for schedule(static) if (costly && nchunks > 2)
   for (int64_t c = 0; c < nchunks; c++) {
   float* x = x0 + c * chunk;
@@ -339,6 +339,7 @@ napi_value Unary(napi_env env, napi_callback_info info) {
     case kRelu: for (int64_t i = 0; i < n; i++) out[i] = x[i] < 0 ? 0.0f : x[i]; break;
     case kSigmoid: for (int64_t i = 0; i < n; i++) out[i] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x[i])))); break;
     case kReciprocal: for (int64_t i = 0; i < n; i++) out[i] = static_cast<float>(1.0 / static_cast<double>(x[i])); break;
+    case kErf: for (int64_t i = 0; i < n; i++) out[i] = static_cast<float>(std::erf(static_cast<double>(x[i]))); break;
     case kSign: for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0 ? 1.0f : (x[i] < 0 ? -1.0f : (x[i] == 0 ? 0.0f : NAN)); break;
     default: bad = true;
   }

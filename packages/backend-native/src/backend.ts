@@ -180,6 +180,7 @@ const UNARY_OPS: Record<string, number> = {
   Relu: 8,
   Sigmoid: 9,
   Reciprocal: 10,
+  Erf: 11,
   Sign: 12,
 };
 
@@ -457,6 +458,35 @@ function concatKernel(args: KernelArgs): tf.TensorInfo {
   return backend.makeTensorInfo(outShape, first.dtype, out);
 }
 
+/** PadV2 (constant padding, e.g. rotary halves): rows copied with TypedArray.set. */
+function padKernel(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as NativeBackend;
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  const { paddings, constantValue } = args.attrs as { paddings: [number, number][]; constantValue: number };
+  const xv = four(backend, x);
+  const rank = x.shape.length;
+  if (!xv || rank === 0 || paddings.length !== rank || paddings.some(([a, b]) => a < 0 || b < 0)) {
+    return fallback('PadV2', args);
+  }
+  const outShape = x.shape.map((n, i) => paddings[i]![0] + n + paddings[i]![1]);
+  const out = emptyLike(xv, prod(outShape));
+  if (constantValue !== 0) out.fill(constantValue);
+  const inner = x.shape[rank - 1]!;
+  const rows = inner === 0 ? 0 : xv.length / inner;
+  const outStrides = stridesOf(outShape);
+  const idx = new Array<number>(rank - 1).fill(0);
+  for (let r = 0; r < rows; r++) {
+    let off = paddings[rank - 1]![0];
+    for (let d = 0; d < rank - 1; d++) off += (idx[d]! + paddings[d]![0]) * outStrides[d]!;
+    out.set(xv.subarray(r * inner, r * inner + inner), off);
+    for (let d = rank - 2; d >= 0; d--) {
+      if (++idx[d]! < x.shape[d]!) break;
+      idx[d] = 0;
+    }
+  }
+  return backend.makeTensorInfo(outShape, x.dtype, out);
+}
+
 /** The kernels the native backend overrides; all others are tfjs's CPU kernels. */
 export const NATIVE_KERNELS: ReadonlyMap<string, tf.KernelFunc> = new Map<string, tf.KernelFunc>([
   ['BatchMatMul', batchMatMul as tf.KernelFunc],
@@ -475,6 +505,7 @@ export const NATIVE_KERNELS: ReadonlyMap<string, tf.KernelFunc> = new Map<string
   ['Tile', tileKernel as tf.KernelFunc],
   ['Select', selectKernel as tf.KernelFunc],
   ['Concat', concatKernel as tf.KernelFunc],
+  ['PadV2', padKernel as tf.KernelFunc],
 ]);
 
 /**

@@ -105,7 +105,7 @@ class Parts:
         return {"resid_pre": self.blocks, "attn_out": self.attn, "mlp_out": self.mlp}[site][layer]
 
     def head(self):
-        return self.model.lm_head if self.kind == "gpt2" else self.model.embed_out
+        return self.model.get_output_embeddings()
 
     def run_blocks(self, h, start):
         """Blocks start..L-1 from the residual h, then the final norm and the last position's logits."""
