@@ -11,13 +11,17 @@ const model = fixturePath('models', 'gpt2-a');
 const wordsModel = fixturePath('cli', 'tiny-gpt2-words');
 const pairs = fixturePath('cli', 'pairs-ids.jsonl');
 
-async function run(args: string[], cwd = tmpdir()): Promise<{ code: number; out: string; err: string }> {
+async function run(
+  args: string[],
+  cwd = tmpdir(),
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const io: CliIo = {
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: (s: string) => (err += s), isTTY: false },
-    env: { RELP_BACKEND: 'cpu' },
+    env: { RELP_BACKEND: 'cpu', ...env },
     cwd,
     argv: ['node', 'relp', ...args],
   };
@@ -179,10 +183,16 @@ describe('relp compare / circuit / demo', () => {
     expect(existsSync(join(dir, 'report.html'))).toBe(true);
   });
 
-  it('demo without a model says what to pass', async () => {
-    const r = await run(['demo', '--out', join(tmp(), 'x')]);
+  it('demo defaults to smollm2-135m, fetched into the cache; unreachable sources give NOT_AVAILABLE', async () => {
+    // An empty cache and a hub endpoint on a closed loopback port: the default model cannot be had.
+    const r = await run(['demo', '--out', join(tmp(), 'x')], tmpdir(), {
+      RELP_CACHE: tmp(),
+      RELP_MODEL_SOURCES: 'hub',
+      HF_ENDPOINT: 'http://127.0.0.1:9',
+    });
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/--model/);
+    expect(r.err).toMatch(/NOT_AVAILABLE/);
+    expect(r.err).toMatch(/smollm2-135m/);
   });
 });
 
