@@ -27,7 +27,10 @@ function perturbedWeights(eps: number): WeightMap {
 }
 
 async function relativeError(eps: number): Promise<number> {
-  const model = gpt2Family.fromHfConfig({ ...GPT2_TINY_CONFIG, initializer_range: 0.3 }, perturbedWeights(eps));
+  const model = gpt2Family.fromHfConfig(
+    { ...GPT2_TINY_CONFIG, initializer_range: 0.3 },
+    perturbedWeights(eps),
+  );
   try {
     const clean = [3, 9, A, 14, 2, 30, 7, 1];
     const corrupt = clean.map((t) => (t === A ? B : t));
