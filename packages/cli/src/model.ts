@@ -1,6 +1,6 @@
 import type { LanguageModel } from '@relp/core';
 import { ErrorCodes, RelpError } from '@relp/core/errors';
-import { loadModel, type ModelSource } from '@relp/loader';
+import { type DownloadProgress, loadModel, type ModelSource } from '@relp/loader';
 import { nodeLoadOptions } from '@relp/loader/node';
 import { gemma3Family } from '@relp/models-gemma';
 import { gpt2Family } from '@relp/models-gpt2';
@@ -31,6 +31,7 @@ export async function loadForCli(
   ref: string,
   env: Readonly<Record<string, string | undefined>>,
   onFetchProgress?: (p: ProvisionProgress) => void,
+  onDownloadProgress?: (p: DownloadProgress) => void,
 ): Promise<LoadedForCli> {
   if (!ref) throw new RelpError(ErrorCodes.BadInput, 'no model given: pass --model <folder|hub id>');
   // A model alias (smollm2-135m, gemma3-270m) is a cached GGUF file, fetched first when absent.
@@ -44,6 +45,7 @@ export async function loadForCli(
   const loaded = await loadModel(path, {
     ...nodeLoadOptions(env),
     families: FAMILIES,
+    ...(onDownloadProgress ? { onProgress: onDownloadProgress } : {}),
     loadTokenizer: (json) => Tokenizer.fromTokenizerJson(json),
     loadGgufTokenizer: (meta) => tokenizerFromGgufMetadata(meta.raw as Record<string, unknown>),
   });
