@@ -22,6 +22,11 @@ export interface FamilyCase {
  * A model from a committed parity fixture (fixtures/models/<name>: an HF config and random weights). These
  * families have no biases at all, so both variants are the same model. `config` overrides config.json fields.
  */
+/** The gemma3-a fixture as it is, with final-logit soft-capping on. */
+export function gemmaWithSoftcap(): LanguageModel {
+  return fromFixture(gemma3Family, 'gemma3-a');
+}
+
 function fromFixture(family: ModelFamily, name: string, config: Record<string, unknown> = {}): LanguageModel {
   const json = JSON.parse(readFileSync(fixturePath('models', name, 'config.json'), 'utf8')) as Record<
     string,

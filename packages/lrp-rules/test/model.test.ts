@@ -8,7 +8,7 @@ import {
 } from '@relp/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RELP, RELP_AH, withRules } from '../src/index.js';
-import { FAMILIES } from './families.js';
+import { FAMILIES, gemmaWithSoftcap } from './families.js';
 import { logitsOf, type RunResult, runWithGrad, testBatch } from './harness.js';
 import { dot64 } from './reference.js';
 
@@ -114,4 +114,25 @@ describeEachBackend('rules on whole models', (backend) => {
       });
     });
   }
+});
+
+describe('Gemma 3 final-logit soft-capping', () => {
+  it('is declared as a nonlinearity, so the presets stop with MISSING_RULE naming it', () => {
+    const model = gemmaWithSoftcap();
+    try {
+      expect(model.nonlinearities).toContainEqual({ slot: 'activation', kind: 'final_logit_softcap' });
+      for (const rules of [RELP, RELP_AH]) {
+        let caught: unknown;
+        try {
+          withRules(model, rules, () => undefined);
+        } catch (e) {
+          caught = e;
+        }
+        expect(isRelpError(caught, 'MISSING_RULE'), String(caught)).toBe(true);
+        expect(String((caught as Error).message)).toMatch(/final_logit_softcap/);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
 });

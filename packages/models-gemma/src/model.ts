@@ -106,6 +106,11 @@ export class Gemma3Model implements LanguageModel {
       { slot: 'activation', kind: config.activation },
       { slot: 'gate_product', kind: 'gated_mlp' },
       { slot: 'attention_softmax', kind: 'softmax' },
+      // cap·tanh(logits/cap) is an element-wise nonlinearity outside the rule slots: declaring it makes every rule
+      // set that has no rule for it stop with MISSING_RULE instead of silently using the plain gradient.
+      ...(config.finalLogitSoftcapping != null
+        ? [{ slot: 'activation' as const, kind: 'final_logit_softcap' }]
+        : []),
     ];
     this.embedScale = Math.fround(Math.sqrt(d));
     this.invFreqGlobal = ropeInverseFrequencies(config.ropeGlobal);
