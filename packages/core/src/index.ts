@@ -13,6 +13,7 @@ export * from './layers.js';
 export * from './memory.js';
 export * from './metrics.js';
 export * from './model.js';
+export * from './random.js';
 export * from './sites.js';
 export * from './slots.js';
 export * from './weights.js';

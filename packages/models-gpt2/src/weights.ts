@@ -1,4 +1,4 @@
-import { ErrorCodes, type HostTensor, RelpError, type WeightMap } from '@relp/core';
+import { ErrorCodes, type HostTensor, RelpError, seededNormal, type WeightMap } from '@relp/core';
 import type { Gpt2Config } from './config.js';
 
 /** Per-block weight names, relative to `transformer.h.{l}.` (Conv1D weights are stored [in, out]). */
@@ -78,29 +78,7 @@ export interface RandomGpt2Options {
   readonly bareNames?: boolean;
 }
 
-/** Standard normal samples from a seeded mulberry32 stream (Box–Muller). */
-export function seededNormal(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const v = spare;
-      spare = undefined;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(uniform()));
-    const a = 2 * Math.PI * uniform();
-    spare = r * Math.sin(a);
-    return r * Math.cos(a);
-  };
-}
+export { seededNormal };
 
 /**
  * Random GPT-2 weights, named as GPT2LMHeadModel saves them, with HF's initialisation: embeddings and Conv1D

@@ -1,4 +1,4 @@
-import type { HostTensor, WeightMap } from '@relp/core';
+import { type HostTensor, seededNormal, type WeightMap } from '@relp/core';
 import type { PythiaConfig } from './config.js';
 
 export interface RandomWeightOptions {
@@ -8,30 +8,6 @@ export interface RandomWeightOptions {
   readonly biasStd?: number;
   /** Standard deviation of LayerNorm gains around 1 (transformers: 0). */
   readonly lnStd?: number;
-}
-
-/** mulberry32 + Box–Muller: a small, deterministic normal sampler. */
-function normalSampler(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const v = spare;
-      spare = undefined;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(uniform()));
-    const a = 2 * Math.PI * uniform();
-    spare = r * Math.sin(a);
-    return r * Math.cos(a);
-  };
 }
 
 /**
@@ -47,7 +23,7 @@ export function randomPythiaWeights(
   const std = options.std ?? 0.02;
   const biasStd = options.biasStd ?? 0;
   const lnStd = options.lnStd ?? 0;
-  const normal = normalSampler(seed);
+  const normal = seededNormal(seed);
   const { dModel: d, dMlp: m, vocabSize: V, nLayers: L } = config;
   const out = new Map<string, HostTensor>();
   const put = (name: string, shape: number[], mean: number, sd: number): void => {
