@@ -1,5 +1,6 @@
 import { nativeBackendLoader } from '@relp/backend-native';
 import { type BackendChoice, type BackendLoader, selectBackend } from '@relp/core';
+import * as tf from '@tensorflow/tfjs-core';
 
 interface GpuLike {
   requestAdapter(): Promise<{ info?: { vendor?: string; description?: string } } | null>;
@@ -61,5 +62,15 @@ export async function chooseBackend(
   requested: string | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<BackendChoice> {
-  return selectBackend({ loaders: nodeBackendLoaders(), requested, env });
+  const choice = await selectBackend({ loaders: nodeBackendLoaders(), requested, env });
+  // tfjs's CPU-derived backends print an advertisement for tfjs-node (which cannot install here, and which
+  // the native backend replaces) on their first tensor write: make that write here, quietly.
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    tf.dispose(tf.tensor1d([0]));
+  } finally {
+    console.warn = warn;
+  }
+  return choice;
 }
