@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { RopeScaling } from './decoder.js';
 import { ErrorCodes, RelpError } from './errors.js';
 import { type ActivationKind, isActivationKind } from './slots.js';
 import type { HostTensor, WeightMap } from './weights.js';
@@ -165,4 +166,45 @@ export function vectorWeight(
   const dst = new Float32Array(n);
   for (let i = 0; i < n; i++) dst[i] = Math.fround(map(src[i]!));
   return tf.tensor1d(dst, 'float32');
+}
+
+/** UNSUPPORTED naming a config field and its value. */
+export function unsupportedField(message: string, field: string, value: unknown): RelpError {
+  return new RelpError(ErrorCodes.Unsupported, message, { details: { field, value } });
+}
+
+/**
+ * RoPE frequency scaling from an HF `rope_parameters` / `rope_scaling` object (absent: default). `supported`
+ * lists the types a family implements; any other raises UNSUPPORTED naming the type and `field`.
+ */
+export function parseRopeScaling(
+  params: HfConfig | undefined,
+  field: string,
+  supported: readonly RopeScaling['type'][],
+  family = '',
+): RopeScaling {
+  const typeName = params
+    ? configStringOr(params, 'rope_type', configStringOr(params, 'type', 'default'))
+    : 'default';
+  if (!(supported as readonly string[]).includes(typeName)) {
+    throw unsupportedField(
+      `rope type '${typeName}' (${field}) is not supported${family ? ` for ${family}` : ''} (${supported.join(', ')} are)`,
+      field,
+      typeName,
+    );
+  }
+  switch (typeName as RopeScaling['type']) {
+    case 'linear':
+      return { type: 'linear', factor: configNumber(params!, 'factor') };
+    case 'llama3':
+      return {
+        type: 'llama3',
+        factor: configNumber(params!, 'factor'),
+        lowFreqFactor: configNumber(params!, 'low_freq_factor'),
+        highFreqFactor: configNumber(params!, 'high_freq_factor'),
+        originalMaxPositionEmbeddings: configInt(params!, 'original_max_position_embeddings'),
+      };
+    default:
+      return { type: 'default' };
+  }
 }

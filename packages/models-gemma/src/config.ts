@@ -3,7 +3,6 @@ import {
   configBoolOr,
   configInt,
   configIntOr,
-  configNumber,
   configNumberOr,
   configObject,
   configOptionalNumber,
@@ -12,9 +11,10 @@ import {
   ErrorCodes,
   type HfConfig,
   hfActivation,
+  parseRopeScaling,
   RelpError,
-  type RopeScaling,
   type RopeSpec,
+  unsupportedField,
 } from '@relp/core';
 
 export const GEMMA3_MODEL_TYPES = ['gemma3_text', 'gemma3'] as const;
@@ -47,29 +47,10 @@ export interface Gemma3Config {
   readonly tieWordEmbeddings: boolean;
 }
 
-function unsupported(message: string, field: string, value: unknown): RelpError {
-  return new RelpError(ErrorCodes.Unsupported, message, { details: { field, value } });
-}
+const unsupported = unsupportedField;
 
 function ropeSpec(params: HfConfig | undefined, theta: number, dim: number, field: string): RopeSpec {
-  const typeName = params
-    ? configStringOr(params, 'rope_type', configStringOr(params, 'type', 'default'))
-    : 'default';
-  let scaling: RopeScaling;
-  switch (typeName) {
-    case 'default':
-      scaling = { type: 'default' };
-      break;
-    case 'linear':
-      scaling = { type: 'linear', factor: configNumber(params!, 'factor') };
-      break;
-    default:
-      throw unsupported(
-        `rope type '${typeName}' (${field}) is not supported for Gemma 3 (default, linear are)`,
-        field,
-        typeName,
-      );
-  }
+  const scaling = parseRopeScaling(params, field, ['default', 'linear'], 'Gemma 3');
   if (params && configNumberOr(params, 'partial_rotary_factor', 1) !== 1) {
     throw unsupported(
       'partial rotary embeddings are not supported for Gemma 3',

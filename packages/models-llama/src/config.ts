@@ -3,7 +3,6 @@ import {
   configBoolOr,
   configInt,
   configIntOr,
-  configNumber,
   configNumberOr,
   configObject,
   configStringArray,
@@ -12,9 +11,10 @@ import {
   type HfConfig,
   hasField,
   hfActivation,
+  parseRopeScaling,
   RelpError,
-  type RopeScaling,
   type RopeSpec,
+  unsupportedField,
 } from '@relp/core';
 
 /** The model types this package loads. Mistral is Llama with a sliding window on every layer. */
@@ -46,9 +46,7 @@ export interface LlamaConfig {
   readonly slidingWindows: readonly (number | undefined)[];
 }
 
-function unsupported(message: string, field: string, value: unknown): RelpError {
-  return new RelpError(ErrorCodes.Unsupported, message, { details: { field, value } });
-}
+const unsupported = unsupportedField;
 
 /**
  * Reads rope settings from `rope_parameters` (transformers ≥ 5) or the legacy `rope_theta` + `rope_scaling`.
@@ -67,33 +65,7 @@ export function parseRope(
     : configNumberOr(cfg, 'rope_theta', defaultTheta);
   const partial = configNumberOr(params ?? cfg, 'partial_rotary_factor', 1);
   const dim = Math.trunc(headDim * partial);
-  const typeName = scalingCfg
-    ? configStringOr(scalingCfg, 'rope_type', configStringOr(scalingCfg, 'type', 'default'))
-    : 'default';
-  let scaling: RopeScaling;
-  switch (typeName) {
-    case 'default':
-      scaling = { type: 'default' };
-      break;
-    case 'linear':
-      scaling = { type: 'linear', factor: configNumber(scalingCfg!, 'factor') };
-      break;
-    case 'llama3':
-      scaling = {
-        type: 'llama3',
-        factor: configNumber(scalingCfg!, 'factor'),
-        lowFreqFactor: configNumber(scalingCfg!, 'low_freq_factor'),
-        highFreqFactor: configNumber(scalingCfg!, 'high_freq_factor'),
-        originalMaxPositionEmbeddings: configInt(scalingCfg!, 'original_max_position_embeddings'),
-      };
-      break;
-    default:
-      throw unsupported(
-        `rope type '${typeName}' (${field}) is not supported (default, linear, llama3 are)`,
-        field,
-        typeName,
-      );
-  }
+  const scaling = parseRopeScaling(scalingCfg, field, ['default', 'linear', 'llama3']);
   return { theta, dim, scaling };
 }
 
