@@ -1,1 +1,3 @@
 export * from './sae.js';
+export * from './attribution.js';
+export * from './splice.js';
