@@ -6,10 +6,18 @@ same rules (LN: detached normaliser; Identity: act(x)/x~ as the local derivative
 patching with the same algorithmic savings as relp's `fast` strategy (start at the patched block from the
 cached residual, skip positions before the first difference, several patches stacked in one batch), or the
 naive one-forward-per-patch way. Prints `RESULT {json}` as its last line.
+
+With --workload (a JSON file written by main.ts, see src/real.ts) it runs a real model instead: the GGUF file
+loaded by transformers (dequantised to float32, its default attention implementation), the same token ids as
+the tfjs side (right-padded; the metric reads each prompt's last real position, as relp's readout does), and
+for Llama-family models the relp rules as local autograd functions with exact forwards: RMSNorm with a detached
+normaliser (LN-rule), SiLU with act(x)/x~ as derivative (Identity-rule), and the gated product act(gate)*up with
+each factor's gradient halved (Half-rule); the attention softmax keeps its ordinary gradient, as relp's preset.
 """
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -79,19 +87,41 @@ def build(kind, layers):
     return model
 
 
-class Parts:
-    """The pieces of either family that the hooks and the partial runs need."""
+def load_real(gguf):
+    from transformers import AutoModelForCausalLM
+    folder, name = os.path.split(os.path.abspath(gguf))
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
-    def __init__(self, model, kind):
+
+class Parts:
+    """The pieces of each family that the hooks and the partial runs need."""
+
+    def __init__(self, model, kind, last=None):
         self.model = model
         self.kind = kind
-        if kind == "gpt2":
+        # Each prompt's last real position (right padding), or None: the last position of every row.
+        self.last = last
+        if kind == "llama":
+            inner = model.model
+            self.blocks = inner.layers
+            self.attn = [b.self_attn for b in self.blocks]
+            self.mlp = [b.mlp for b in self.blocks]
+            self.final_norm = inner.norm
+            self.norms = [m for b in self.blocks for m in (b.input_layernorm, b.post_attention_layernorm)]
+            self.norms.append(inner.norm)
+            self.acts = [(b.mlp, "act_fn") for b in self.blocks]
+            self.gated = list(self.mlp)
+        elif kind == "gpt2":
             self.blocks = model.transformer.h
             self.attn = [b.attn for b in self.blocks]
             self.mlp = [b.mlp for b in self.blocks]
             self.final_norm = model.transformer.ln_f
             self.norms = [m for b in self.blocks for m in (b.ln_1, b.ln_2)] + [model.transformer.ln_f]
             self.acts = [(b.mlp, "act") for b in self.blocks]
+            self.gated = []
         else:
             self.blocks = model.gpt_neox.layers
             self.attn = [b.attention for b in self.blocks]
@@ -100,6 +130,7 @@ class Parts:
             self.norms = [m for b in self.blocks for m in (b.input_layernorm, b.post_attention_layernorm)]
             self.norms.append(model.gpt_neox.final_layer_norm)
             self.acts = [(b.mlp, "act") for b in self.blocks]
+            self.gated = []
 
     def site_module(self, site, layer):
         return {"resid_pre": self.blocks, "attn_out": self.attn, "mlp_out": self.mlp}[site][layer]
@@ -107,8 +138,30 @@ class Parts:
     def head(self):
         return self.model.get_output_embeddings()
 
+    def logits(self, tokens):
+        """The logits [B, 1, V] at each prompt's last position (relp's readout), without the other positions."""
+        if self.last is None:
+            return self.model(input_ids=tokens, logits_to_keep=1).logits
+        h = self.model.model(input_ids=tokens).last_hidden_state
+        h = h[torch.arange(h.shape[0]), self.last]
+        return self.head()(h).unsqueeze(1)
+
     def run_blocks(self, h, start):
         """Blocks start..L-1 from the residual h, then the final norm and the last position's logits."""
+        if self.kind == "llama":
+            inner = self.model.model
+            T = h.shape[1]
+            pos = torch.arange(T).unsqueeze(0)
+            pe = inner.rotary_emb(h, position_ids=pos)
+            mask = torch.full((T, T), float("-inf")).triu(1)[None, None]
+            for b in self.blocks[start:]:
+                h = b(h, attention_mask=mask, position_ids=pos, position_embeddings=pe)
+                h = h[0] if isinstance(h, tuple) else h
+            h = self.final_norm(h)
+            last = self.last if self.last is not None else torch.full((h.shape[0],), T - 1)
+            if last.shape[0] != h.shape[0]:
+                last = last.repeat(h.shape[0] // last.shape[0])
+            return self.head()(h[torch.arange(h.shape[0]), last]).unsqueeze(1)
         if self.kind == "gpt2":
             for b in self.blocks[start:]:
                 h = b(h)
@@ -158,6 +211,27 @@ class IdentityRule(torch.autograd.Function):
         return g * ratio, None
 
 
+class HalfProduct(torch.autograd.Function):
+    """a*b forward; each factor's gradient halved (Half-rule)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        h = g * 0.5
+        return h * b, h * a
+
+
+def half_rule_mlp_forward(mlp):
+    def fwd(x):
+        return mlp.down_proj(HalfProduct.apply(mlp.act_fn(mlp.gate_proj(x)), mlp.up_proj(x)))
+    return fwd
+
+
 class RuleAct(torch.nn.Module):
     def __init__(self, act):
         super().__init__()
@@ -165,6 +239,15 @@ class RuleAct(torch.nn.Module):
 
     def forward(self, x):
         return IdentityRule.apply(x, self.inner)
+
+
+def rms_rule_forward(mod):
+    eps = getattr(mod, "variance_epsilon", getattr(mod, "eps", 1e-6))
+
+    def fwd(x):
+        scale = torch.sqrt((x * x).mean(-1, keepdim=True) + eps).detach()
+        return x / scale * mod.weight
+    return fwd
 
 
 def ln_rule_forward(mod):
@@ -183,11 +266,15 @@ class Rules:
 
     def __enter__(self):
         self.saved_norms = [(m, m.forward) for m in self.parts.norms]
+        rule = rms_rule_forward if self.parts.kind == "llama" else ln_rule_forward
         for m in self.parts.norms:
-            m.forward = ln_rule_forward(m)
+            m.forward = rule(m)
         self.saved_acts = [(mod, name, getattr(mod, name)) for mod, name in self.parts.acts]
         for mod, name, act in self.saved_acts:
             setattr(mod, name, RuleAct(act))
+        self.saved_mlps = [(m, m.forward) for m in self.parts.gated]
+        for m in self.parts.gated:
+            m.forward = half_rule_mlp_forward(m)
         return self
 
     def __exit__(self, *exc):
@@ -195,12 +282,14 @@ class Rules:
             m.forward = f
         for mod, name, act in self.saved_acts:
             setattr(mod, name, act)
+        for m, f in self.saved_mlps:
+            m.forward = f
 
 
 # ---- the methods ---------------------------------------------------------------------------------------------
 def forward_metric(parts, tokens, answers, wrongs):
     with torch.no_grad():
-        logits = parts.model(input_ids=tokens, logits_to_keep=1).logits
+        logits = parts.logits(tokens)
         return logit_diff(logits, answers, wrongs).item()
 
 
@@ -215,7 +304,7 @@ def cached_run(parts, tokens, answers, wrongs, L):
             handles.append(add_site_hook(parts, s, l, rec))
     try:
         with torch.no_grad():
-            logits = parts.model(input_ids=tokens, logits_to_keep=1).logits
+            logits = parts.logits(tokens)
             m = logit_diff(logits, answers, wrongs).item()
     finally:
         for h in handles:
@@ -242,7 +331,7 @@ def atp(parts, clean, corrupt, answers, wrongs, L, rules):
         if ctx:
             ctx.__enter__()
         try:
-            logits = parts.model(input_ids=corrupt, logits_to_keep=1).logits
+            logits = parts.logits(corrupt)
             m = logit_diff(logits, answers, wrongs)
             keys = list(deltas.keys())
             grads = torch.autograd.grad(m, [deltas[k] for k in keys])
@@ -273,7 +362,7 @@ def patching(parts, clean, corrupt, answers, wrongs, L, strategy, diff_pos, max_
                             return a
                         h = add_site_hook(parts, s, l, patch)
                         try:
-                            logits = parts.model(input_ids=corrupt, logits_to_keep=1).logits
+                            logits = parts.logits(corrupt)
                             scores[(s, l, p)] = logit_diff(logits, answers, wrongs).item() - m_base
                         finally:
                             h.remove()
@@ -312,7 +401,7 @@ def check_partial_run(parts, tokens):
     _, cache = cached_run(parts, tokens, torch.zeros(tokens.shape[0], dtype=torch.long),
                           torch.zeros(tokens.shape[0], dtype=torch.long), len(parts.blocks))
     with torch.no_grad():
-        full = parts.model(input_ids=tokens, logits_to_keep=1).logits
+        full = parts.logits(tokens)
         part = parts.run_blocks(cache[("resid_pre", 0)], 0)
     return (full - part).abs().max().item()
 
@@ -332,19 +421,39 @@ def main():
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--diff-pos", type=int, default=8)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--workload", help="a real model's workload JSON (src/real.ts)")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
 
     t0 = time.perf_counter()
-    model = build(a.model, 12)
+    last = None
+    if a.workload:
+        with open(a.workload) as f:
+            w = json.load(f)
+        model = load_real(w["gguf"])
+        kind = model.config.model_type
+        if kind not in ("llama",):
+            raise SystemExit(f"the bench's PyTorch rules know Llama-family models, not {kind}")
+        pairs = [(p["clean"], p["corrupt"], p["answer"], p["wrong"]) for p in w["pairs"]]
+        T = max(len(p[0]) for p in pairs)
+        pad = lambda ids: ids + [w["padId"]] * (T - len(ids))  # noqa: E731
+        last = torch.tensor([len(p[0]) - 1 for p in pairs])
+        a.diff_pos = min(next(i for i, (x, y) in enumerate(zip(p[0], p[1])) if x != y) for p in pairs)
+        pairs = [(pad(c), pad(k), x, y) for c, k, x, y in pairs]
+        L = model.config.num_hidden_layers
+    else:
+        kind = a.model
+        model = build(a.model, 12)
+        vocab = model.config.vocab_size
+        pairs = make_pairs(a.prompts, a.tokens, a.diff_pos, 1234, vocab)
+        L = 12
     build_s = time.perf_counter() - t0
-    parts = Parts(model, a.model)
-    vocab = model.config.vocab_size
-    pairs = make_pairs(a.prompts, a.tokens, a.diff_pos, 1234, vocab)
+    parts = Parts(model, kind, last)
     clean = torch.tensor([p[0] for p in pairs])
     corrupt = torch.tensor([p[1] for p in pairs])
     answers = torch.tensor([p[2] for p in pairs])
     wrongs = torch.tensor([p[3] for p in pairs])
-    L = 12
 
     results = []
 
@@ -369,13 +478,15 @@ def main():
             timed(task, L, lambda r=(task == "relp"): atp(parts, clean, corrupt, answers, wrongs, L, r))
         elif task in ("patch-fast", "patch-naive"):
             if small is None:
-                small = Parts(build(a.model, a.patch_layers), a.model)
+                # On a real model, patching runs on the whole model.
+                small = parts if a.workload else Parts(build(a.model, a.patch_layers), a.model)
                 err = check_partial_run(small, clean)
-                if err > 1e-4:
+                if err > 1e-3:
                     raise SystemExit(f"partial run differs from the model's forward by {err}")
             strategy = task.split("-")[1]
-            timed(task, a.patch_layers,
-                  lambda s=strategy: patching(small, clean, corrupt, answers, wrongs, a.patch_layers, s, a.diff_pos))
+            pl = L if a.workload else a.patch_layers
+            timed(task, pl,
+                  lambda s=strategy, pl=pl: patching(small, clean, corrupt, answers, wrongs, pl, s, a.diff_pos))
         else:
             raise SystemExit(f"unknown task {task}")
 
@@ -391,6 +502,7 @@ def main():
         "backend": "pytorch",
         "model": a.model,
         "layers": L,
+        "attention": getattr(model.config, "_attn_implementation", None),
         "buildSeconds": build_s,
         "maxRssBytes": rss_bytes(),
         "torch": torch.__version__,

@@ -2,18 +2,19 @@
 // Pythia-160m-shaped random models, 8 prompts × 16 tokens. Each (backend, model) runs in its own process
 // (src/worker.ts, python/bench_torch.py) so that its peak RSS is its own. Prints a Markdown table.
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isRealModel, prepareReal } from './real.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = resolve(here, '..');
 
 const { values: opt } = parseArgs({
   options: {
-    models: { type: 'string', default: 'gpt2,pythia' },
+    models: { type: 'string', default: 'gpt2,pythia,smollm2' },
     backends: { type: 'string', default: 'native,wasm,cpu' },
     tasks: { type: 'string', default: 'forward,atp,relp,patch-fast,patch-naive' },
     /** Tasks for the slow portable backends (cpu, wasm); default: the same as --tasks. */
@@ -21,6 +22,10 @@ const { values: opt } = parseArgs({
     reps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
     'patch-layers': { type: 'string', default: '2' },
+    /** Tasks on real models (smollm2); activation patching there is opt-in (--real-patching). */
+    'real-tasks': { type: 'string', default: 'forward,atp,relp' },
+    'real-patching': { type: 'boolean', default: false },
+    threads: { type: 'string', default: '2' },
     torch: { type: 'boolean', default: true },
     'no-torch': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -30,12 +35,16 @@ const { values: opt } = parseArgs({
 });
 
 if (opt.help) {
-  console.log(`pnpm bench [--models gpt2,pythia] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
-           [--slow-tasks <tasks for cpu/wasm>] [--reps 3] [--warmup 1] [--patch-layers 2] [--no-torch]
-           [--profile] [--json out.json]
+  console.log(`pnpm bench [--models gpt2,pythia,smollm2] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
+           [--slow-tasks <tasks for cpu/wasm>] [--real-tasks forward,atp,relp] [--real-patching]
+           [--reps 3] [--warmup 1] [--patch-layers 2] [--threads 2] [--no-torch] [--profile] [--json out.json]
 Tasks: forward (one pass, last-position logits), atp, relp (2 forward + 1 backward to resid_pre/attn_out/mlp_out),
 patch-fast / patch-naive (exact activation patching over the same sites on a --patch-layers-layer model of the
-same widths).`);
+same widths).
+Models: gpt2 and pythia are random-weight GPT-2-small / Pythia-160m shapes on 8 × 16 random tokens; smollm2 is
+SmolLM2-135M from the cache (relp models fetch smollm2-135m; skipped when absent) on the 8 IOI prompts of
+task ioi-demo, with --real-tasks (forward,atp,relp) and, with --real-patching, fast activation patching on all
+30 layers (minutes a repetition). Both sides use --threads threads.`);
   process.exit(0);
 }
 
@@ -65,6 +74,8 @@ interface RunResult {
 }
 
 const common = [
+  '--threads',
+  opt.threads!,
   '--reps',
   opt.reps!,
   '--warmup',
@@ -123,9 +134,29 @@ console.error(
   `relp bench: ${models.join(', ')} on ${backends.join(', ')}${torchMissing ? '' : ' + pytorch'}`,
 );
 
+const workDir = mkdtempSync(join(tmpdir(), 'relp-bench-'));
+const realNotes: Record<string, string> = {};
 for (const model of models) {
+  let extra: string[] = [];
+  let realTasks: string | undefined;
+  if (isRealModel(model)) {
+    const w = await prepareReal(model);
+    if (typeof w === 'string') {
+      console.error(`relp bench: ${model} ${w}`);
+      all.push({ backend: 'all', model, skipped: w });
+      continue;
+    }
+    const file = join(workDir, `${model}.json`);
+    writeFileSync(file, JSON.stringify(w));
+    extra = ['--workload', file];
+    realTasks = `${opt['real-tasks']}${opt['real-patching'] ? ',patch-fast' : ''}`;
+    const lens = w.pairs.map((p) => p.clean.length);
+    realNotes[model] =
+      `${w.alias} (${w.gguf}), task ${w.task}: ${w.pairs.length} pairs, ${Math.min(...lens)}–${Math.max(...lens)} tokens` +
+      `${w.bos ? ' (BOS prepended)' : ''}, right-padded with id ${w.padId}`;
+  }
   for (const backend of backends) {
-    const tasks = backend === 'native' ? opt.tasks! : (opt['slow-tasks'] ?? opt.tasks!);
+    const tasks = realTasks ?? (backend === 'native' ? opt.tasks! : (opt['slow-tasks'] ?? opt.tasks!));
     all.push({
       ...(await runProcess(process.execPath, [
         '--conditions=source',
@@ -139,6 +170,7 @@ for (const model of models) {
         '--tasks',
         tasks,
         ...common,
+        ...extra,
       ])),
       model,
     });
@@ -150,8 +182,9 @@ for (const model of models) {
         '--model',
         model,
         '--tasks',
-        opt.tasks!,
+        realTasks ?? opt.tasks!,
         ...common,
+        ...extra,
       ])),
       model,
     });
@@ -159,6 +192,8 @@ for (const model of models) {
     all.push({ backend: 'pytorch', model, skipped: torchMissing });
   }
 }
+
+rmSync(workDir, { recursive: true, force: true });
 
 // ---- the table -------------------------------------------------------------------------------------------
 const MB = 1024 * 1024;
@@ -171,6 +206,14 @@ const TASK_LABEL: Record<string, string> = {
   'patch-naive': 'activation patching, naive',
 };
 
+const MODEL_TITLE: Record<string, string> = {
+  gpt2: 'GPT-2-small-shaped (12 × 768, vocab 50257)',
+  pythia: 'Pythia-160m-shaped (12 × 768, vocab 50304)',
+  smollm2: 'SmolLM2-135M-Instruct (GGUF Q4_1 dequantised to float32; 30 × 576, vocab 49152), IOI ioi-demo',
+};
+const TASK_LABEL_REAL: Record<string, string> = {
+  forward: 'forward (8 prompts, last-position logits)',
+};
 const lines: string[] = [];
 lines.push(
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.versions.node}; started ${started.toISOString()}`,
@@ -183,10 +226,9 @@ for (const model of models) {
   const torch = runs.find((r) => r.backend === 'pytorch');
   const cols = runs.map((r) => r.backend);
   lines.push('');
-  lines.push(
-    `### ${model === 'gpt2' ? 'GPT-2-small-shaped (12 × 768, vocab 50257)' : 'Pythia-160m-shaped (12 × 768, vocab 50304)'}`,
-  );
+  lines.push(`### ${MODEL_TITLE[model] ?? model}`);
   lines.push('');
+  if (realNotes[model]) lines.push(`${realNotes[model]}\n`);
   lines.push(`| task | ${cols.join(' | ')} |`);
   lines.push(`|---|${cols.map(() => '---:').join('|')}|`);
   const tasks = [...new Set(runs.flatMap((r) => (r.results ?? []).map((t) => t.task)))];
@@ -194,7 +236,7 @@ for (const model of models) {
   for (const task of tasks) {
     const tm = torch ? med(torch, task) : undefined;
     const layers = runs.flatMap((r) => r.results ?? []).find((t) => t.task === task)?.layers;
-    const label = `${TASK_LABEL[task] ?? task}${task.startsWith('patch') ? ` (${layers} layers)` : ''}`;
+    const label = `${(isRealModel(model) ? TASK_LABEL_REAL[task] : undefined) ?? TASK_LABEL[task] ?? task}${task.startsWith('patch') ? ` (${layers} layers)` : ''}`;
     const cells = runs.map((r) => {
       const m = med(r, task);
       if (m === undefined) return r.skipped ? 'n/a' : '—';

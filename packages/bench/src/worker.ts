@@ -1,13 +1,27 @@
 // One benchmark process: one tfjs backend, one model family. Prints `RESULT {json}` as its last line.
 // Run through main.ts (`pnpm bench`), which starts one of these per backend and model so that each
 // process's peak RSS belongs to that backend and model only.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { nativeBackendLoader, nativeInfo } from '@relp/backend-native';
-import { attribute, type LanguageModel, logitDiff, makePairBatch, RunContext, Site } from '@relp/core';
+import { nativeBackendLoader, nativeInfo, setNativeThreads } from '@relp/backend-native';
+import {
+  attribute,
+  batchTokens,
+  type LanguageModel,
+  logitDiff,
+  makePairBatch,
+  type PairBatch,
+  RunContext,
+  Site,
+} from '@relp/core';
+import { loadModel } from '@relp/loader';
+import { nodeLoadOptions } from '@relp/loader/node';
 import { presetByName } from '@relp/lrp-rules';
 import { GPT2_SMALL_CONFIG, randomGpt2Model } from '@relp/models-gpt2';
+import { llamaFamily } from '@relp/models-llama';
 import { PYTHIA_PRESETS, randomPythiaModel } from '@relp/models-pythia';
 import * as tf from '@tensorflow/tfjs-core';
+import type { RealWorkload } from './real.js';
 import { makePairs, type Workload } from './workload.js';
 
 const { values: opt } = parseArgs({
@@ -22,6 +36,9 @@ const { values: opt } = parseArgs({
     tokens: { type: 'string', default: '16' },
     'diff-pos': { type: 'string', default: '8' },
     profile: { type: 'boolean', default: false },
+    /** A real model's workload (real.ts's JSON, written by main.ts): the GGUF file and the token ids. */
+    workload: { type: 'string' },
+    threads: { type: 'string', default: '2' },
   },
 });
 
@@ -33,6 +50,7 @@ if (backend === 'native') {
     process.exit(0);
   }
   await nativeBackendLoader.register();
+  setNativeThreads(Number(opt.threads));
 } else if (backend === 'wasm') {
   await import('@tensorflow/tfjs-backend-wasm');
 } else {
@@ -52,7 +70,16 @@ const warmup = Number(opt.warmup);
 const patchLayers = Number(opt['patch-layers']);
 const tasks = opt.tasks!.split(',');
 
-function build(layers?: number): LanguageModel {
+const real: RealWorkload | undefined = opt.workload
+  ? (JSON.parse(readFileSync(opt.workload, 'utf8')) as RealWorkload)
+  : undefined;
+
+async function build(layers?: number): Promise<LanguageModel> {
+  if (real) {
+    if (layers !== undefined) throw new Error('patching on a real model runs on the whole model');
+    const loaded = await loadModel(real.gguf, { ...nodeLoadOptions(process.env), families: [llamaFamily] });
+    return loaded.model;
+  }
   if (opt.model === 'gpt2') {
     return randomGpt2Model(layers ? { ...GPT2_SMALL_CONFIG, n_layer: layers } : 'small', 1);
   }
@@ -109,21 +136,20 @@ async function time(
 }
 
 const t0 = performance.now();
-const model = build();
+const model = await build();
 const buildSeconds = (performance.now() - t0) / 1000;
-const batch = makePairBatch(makePairs(w, model.dims.vocabSize), { dims: model.dims });
+const batch: PairBatch = real
+  ? makePairBatch(real.pairs, { dims: model.dims, padId: real.padId })
+  : makePairBatch(makePairs(w, model.dims.vocabSize), { dims: model.dims });
 const results: TaskResult[] = [];
 const L = model.dims.nLayers;
+const lastPos = batch.seqLen - 1;
 
 for (const task of tasks) {
   if (task === 'forward') {
     results.push(
       await time('forward', L, async () => {
-        const tokens = tf.tensor2d(
-          batch.pairs.map((p) => [...p.clean]),
-          [batch.size, batch.seqLen],
-          'int32',
-        );
+        const tokens = batchTokens(batch, 'clean');
         const ctx = new RunContext({});
         const logits = model.forward({ tokens }, ctx, { readout: [...batch.lastPositions] });
         const m = logitDiff.compute(logits, batch);
@@ -145,15 +171,17 @@ for (const task of tasks) {
         return {
           peak: r.cost.peakTensorBytes,
           cost: { fwd: r.cost.forwardEquivalents, passes: r.cost.forwardPasses, bwd: r.cost.backwardPasses },
-          check: (r.scores.mlp_out as number[][])[L - 1]![w.tokens - 1]!,
+          check: (r.scores.mlp_out as number[][])[L - 1]![lastPos]!,
         };
       }),
     );
   } else if (task === 'patch-fast' || task === 'patch-naive') {
-    const small = build(patchLayers);
+    // On a real model, patching runs on the whole model (it is opt-in: minutes a repetition).
+    const small = real ? model : await build(patchLayers);
+    const pl = real ? L : patchLayers;
     try {
       results.push(
-        await time(task, patchLayers, async () => {
+        await time(task, pl, async () => {
           const r = await attribute(small, batch, {
             method: 'activation-patching',
             sites: SITES,
@@ -166,12 +194,12 @@ for (const task of tasks) {
               passes: r.cost.forwardPasses,
               bwd: r.cost.backwardPasses,
             },
-            check: (r.scores.mlp_out as number[][])[patchLayers - 1]![w.tokens - 1]!,
+            check: (r.scores.mlp_out as number[][])[pl - 1]![lastPos]!,
           };
         }),
       );
     } finally {
-      (small as { dispose?: () => void }).dispose?.();
+      if (small !== model) (small as { dispose?: () => void }).dispose?.();
     }
   } else {
     throw new Error(`unknown task ${task}`);
