@@ -8,7 +8,7 @@ import {
   type RuleSet,
   type SiteName,
 } from '@relp/core';
-import { badInput } from '@relp/core/errors';
+import { badInput, isRelpError, RelpError } from '@relp/core/errors';
 import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
 import { presetByName } from '@relp/lrp-rules';
 import { gpt2Family } from '@relp/models-gpt2';
@@ -23,7 +23,7 @@ import {
   type TextPair,
   tokenLabels,
 } from '@relp/tasks';
-import { Tokenizer } from '@relp/tokenizer';
+import { Tokenizer, tokenizerFromGgufMetadata } from '@relp/tokenizer';
 import type { CorrelationRow } from './components/correlation-table.js';
 import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
 import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
@@ -60,12 +60,31 @@ export interface LoadedWebModel {
 /** A stable key for a model choice (to reuse a loaded model across runs). */
 export function modelKey(choice: ModelChoice): string {
   if (choice.kind === 'hub') return `hub:${choice.endpoint ?? ''}:${choice.id}@${choice.revision ?? 'main'}`;
-  return `files:${choice.files.map((f) => `${f.webkitRelativePath || f.name}:${f.size}`).join(',')}`;
+  return `files:${choice.files.map((f) => `${f.webkitRelativePath || f.name}:${f.size}:${f.lastModified ?? ''}`).join(',')}`;
+}
+
+/** Where the tokenizer came from, for the page. */
+function tokenizerSource(loaded: { tokenizer: unknown; source: { kind: string } }): string {
+  if (loaded.tokenizer === undefined) return 'none';
+  return loaded.source.kind === 'gguf' ? 'GGUF metadata (tokenizer.ggml.*)' : 'tokenizer.json';
+}
+
+/** The picked files' errors name the file or folder the user picked (the loader only knows its /picked path). */
+function namePicked(e: unknown, what: string): unknown {
+  if (!isRelpError(e)) return e;
+  const message = e.message.replaceAll('/picked/', '');
+  if (message === e.message && message.includes(what)) return e;
+  return new RelpError(e.code, message.includes(what) ? message : `${what}: ${message}`, {
+    details: { ...e.details },
+    cause: e,
+  });
 }
 
 /**
  * Loads a model in the browser: a hub id through @relp/loader into the Cache API (progress per file, reused on
- * the next visit), or picked files read in place.
+ * the next visit), or picked files read in place: a Hugging Face folder (config.json, safetensors weights,
+ * tokenizer.json) or one GGUF file, whose config and tokenizer come from its metadata (`tokenizer.ggml.*`) and
+ * whose weights are dequantised to float32.
  */
 export async function loadWebModel(
   choice: ModelChoice,
@@ -85,6 +104,8 @@ export async function loadWebModel(
   const common = {
     families: WEB_FAMILIES,
     loadTokenizer: (json: unknown) => Tokenizer.fromTokenizerJson(json),
+    loadGgufTokenizer: (meta: { raw: Readonly<Record<string, unknown>> }) =>
+      tokenizerFromGgufMetadata(meta.raw as Record<string, unknown>),
     onProgress: onDownload,
     ...(options.signal ? { signal: options.signal } : {}),
   };
@@ -103,9 +124,26 @@ export async function loadWebModel(
     source = `hub ${ref}${choice.endpoint ? ` from ${choice.endpoint}` : ''}`;
   } else {
     const picked = pickedFilesFs(choice.files);
-    options.onProgress?.({ stage: 'load', message: `reading ${picked.names.length} picked file(s)` });
-    loaded = await loadModel<Tokenizer>(picked.ref, { ...common, fs: picked.fs });
-    source = `local files (${picked.ref.replace(/^\/picked\/?/, '') || 'picked'})`;
+    const what = picked.ref.replace(/^\/picked\/?/, '') || 'the picked files';
+    const st = await picked.fs.stat(picked.ref);
+    if (st && !st.isDirectory && !picked.ref.toLowerCase().endsWith('.gguf')) {
+      throw badInput(
+        `${what} is neither a GGUF file (its name must end in .gguf) nor a folder with config.json: pick a .gguf file, or a Hugging Face model folder`,
+      );
+    }
+    const gguf = st !== undefined && !st.isDirectory;
+    options.onProgress?.({
+      stage: 'load',
+      message: gguf
+        ? `reading ${what} (${(st.size / 1e6).toFixed(1)} MB)`
+        : `reading ${picked.names.length} picked file(s)`,
+    });
+    try {
+      loaded = await loadModel<Tokenizer>(picked.ref, { ...common, fs: picked.fs });
+    } catch (e) {
+      throw namePicked(e, what);
+    }
+    source = gguf ? `GGUF file ${what}` : `local folder ${what}`;
   }
   const m = loaded.model;
   return {
@@ -117,6 +155,7 @@ export async function loadWebModel(
       dModel: m.dims.dModel,
       vocabSize: m.dims.vocabSize,
       source,
+      tokenizer: tokenizerSource(loaded),
       contentHash: loaded.source.contentHash,
     },
   };

@@ -1,7 +1,7 @@
 import { RelpError } from '@relp/core/errors';
 import { describe, expect, it } from 'vitest';
 import { circuitFromResults } from '../src/components/circuit-graph.js';
-import { parseTypedPairs } from '../src/experiment.js';
+import { loadWebModel, modelKey, parseTypedPairs } from '../src/experiment.js';
 import { describeError } from '../src/runtime/errors.js';
 import { pickedFilesFs } from '../src/runtime/fs.js';
 
@@ -43,6 +43,43 @@ describe('describeError', () => {
     expect(describeError(new RangeError('Array buffer allocation failed')).code).toBe('OUT_OF_MEMORY');
     expect(describeError(new Error('WebAssembly.Memory(): could not allocate memory')).code).toBe(
       'OUT_OF_MEMORY',
+    );
+  });
+});
+
+describe('describeError for picked files', () => {
+  it('names the GGUF architectures the demo runs, and suggests a truncated file for BAD_MODEL_FILE', () => {
+    const gguf = describeError(
+      new RelpError('UNSUPPORTED', 'x.gguf: GGUF: architecture "phi3" is not supported'),
+    );
+    expect(gguf.hint).toMatch(/llama and qwen2 architectures/);
+    const folder = describeError(new RelpError('UNSUPPORTED', 'model_type "bert" is not supported'));
+    expect(folder.hint).toMatch(/GPT-2, Pythia/);
+    const bad = describeError(new RelpError('BAD_MODEL_FILE', 'GGUF: not a GGUF file (bad magic)'));
+    expect(bad).toMatchObject({ code: 'BAD_MODEL_FILE', title: 'Bad model file' });
+    expect(bad.hint).toMatch(/interrupted download/);
+  });
+});
+
+describe('loadWebModel with picked files', () => {
+  it('refuses a single file not named .gguf, naming it', async () => {
+    await expect(loadWebModel({ kind: 'files', files: [file('model.bin', 'GGUF')] })).rejects.toMatchObject({
+      code: 'BAD_INPUT',
+      message: expect.stringMatching(/^model\.bin is neither a GGUF file/),
+    });
+  });
+  it('reads a .gguf file through the loader’s GGUF path; parse errors name the picked file', async () => {
+    await expect(
+      loadWebModel({ kind: 'files', files: [file('notes.gguf', 'not a model')] }),
+    ).rejects.toMatchObject({
+      code: 'BAD_MODEL_FILE',
+      message: 'notes.gguf: GGUF: not a GGUF file (bad magic)',
+    });
+  });
+  it('a re-picked file that changed is a new model', () => {
+    const a = { ...file('m.gguf', 'GGUF'), lastModified: 1 };
+    expect(modelKey({ kind: 'files', files: [a] })).not.toBe(
+      modelKey({ kind: 'files', files: [{ ...a, lastModified: 2 }] }),
     );
   });
 });

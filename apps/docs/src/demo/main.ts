@@ -58,6 +58,7 @@ const syncForm = () => {
   show('.when-custom', m === 'custom');
   show('.when-folder', m === 'folder');
   show('.when-gguf', m === 'gguf');
+  show('.when-local', m === 'folder' || m === 'gguf');
   const info = TASKS.find((t) => t.name === taskSelect.value);
   show('.when-typed', taskSelect.value === 'typed');
   show('.when-generated', info !== undefined && !info.fixed);
@@ -180,7 +181,7 @@ function renderOutput(out: RunOutput): void {
   const ref = out.results[0]!;
   summary.innerHTML = '';
   const lines = [
-    `Model: ${out.model.architecture}, ${out.model.nLayers} layers, d ${out.model.dModel}, vocabulary ${out.model.vocabSize} (${out.model.source}).`,
+    `Model: ${out.model.architecture}, ${out.model.nLayers} layers, d ${out.model.dModel}, vocabulary ${out.model.vocabSize} (${out.model.source}${out.model.tokenizer ? `; tokenizer: ${out.model.tokenizer}` : ''}).`,
     `${out.nPairs} prompt pairs of ${ref.seqLen} tokens; metric ${ref.metric.name}: clean ${ref.metric.clean.toPrecision(5)}, corrupt ${ref.metric.corrupt.toPrecision(5)}${ref.metric.normalized ? '; scores are of the normalised metric' : ''}.`,
     `First prompt: ${JSON.stringify(out.prompts[0]?.clean ?? '')} → ${JSON.stringify(out.prompts[0]?.answer ?? '')} (corrupt: ${JSON.stringify(out.prompts[0]?.corrupt ?? '')}).`,
     `Ran on ${out.backend.name} in ${out.seconds.toFixed(2)} s: ${out.results.map((r) => `${r.label} ${r.cost.forwardPasses} fwd / ${r.cost.backwardPasses} bwd, ${r.cost.seconds.toFixed(2)} s`).join('; ')}.`,

@@ -23,7 +23,9 @@ export function describeError(e: unknown): ShownError {
       code,
       title: 'Unsupported model',
       message,
-      hint: 'The demo runs GPT-2, Pythia (GPT-NeoX) and Llama-family checkpoints in safetensors form.',
+      hint: /gguf/i.test(message)
+        ? 'From GGUF files the demo runs the llama and qwen2 architectures (Llama, SmolLM, Mistral and Qwen2 models) stored as F32, F16, BF16, Q4_0 to Q8_0 or K-quants (Q2_K to Q6_K), with the tokenizer in the file. For other models pick their Hugging Face folder, if relp supports the family.'
+        : 'The demo runs GPT-2, Pythia (GPT-NeoX) and Llama-family (Llama, Mistral, Qwen2) models: a Hugging Face id or folder with safetensors weights, or a GGUF file.',
     };
   }
   if (code === 'BAD_INPUT' && /token lengths|tokenise to different lengths|length-mismatch/.test(message)) {
@@ -42,7 +44,14 @@ export function describeError(e: unknown): ShownError {
       message,
       hint: 'Check the connection, or pick local files instead.',
     };
-  if (code === 'BAD_MODEL_FILE') return { code, title: 'Bad model file', message };
+  if (code === 'BAD_MODEL_FILE') {
+    return {
+      code,
+      title: 'Bad model file',
+      message,
+      hint: 'The file could not be read as a model: it may be incomplete (an interrupted download leaves a truncated file), damaged, or not in the format its name says. Download it again, or pick another file.',
+    };
+  }
   if (code === 'BACKEND') return { code, title: 'Backend problem', message, hint: 'Try another backend.' };
   if ((err?.name === 'RangeError' && !code) || OOM.test(message)) {
     return {

@@ -118,6 +118,8 @@ export interface PickedFile {
   readonly webkitRelativePath?: string;
   arrayBuffer(): Promise<ArrayBuffer>;
   readonly size: number;
+  /** File.lastModified: a re-picked file that changed is loaded again. */
+  readonly lastModified?: number;
 }
 
 /**

@@ -49,6 +49,8 @@ export interface ModelSummary {
   readonly dModel: number;
   readonly vocabSize: number;
   readonly source: string;
+  /** "tokenizer.json", "GGUF metadata (tokenizer.ggml.*)" or "none". */
+  readonly tokenizer?: string;
   readonly contentHash?: string;
 }
 
