@@ -442,6 +442,30 @@ napi_value Slice(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// copyRows(x, out, rows, len, xOffset, xStride, outOffset, outStride): row r's `len` elements from
+// x[xOffset + r·xStride] to out[outOffset + r·outStride] (4-byte elements; Concat's blocks, PadV2 on the last
+// axis). Bits are copied, so the result is the CPU kernel's exactly.
+napi_value CopyRows(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value args[8];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, args, nullptr, nullptr));
+  uint32_t *x, *out;
+  size_t lx, lo;
+  int64_t rows, len, xo, xs, oo, os;
+  if (argc != 8 || !Get4(env, args[0], &x, &lx) || !Get4(env, args[1], &out, &lo) || !GetI64(env, args[2], &rows) ||
+      !GetI64(env, args[3], &len) || !GetI64(env, args[4], &xo) || !GetI64(env, args[5], &xs) ||
+      !GetI64(env, args[6], &oo) || !GetI64(env, args[7], &os) || rows < 0 || len < 0 || xo < 0 || xs < 0 ||
+      oo < 0 || os < 0) {
+    return Throw(env, "copyRows: bad arguments");
+  }
+  if (rows == 0 || len == 0) return nullptr;
+  if (xo + (rows - 1) * xs + len > static_cast<int64_t>(lx) || oo + (rows - 1) * os + len > static_cast<int64_t>(lo)) {
+    return Throw(env, "copyRows: out of bounds");
+  }
+  for (int64_t r = 0; r < rows; r++) std::memcpy(out + oo + r * os, x + xo + r * xs, sizeof(uint32_t) * len);
+  return nullptr;
+}
+
 // ---- reductions over the innermost axis (sums in double, as tfjs's JavaScript kernels do) -----------------
 enum RedOp { kSum = 0, kMaxR = 1, kMinR = 2, kMean = 3 };
 
@@ -709,6 +733,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"slice", nullptr, Slice, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"copyRows", nullptr, CopyRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"compare", nullptr, Compare, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -39,6 +39,20 @@ export interface NativeAddon {
   /** Any 4-byte element type. */
   transpose(x: FourByteArray, out: FourByteArray, shape: Int32Array, perm: Int32Array): void;
   slice(x: FourByteArray, out: FourByteArray, shape: Int32Array, begin: Int32Array, size: Int32Array): void;
+  /**
+   * Copies `rows` rows of `len` elements: x[xOffset + r·xStride …] → out[outOffset + r·outStride …]
+   * (Concat's blocks, PadV2 on the last axis). Throws when a row would fall outside either array.
+   */
+  copyRows(
+    x: FourByteArray,
+    out: FourByteArray,
+    rows: number,
+    len: number,
+    xOffset: number,
+    xStride: number,
+    outOffset: number,
+    outStride: number,
+  ): void;
   /** Reduces each of `outer` contiguous rows of `inner` values: 0 sum, 1 max, 2 min, 3 mean. */
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;

@@ -452,7 +452,9 @@ function concatKernel(args: KernelArgs): tf.TensorInfo {
   inputs.forEach((_, i) => {
     const v = vals[i]!;
     const n = blocks[i]!;
-    if (n > 0) for (let r = 0; r < outer; r++) out.set(v.subarray(r * n, r * n + n), r * row + col);
+    // One native call per input: per-row TypedArray.set allocates a subarray view a row (rotary halves are
+    // thousands of 16-element rows).
+    if (n > 0 && outer > 0) backend.addon.copyRows(v, out, outer, n, 0, n, col, row);
     col += n;
   });
   return backend.makeTensorInfo(outShape, first.dtype, out);
@@ -473,6 +475,12 @@ function padKernel(args: KernelArgs): tf.TensorInfo {
   if (constantValue !== 0) out.fill(constantValue);
   const inner = x.shape[rank - 1]!;
   const rows = inner === 0 ? 0 : xv.length / inner;
+  if (paddings.every(([a, b], d) => d === rank - 1 || (a === 0 && b === 0))) {
+    // Only the last axis is padded (a slice's gradient along it, e.g. rotary halves): one native call.
+    if (rows > 0)
+      backend.addon.copyRows(xv, out, rows, inner, 0, inner, paddings[rank - 1]![0], outShape[rank - 1]!);
+    return backend.makeTensorInfo(outShape, x.dtype, out);
+  }
   const outStrides = stridesOf(outShape);
   const idx = new Array<number>(rank - 1).fill(0);
   for (let r = 0; r < rows; r++) {

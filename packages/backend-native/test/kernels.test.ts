@@ -287,6 +287,49 @@ const CASES: Case[] = [
     [[2, 3, 4]],
   ],
   [
+    'pad last axis only (a slice gradient: one native row copy)',
+    (a) => [
+      tf.pad(a!, [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [0, 5],
+      ]),
+      tf.pad(
+        a!,
+        [
+          [0, 0],
+          [0, 0],
+          [0, 0],
+          [3, 2],
+        ],
+        -2,
+      ),
+      tf.pad(a!, [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [4, 0],
+      ]),
+    ],
+    [[2, 3, 2, 4]],
+  ],
+  [
+    'concat last axis, unequal widths, int32 and empty parts (rotary halves)',
+    (a, b) => [
+      tf.concat(
+        [tf.neg(tf.slice(a!, [0, 0, 0, 2], [2, 3, 2, 2])), tf.slice(a!, [0, 0, 0, 0], [2, 3, 2, 2])],
+        3,
+      ),
+      tf.concat([a!, tf.slice(b!, [0, 0, 0, 0], [2, 3, 2, 1]), tf.slice(b!, [0, 0, 0, 0], [2, 3, 2, 0])], -1),
+      tf.cast(tf.concat([tf.cast(a!, 'int32'), tf.cast(b!, 'int32')], 1), 'float32'),
+    ],
+    [
+      [2, 3, 2, 4],
+      [2, 3, 2, 4],
+    ],
+  ],
+  [
     'concat',
     (a, b) => [tf.concat([a!, b!], 0), tf.concat([a!, b!], 1), tf.concat([a!, b!, a!], 2)],
     [
@@ -370,6 +413,18 @@ describe.skipIf(!nativeAvailable())('native kernels against tfjs cpu', () => {
       });
     });
   }
+
+  it('copyRows copies rows between strided places and refuses to run past either array', () => {
+    const s = loadAddon();
+    if (!s.ok) throw new Error(s.reason);
+    const x = Float32Array.from({ length: 12 }, (_, i) => i + 1);
+    const out = new Float32Array(15);
+    s.addon.copyRows(x, out, 3, 2, 1, 4, 2, 5);
+    expect(Array.from(out)).toEqual([0, 0, 2, 3, 0, 0, 0, 6, 7, 0, 0, 0, 10, 11, 0]);
+    expect(() => s.addon.copyRows(x, out, 3, 2, 1, 4, 2, 7)).toThrow(/out of bounds/);
+    expect(() => s.addon.copyRows(x, out, 4, 2, 1, 4, 0, 2)).toThrow(/out of bounds/);
+    expect(() => s.addon.copyRows(x, out, 1, 2, -1, 4, 0, 2)).toThrow(/bad arguments/);
+  });
 
   it('is deterministic: the same inputs give bit-identical results', async () => {
     const a = await runOn('native', CASES.find((c) => c[0] === 'matMul batched')!, 3);
