@@ -459,15 +459,20 @@ def main():
 
     def timed(name, layers, fn):
         times = []
+        cpu = []
         for i in range(a.warmup + a.reps):
             t = time.perf_counter()
+            c = time.process_time()
             fn()
             dt = time.perf_counter() - t
+            dc = time.process_time() - c
             if i >= a.warmup:
                 times.append(dt)
+                cpu.append(dc)
             label = "warm-up" if i < a.warmup else f"rep {i - a.warmup + 1}"
             print(f"  [torch {a.model}] {name} {label}: {dt:.3f} s", file=sys.stderr)
         results.append({"task": name, "layers": layers, "median": statistics.median(times), "times": times,
+                        "cpuMedian": statistics.median(cpu),
                         "maxRssBytes": rss_bytes()})
 
     small = None

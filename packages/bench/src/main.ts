@@ -53,6 +53,7 @@ interface TaskResult {
   layers: number;
   median: number;
   times: number[];
+  cpuMedian?: number;
   peakTensorBytes?: number;
   maxRssBytes?: number;
   forwardEquivalents?: number;
@@ -67,6 +68,8 @@ interface RunResult {
   maxRssBytes?: number;
   results?: TaskResult[];
   profile?: { kernel: string; ms: number; calls: number }[];
+  profileShapes?: { kernel: string; ms: number; calls: number }[];
+  profileWallSeconds?: number;
   native?: { threads: number; blas: string; core: string };
   torch?: string;
   threads?: number;
@@ -252,6 +255,23 @@ for (const model of models) {
       const y = med(r, b);
       return x !== undefined && y !== undefined ? `${(x / y).toFixed(2)}` : '—';
     });
+  // CPU time (user + system of the process, all its threads): less sensitive than wall time to other work on
+  // shared cores, though spinning threads (OpenMP, OpenBLAS) count in it.
+  for (const task of tasks.filter((t) => t === 'relp' || t === 'forward')) {
+    const cm = (r: RunResult) => r.results?.find((t) => t.task === task)?.cpuMedian;
+    const tc = torch ? cm(torch) : undefined;
+    lines.push(
+      `| ${task === 'relp' ? 'RelP' : 'forward'}: CPU time (user + sys) | ${runs
+        .map((r) => {
+          const c = cm(r);
+          if (c === undefined) return '—';
+          return r.backend === 'pytorch' || tc === undefined
+            ? `${fmt(c)} s`
+            : `${fmt(c)} s (${(c / tc).toFixed(2)}×)`;
+        })
+        .join(' | ')} |`,
+    );
+  }
   if (tasks.includes('relp') && tasks.includes('atp'))
     lines.push(`| RelP / AtP cost | ${ratio('relp', 'atp').join(' | ')} |`);
   if (tasks.includes('patch-naive') && tasks.includes('patch-fast')) {
@@ -278,12 +298,22 @@ for (const model of models) {
   for (const r of runs) {
     if (!r.profile) continue;
     const total = r.profile.reduce((a, p) => a + p.ms, 0);
+    const calls = r.profile.reduce((a, p) => a + p.calls, 0);
     lines.push(
-      `\nprofile, ${r.backend}, one RelP run (kernel: ms, calls): ${r.profile
-        .slice(0, 10)
-        .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)
-        .join('; ')}; total ${total.toFixed(0)} ms`,
+      `\nprofile, ${r.backend}, one RelP run${r.profileWallSeconds ? ` (${r.profileWallSeconds.toFixed(2)} s under the profiler)` : ''} ` +
+        `(kernel: ms, calls): ${r.profile
+          .slice(0, 12)
+          .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)
+          .join('; ')}; total ${total.toFixed(0)} ms, ${calls} kernel calls`,
     );
+    if (r.profileShapes) {
+      lines.push(
+        `by shape: ${r.profileShapes
+          .slice(0, 12)
+          .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)
+          .join('; ')}`,
+      );
+    }
   }
 }
 console.log(lines.join('\n'));

@@ -94,6 +94,8 @@ interface TaskResult {
   layers: number;
   median: number;
   times: number[];
+  /** Median CPU time of the process (user + system, all threads) per repetition, seconds. */
+  cpuMedian: number;
   peakTensorBytes: number;
   forwardEquivalents?: number;
   forwardPasses?: number;
@@ -107,22 +109,29 @@ async function time(
   run: () => Promise<{ peak: number; cost?: { fwd: number; passes: number; bwd: number }; check?: number }>,
 ): Promise<TaskResult> {
   const times: number[] = [];
+  const cpu: number[] = [];
   let last: Awaited<ReturnType<typeof run>> | undefined;
   for (let i = 0; i < warmup + reps; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     last = await run();
     const dt = (performance.now() - t0) / 1000;
-    if (i >= warmup) times.push(dt);
+    const c1 = process.cpuUsage(c0);
+    if (i >= warmup) {
+      times.push(dt);
+      cpu.push((c1.user + c1.system) / 1e6);
+    }
     process.stderr.write(
       `  [${backend} ${opt.model}] ${name} ${i < warmup ? 'warm-up' : `rep ${i - warmup + 1}`}: ${dt.toFixed(3)} s\n`,
     );
   }
-  const sorted = [...times].sort((a, b) => a - b);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   return {
     task: name,
     layers,
-    median: sorted[Math.floor(sorted.length / 2)]!,
+    median: median(times),
     times,
+    cpuMedian: median(cpu),
     peakTensorBytes: last!.peak,
     ...(last!.cost
       ? {
@@ -207,20 +216,34 @@ for (const task of tasks) {
 }
 
 let profile: { kernel: string; ms: number; calls: number }[] | undefined;
+let profileShapes: { kernel: string; ms: number; calls: number }[] | undefined;
+let profileWallSeconds: number | undefined;
 if (opt.profile) {
+  const p0 = performance.now();
   const info = await tf.profile(async () => {
     const r = await attribute(model, batch, { method: 'atp', sites: SITES, rules: presetByName('relp') });
     void r;
   });
+  profileWallSeconds = (performance.now() - p0) / 1000;
   const agg = new Map<string, { ms: number; calls: number }>();
-  for (const k of info.kernels) {
-    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-    const a = agg.get(k.name) ?? { ms: 0, calls: 0 };
+  // Matrix products and element-wise kernels by input shapes, too: which of them the time goes to.
+  const byShape = new Map<string, { ms: number; calls: number }>();
+  const add = (m: Map<string, { ms: number; calls: number }>, key: string, ms: number) => {
+    const a = m.get(key) ?? { ms: 0, calls: 0 };
     a.ms += ms;
     a.calls++;
-    agg.set(k.name, a);
+    m.set(key, a);
+  };
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    add(agg, k.name, ms);
+    const attrs = (k as { extraInfo?: string }).extraInfo ?? '';
+    add(byShape, `${k.name}(${k.inputShapes.map((s) => `[${s}]`).join(',')})${attrs ? ` ${attrs}` : ''}`, ms);
   }
-  profile = [...agg.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
+  const sorted = (m: Map<string, { ms: number; calls: number }>) =>
+    [...m.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
+  profile = sorted(agg);
+  profileShapes = sorted(byShape).slice(0, 25);
 }
 
 const usage = process.resourceUsage();
@@ -234,5 +257,7 @@ console.log(
     native: backend === 'native' ? nativeInfo() : undefined,
     results,
     profile,
+    profileShapes,
+    profileWallSeconds,
   })}`,
 );
