@@ -32,6 +32,15 @@ export const WEBGPU_FLAGS = [
   '--use-vulkan=swiftshader',
 ];
 
+/** 'ok' when the page's navigator.gpu gives an adapter, else why not. */
+export function webgpuAdapter(page: Page): Promise<string> {
+  return page.evaluate(async () => {
+    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+    if (!gpu) return 'no navigator.gpu';
+    return (await gpu.requestAdapter()) ? 'ok' : 'requestAdapter() returned null';
+  });
+}
+
 export interface Shown {
   backend: string;
   backendText: string;

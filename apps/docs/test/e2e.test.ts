@@ -17,6 +17,7 @@ import {
   runDemo,
   type Shown,
   WEBGPU_FLAGS,
+  webgpuAdapter,
 } from './demo-helpers.js';
 import { type NodeReference, nodeReference } from './node-reference.js';
 import { serveStatic } from './static-server.js';
@@ -96,11 +97,7 @@ describe.skipIf(!haveChromium)('docs site in Chromium', () => {
       });
       const page = await browser.newPage();
       await page.goto(`${site.url}demo.html`);
-      const adapter = await page.evaluate(async () => {
-        const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-        if (!gpu) return 'no navigator.gpu';
-        return (await gpu.requestAdapter()) ? 'ok' : 'requestAdapter() returned null';
-      });
+      const adapter = await webgpuAdapter(page);
       if (adapter !== 'ok') {
         report.webgpu = { unavailable: adapter };
         console.warn(`[docs e2e] WebGPU unavailable in this Chromium: ${adapter}`);

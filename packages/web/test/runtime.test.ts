@@ -92,6 +92,12 @@ describe('pickedFilesFs', () => {
     expect(new TextDecoder().decode(await fs.readFile('/picked/gpt2/config.json'))).toBe('{}');
     await expect(fs.writeFile('/picked/x', new Uint8Array())).rejects.toThrow(/read-only/);
   });
+  it('points at the picked folder when it lacks config.json (so the loader’s message names it)', () => {
+    expect(pickedFilesFs([file('m/model.safetensors', 'xx'), file('m/tokenizer.json', '{}')]).ref).toBe(
+      '/picked/m',
+    );
+    expect(pickedFilesFs([file('a.json', '{}'), file('b.json', '{}')]).ref).toBe('/picked');
+  });
   it('points at a single GGUF file', () => {
     expect(pickedFilesFs([file('model.gguf', 'GGUF')]).ref).toBe('/picked/model.gguf');
   });

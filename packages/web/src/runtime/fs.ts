@@ -140,9 +140,14 @@ export function pickedFilesFs(files: readonly PickedFile[]): { fs: LoaderFs; ref
       dirs.add(d);
   const gguf = names.find((n) => n.toLowerCase().endsWith('.gguf'));
   const config = names.filter((n) => n.endsWith('/config.json')).sort((a, b) => a.length - b.length)[0];
+  // Without config.json or a GGUF file: the folder all picked files share (the picked folder), so the loader's
+  // "no config.json" message names it.
+  const top = names.map((n) => n.split('/').slice(0, 3).join('/'));
+  const shared =
+    names.length > 1 && top.every((t) => t === top[0]) && top[0] !== names[0] ? top[0]! : '/picked';
   const ref = config
     ? config.slice(0, -'/config.json'.length)
-    : (gguf ?? (names.length === 1 ? names[0]! : '/picked'));
+    : (gguf ?? (names.length === 1 ? names[0]! : shared));
   const readOnly = async () => {
     throw Object.assign(new Error('picked files are read-only'), { code: 'EROFS' });
   };
