@@ -426,6 +426,32 @@ describe.skipIf(!nativeAvailable())('native kernels against tfjs cpu', () => {
     expect(() => s.addon.copyRows(x, out, 1, 2, -1, 4, 0, 2)).toThrow(/bad arguments/);
   });
 
+  it('sigmoid is bit-identical to the cpu kernel over the whole float range (vectorised exp)', () => {
+    const s = loadAddon();
+    if (!s.ok) throw new Error(s.reason);
+    const n = 300_000;
+    const x = new Float32Array(n);
+    let seed = 12345;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 4294967296;
+    };
+    for (let i = 0; i < n; i++) x[i] = (rnd() - 0.5) * [240, 40, 2, 1e-3][i % 4]!;
+    // Specials, the clamps (±40, ±110), where float32 results turn subnormal or 0, and |x| where 1/(1+e^-x) → 1.
+    x.set([Infinity, -Infinity, Number.NaN, 0, -0, 1e-45, -1e-45, 88.7, -88.7, 103.3, -103.3, 104, -104]);
+    x.set([40, -40, 39.99, -40.01, 110, -110, 109.9, -110.1, 16.6, -16.6, 17.3, -17.3, 1e30, -1e30], 20);
+    const got = new Float32Array(n);
+    s.addon.unary(9, x, got);
+    const want = new Float32Array(n);
+    for (let i = 0; i < n; i++) want[i] = 1 / (1 + Math.exp(-x[i]!)); // tfjs's cpu kernel
+    let mismatches = 0;
+    for (let i = 0; i < n; i++) {
+      const same = Number.isNaN(want[i]!) ? Number.isNaN(got[i]!) : Object.is(want[i], got[i]);
+      if (!same) mismatches++;
+    }
+    expect(mismatches).toBe(0);
+  });
+
   it('is deterministic: the same inputs give bit-identical results', async () => {
     const a = await runOn('native', CASES.find((c) => c[0] === 'matMul batched')!, 3);
     const b = await runOn('native', CASES.find((c) => c[0] === 'matMul batched')!, 3);
