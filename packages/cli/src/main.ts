@@ -5,6 +5,7 @@ import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
 import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
+import { saeListCommand, saeTrainCommand } from './commands/sae-train.js';
 import { tasksCommand } from './commands/tasks.js';
 import type { CliIo } from './io.js';
 import { cliVersion } from './provenance.js';
@@ -221,6 +222,78 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'as JSON')
     .addHelpText('after', EX(['pnpm relp models list']))
     .action((o) => modelsListCommand(o, io));
+
+  // `relp sae …`: sparse autoencoders (training and the cache here; attribution and circuits join this group).
+  const sae = program
+    .command('sae')
+    .description(
+      'sparse autoencoders: train them on a model, list the cached ones, use them as circuit nodes',
+    );
+  common(
+    sae
+      .command('train')
+      .description(
+        'train SAEs (TopK or ReLU+L1) at sites of a model from one activation stream; SAELens folders + metrics.json',
+      )
+      .option(
+        '--sites <list>',
+        'sites, comma-separated; site:relu or site:topk overrides --arch',
+        'resid_post.3',
+      )
+      .addOption(new Option('--arch <arch>', 'architecture').choices(['topk', 'relu']).default('topk'))
+      .option('--k <k>', 'TopK: active features per token', int('--k'), 32)
+      .option('--l1 <coefficient>', 'ReLU: L1 coefficient (inputs scaled to norm √d)', num, 5)
+      .option('--l1-warmup <steps>', 'ReLU: optimiser steps of linear L1 warm-up', int('--l1-warmup'))
+      .option('--expansion <factor>', 'features = factor × model width', num, 8)
+      .option('--d-sae <n>', 'number of features (overrides --expansion)', int('--d-sae'))
+      .option('--tokens <n>', 'training tokens per SAE', int('--tokens'), 200_000)
+      .option('--corpus <name>', 'training text: brown (the Brown corpus)', 'brown')
+      .option('--text <file>', 'train on this text file instead of the corpus')
+      .option('--context <n>', 'tokens per window (BOS included)', int('--context'), 128)
+      .option('--batch <n>', 'windows per model forward pass', int('--batch'), 8)
+      .option('--step-tokens <n>', 'activation rows per optimiser step', int('--step-tokens'), 512)
+      .option('--lr <lr>', 'Adam learning rate', num, 4e-4)
+      .option('--seed <seed>', 'seed of the data order and the initial weights', int('--seed'), 0)
+      .option('--eval-windows <n>', 'held-out windows for the final metrics', int('--eval-windows'), 16)
+      .option(
+        '--dead-window <tokens>',
+        'a feature is dead when silent this many tokens',
+        int('--dead-window'),
+        100_000,
+      )
+      .option(
+        '--checkpoint-every <batches>',
+        'checkpoint every N model batches (0: never)',
+        int('--checkpoint-every'),
+        25,
+      )
+      .option('--no-normalize', 'do not scale inputs to mean norm √d')
+      .addOption(
+        new Option('--b-dec-init <how>', 'decoder bias initialisation')
+          .choices(['geometric_median', 'mean', 'zeros'])
+          .default('geometric_median'),
+      )
+      .option(
+        '--out <folder>',
+        'output root: one SAELens folder <site>.<layer>-<arch> per site (default ~/.cache/relp/saes/<model>)',
+      ),
+    { data: false },
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp sae train --model smollm2-135m --sites resid_post.3,resid_post.7 --arch topk --k 32 --expansion 8 --tokens 200000',
+        'pnpm relp sae train --model smollm2-135m --sites mlp_out.5:relu --l1 5 --tokens 100000 --text notes.txt --out saes',
+      ]),
+    )
+    .action(async (o) => saeTrainCommand(o, io));
+  sae
+    .command('list')
+    .description('SAEs in the cache (~/.cache/relp/saes) with their metrics')
+    .option('--dir <folder>', 'another folder to list')
+    .option('--json', 'as JSON')
+    .addHelpText('after', EX(['pnpm relp sae list']))
+    .action((o) => saeListCommand(o, io));
 
   program.addHelpText(
     'after',
