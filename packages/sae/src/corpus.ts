@@ -149,7 +149,7 @@ export function tokenWindows(
  * Splits one long text (a user's file) into pseudo-documents of about `chars` characters at paragraph
  * boundaries, so tokenWindows can shuffle and hold out parts of it.
  */
-export function splitText(text: string, chars = 20_000): string[] {
+export function splitText(text: string, chars = 2_000): string[] {
   const out: string[] = [];
   let cur = '';
   for (const para of text.split(/\n\s*\n/)) {
