@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ErrorCodes, isRelpError, RelpError } from '@relp/core';
+import { randomGpt2Model } from '@relp/models-gpt2';
 import {
   describeEachBackend,
   expectBitIdentical,
@@ -13,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  checkSaeFitsModel,
   loadDictionaryLearning,
   loadSaeLens,
   readTorchStateDict,
@@ -263,6 +265,27 @@ describe('hostile SAE files', () => {
     expect(code(dlWith({ dict_size: 11 }))).toBe(ErrorCodes.BadModelFile);
     expect(code(dlWith({ submodule_name: 'somewhere' }))).toBe(ErrorCodes.BadModelFile);
     expect(code(dlWith({ dict_class: 'JumpReluAutoEncoder' }))).toBe(ErrorCodes.BadModelFile);
+  });
+
+  it('an SAE whose d_in is not its site’s width in the model, or whose layer is missing, is BAD_INPUT', () => {
+    const model = randomGpt2Model('tiny', 1);
+    const sae = saelens('saelens-standard-old'); // d_in 6 at resid_post.3; the tiny GPT-2 is 32 wide with 2 layers
+    expect(() => checkSaeFitsModel(sae, model)).toThrowError(/outside the model's 2 layers/);
+    const wide = new SparseAutoencoder(
+      { wEnc: tf.zeros([6, 4]), bEnc: tf.zeros([4]), wDec: tf.zeros([4, 6]), bDec: tf.zeros([6]) },
+      { hookPoint: { site: 'mlp_out', layer: 1 }, activation: { kind: 'relu' } },
+    );
+    expect(() => checkSaeFitsModel(wide, model)).toThrowError(
+      /reads 6 values per token but the model's mlp_out is 32 wide/,
+    );
+    expect(code(() => checkSaeFitsModel(wide, model))).toBe(ErrorCodes.BadInput);
+    const fits = new SparseAutoencoder(
+      { wEnc: tf.zeros([32, 4]), bEnc: tf.zeros([4]), wDec: tf.zeros([4, 32]), bDec: tf.zeros([32]) },
+      { hookPoint: { site: 'mlp_out', layer: 1 }, activation: { kind: 'relu' } },
+    );
+    expect(() => checkSaeFitsModel(fits, model)).not.toThrow();
+    for (const s of [sae, wide, fits]) s.dispose();
+    model.dispose();
   });
 
   const mutate = (src: Uint8Array) =>
