@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from './context.js';
 import { ErrorCodes, RelpError } from './errors.js';
 import { checkTokens, MASKED_SCORE } from './layers.js';
-import type { ModelDims, ModelInput } from './model.js';
+import type { KvPrefix, ModelDims, ModelInput } from './model.js';
 import { Site, type SiteName } from './sites.js';
 
 /**
@@ -109,13 +109,15 @@ export function ropeInverseFrequencies(spec: RopeSpec): Float32Array {
 }
 
 /**
- * cos and sin tables [T, dim] for positions 0..T−1 (each frequency twice, as HF's cat((freqs, freqs))), times
- * `attentionScaling` (1 except for scaling types that rescale the attention).
+ * cos and sin tables [T, dim] for positions start..start+T−1 (each frequency twice, as HF's
+ * cat((freqs, freqs))), times `attentionScaling` (1 except for scaling types that rescale the attention).
+ * A row depends only on its absolute position, so a prefix run's tables equal the full run's rows.
  */
 export function rotaryTables(
   invFreq: Float32Array,
   seq: number,
   attentionScaling = 1,
+  start = 0,
 ): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const half = invFreq.length;
   const dim = 2 * half;
@@ -123,7 +125,7 @@ export function rotaryTables(
   const sin = new Float32Array(seq * dim);
   for (let t = 0; t < seq; t++) {
     for (let i = 0; i < half; i++) {
-      const angle = f32(t * invFreq[i]!);
+      const angle = f32((start + t) * invFreq[i]!);
       const c = f32(f32(Math.cos(angle)) * attentionScaling);
       const s = f32(f32(Math.sin(angle)) * attentionScaling);
       cos[t * dim + i] = c;
@@ -155,18 +157,30 @@ export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D):
 }
 
 /**
- * Additive attention mask [T,T]: 0 where the key may be seen (key ≤ query and, with a window w, key > query − w,
- * as transformers' sliding_window_overlay), MASKED_SCORE elsewhere.
+ * Additive attention mask [T, offset+T] for queries at absolute positions offset..offset+T−1 and keys at
+ * 0..offset+T−1: 0 where the key may be seen (key ≤ query and, with a window w, key > query − w, as
+ * transformers' sliding_window_overlay), MASKED_SCORE elsewhere. offset 0 (a full run): [T,T].
  */
-export function attentionMaskBias(seq: number, slidingWindow?: number): tf.Tensor2D {
-  const m = new Float32Array(seq * seq);
-  for (let i = 0; i < seq; i++) {
-    for (let j = 0; j < seq; j++) {
+export function attentionMaskBias(seq: number, slidingWindow?: number, offset = 0): tf.Tensor2D {
+  const keys = offset + seq;
+  const m = new Float32Array(seq * keys);
+  for (let qi = 0; qi < seq; qi++) {
+    const i = offset + qi;
+    for (let j = 0; j < keys; j++) {
       const visible = j <= i && (slidingWindow === undefined || j > i - slidingWindow);
-      if (!visible) m[i * seq + j] = MASKED_SCORE;
+      if (!visible) m[qi * keys + j] = MASKED_SCORE;
     }
   }
-  return tf.tensor2d(m, [seq, seq]);
+  return tf.tensor2d(m, [seq, keys]);
+}
+
+/**
+ * Keys or values of a prefix run's positions [B,T',Hkv,dh] with the cached earlier positions of this layer
+ * prepended along the position axis: [B, offset+T', Hkv, dh]. No prefix (or an empty one): x itself.
+ */
+export function prependPrefix(x: tf.Tensor, cached: tf.Tensor | undefined): tf.Tensor {
+  if (cached === undefined || cached.shape[1] === 0) return x;
+  return tf.concat([cached, x], 1);
 }
 
 /** Repeats each of Hkv key/value heads `rep` times along axis 2: [B,T,Hkv,dh] → [B,T,Hkv·rep,dh] (HF repeat_kv). */
@@ -181,15 +195,18 @@ export function repeatKvHeads(x: tf.Tensor4D, rep: number): tf.Tensor4D {
 export interface AttentionOptions {
   /** Multiplies q·kᵀ (1/√dh, or query_pre_attn_scalar^−½ for Gemma). */
   readonly scale: number;
-  /** Additive mask [T,T] (attentionMaskBias). */
+  /** Additive mask [T, offset+T] (attentionMaskBias). */
   readonly maskBias: tf.Tensor;
+  /** Cached keys and values [B,offset,Hkv,dh] of the positions before this run (a prefix run), for this layer. */
+  readonly prefix?: { readonly k: tf.Tensor4D; readonly v: tf.Tensor4D } | undefined;
   /** tanh soft-capping of the scores before the mask (Gemma 2/3 attn_logit_softcapping), when set. */
   readonly softcap?: number | undefined;
 }
 
 /**
  * Grouped-query scaled dot-product attention through the sites and the softmax slot. q [B,T,H,dh], k and v
- * [B,T,Hkv,dh] (already through their sites); H must be a multiple of Hkv. Calls `pattern` and `z` sites at
+ * [B,T,Hkv,dh] (already through their sites); H must be a multiple of Hkv. With `options.prefix` the cached keys
+ * and values of earlier positions are prepended (pattern [B,H,T,offset+T]). Calls `pattern` and `z` sites at
  * `layer` and returns z [B,T,H,dh] (after its site).
  */
 export function groupedQueryAttention(
@@ -203,16 +220,19 @@ export function groupedQueryAttention(
   const [b, t, h, dh] = q.shape;
   const hkv = k.shape[2];
   const rep = h / hkv;
+  const kAll = prependPrefix(k, options.prefix?.k) as tf.Tensor4D;
+  const vAll = prependPrefix(v, options.prefix?.v) as tf.Tensor4D;
+  const tk = kAll.shape[1];
   const heads = (x: tf.Tensor4D) =>
-    tf.reshape(tf.transpose(repeatKvHeads(x, rep), [0, 2, 1, 3]), [b * h, t, dh]) as tf.Tensor3D;
+    tf.reshape(tf.transpose(repeatKvHeads(x, rep), [0, 2, 1, 3]), [b * h, tk, dh]) as tf.Tensor3D;
   const qh = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [b * h, t, dh]) as tf.Tensor3D;
-  let scores: tf.Tensor = tf.mul(tf.matMul(qh, heads(k), false, true), f32(options.scale));
+  let scores: tf.Tensor = tf.mul(tf.matMul(qh, heads(kAll), false, true), f32(options.scale));
   if (options.softcap !== undefined) {
     scores = tf.mul(tf.tanh(tf.div(scores, options.softcap)), options.softcap);
   }
-  scores = tf.add(tf.reshape(scores, [b, h, t, t]), options.maskBias);
+  scores = tf.add(tf.reshape(scores, [b, h, t, tk]), options.maskBias);
   const pattern = ctx.site(Site.Pattern, layer, ctx.attentionSoftmax(scores));
-  const zh = tf.matMul(tf.reshape(pattern, [b * h, t, t]) as tf.Tensor3D, heads(v));
+  const zh = tf.matMul(tf.reshape(pattern, [b * h, t, tk]) as tf.Tensor3D, heads(vAll));
   const z = tf.transpose(tf.reshape(zh, [b, h, t, dh]), [0, 2, 1, 3]);
   return ctx.site(Site.Z, layer, z) as tf.Tensor4D;
 }
@@ -244,7 +264,8 @@ export function attentionOutput(
 
 /**
  * Validates a forward input against the model's dims and returns the first block to run: tokens as
- * `checkTokens` (BAD_TOKENS); a residual must be [B,T,d] with 1 ≤ T ≤ context and a start layer in [0, nLayers].
+ * `checkTokens` (BAD_TOKENS); a residual must be [B,T,d] with 1 ≤ T ≤ context and a start layer in [0, nLayers];
+ * a prefix as `checkPrefix`.
  */
 export function startLayerOf(input: ModelInput, dims: ModelDims): number {
   if ('tokens' in input) {
@@ -267,7 +288,54 @@ export function startLayerOf(input: ModelInput, dims: ModelDims): number {
   if (!Number.isInteger(layer) || layer < 0 || layer > dims.nLayers) {
     throw new RelpError(ErrorCodes.BadInput, `start layer ${layer} outside [0, ${dims.nLayers}]`);
   }
+  checkPrefix(input, dims);
   return layer;
+}
+
+/**
+ * Validates a `{resid, layer, prefix}` input's prefix (BAD_INPUT): an integer length ≥ 0 with length + T' within
+ * the context (BAD_TOKENS), and for every block from `layer` on keys and values [B, length, nKvHeads, dHead].
+ * Returns the prefix's length (0 without one).
+ */
+export function checkPrefix(input: ModelInput, dims: ModelDims): number {
+  if (!('resid' in input) || input.prefix === undefined) return 0;
+  const { resid, layer, prefix } = input;
+  const n = prefix.length;
+  if (!Number.isInteger(n) || n < 0) {
+    throw new RelpError(ErrorCodes.BadInput, `prefix length ${n} must be an integer ≥ 0`);
+  }
+  const [b, t] = resid.shape;
+  if (n + t > dims.contextLength) {
+    throw new RelpError(
+      ErrorCodes.BadTokens,
+      `${n} prefix + ${t} positions exceed the context length ${dims.contextLength}`,
+    );
+  }
+  if (n === 0) return 0;
+  const want = [b, n, dims.nKvHeads, dims.dHead];
+  for (let l = layer; l < dims.nLayers; l++) {
+    for (const [what, x] of [
+      ['keys', prefix.keys[l]],
+      ['values', prefix.values[l]],
+    ] as const) {
+      if (x === undefined || x.rank !== 4 || x.shape.some((s, i) => s !== want[i])) {
+        throw new RelpError(
+          ErrorCodes.BadInput,
+          `prefix ${what}[${l}] must be [${want}], got ${x === undefined ? 'none' : `[${x.shape}]`}`,
+        );
+      }
+    }
+  }
+  return n;
+}
+
+/** The cached keys and values of one layer of a prefix (undefined without a prefix). */
+export function prefixAt(
+  prefix: KvPrefix | undefined,
+  layer: number,
+): { k: tf.Tensor4D; v: tf.Tensor4D } | undefined {
+  if (prefix === undefined || prefix.length === 0) return undefined;
+  return { k: prefix.keys[layer]!, v: prefix.values[layer]! };
 }
 
 /**

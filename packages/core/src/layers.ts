@@ -44,6 +44,30 @@ export function selectPositions(x: tf.Tensor, readout: readonly number[]): tf.Te
   return tf.tidy(() => tf.sum(tf.mul(x, tf.tensor(onehot, maskShape)), 1, true));
 }
 
+/**
+ * Readout positions of a run whose first position is the absolute position `offset` (a prefix run; 0
+ * otherwise), validated (absolute, in [offset, offset+seq), one per row; BAD_INPUT) and made relative to the
+ * run's rows.
+ */
+export function readoutRows(readout: readonly number[], batch: number, seq: number, offset = 0): number[] {
+  if (offset === 0) {
+    checkReadout(readout, batch, seq);
+    return [...readout];
+  }
+  if (readout.length !== batch) {
+    throw new RelpError(ErrorCodes.BadInput, `readout has ${readout.length} positions for ${batch} rows`);
+  }
+  return readout.map((p) => {
+    if (!Number.isInteger(p) || p < offset || p >= offset + seq) {
+      throw new RelpError(
+        ErrorCodes.BadInput,
+        `readout position ${p} outside the prefix run's positions [${offset}, ${offset + seq})`,
+      );
+    }
+    return p - offset;
+  });
+}
+
 export function checkReadout(readout: readonly number[], batch: number, seq: number): void {
   if (readout.length !== batch) {
     throw new RelpError(ErrorCodes.BadInput, `readout has ${readout.length} positions for ${batch} rows`);

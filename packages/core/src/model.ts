@@ -18,13 +18,43 @@ export interface ModelDims {
 }
 
 /**
+ * Keys and values of the positions before a run's first position, per layer: what a full run's sites `k.l` and
+ * `v.l` record at positions 0..length−1 (after rotary embeddings and any key norm; key/value heads only under
+ * grouped-query attention). Because attention is causal, the residual at positions ≥ length depends on the
+ * earlier positions only through these, so a run given them and the residual at positions ≥ length computes
+ * exactly what a full run computes there (up to float rounding: the matmul shapes differ).
+ */
+export interface KvPrefix {
+  /** Number of cached positions; the run's first position is this absolute position. */
+  readonly length: number;
+  /** keys[l] [B, length, nKvHeads, dHead] for every block l ≥ the start layer (earlier entries are ignored). */
+  readonly keys: readonly (tf.Tensor4D | undefined)[];
+  /** values[l], as keys. */
+  readonly values: readonly (tf.Tensor4D | undefined)[];
+}
+
+/**
  * Where a forward pass starts. `tokens`: from token ids [B,T] (int32). `resid`: from the residual stream
  * entering block `layer` (block 0: the embeddings), e.g. to interpolate embeddings for integrated gradients or
  * to recompute only the blocks a patch can change.
+ *
+ * With `prefix`, `resid` [B,T',d] is the residual at the absolute positions prefix.length … prefix.length+T'−1
+ * only, and attention also reads the prefix's keys and values (rotary embeddings and sliding windows use the
+ * absolute positions). Semantics of such a *prefix run*: every site sees only the run's own positions (its
+ * position axis has T' entries, index i being absolute position prefix.length + i; `k`/`v` sites hold the new
+ * positions' keys/values, before the prefix is prepended; `pattern` is [B,H,T',prefix.length+T'] with absolute
+ * key positions); `readout` positions are absolute and must lie in [prefix.length, prefix.length+T'); logits
+ * without a readout are [B,T',V] for the run's positions. Gradients flow as in any run (into resid and the
+ * prefix tensors). The LRP rule slots are called as in a full run.
  */
 export type ModelInput =
   | { readonly tokens: tf.Tensor2D }
-  | { readonly resid: tf.Tensor3D; readonly layer: number };
+  | { readonly resid: tf.Tensor3D; readonly layer: number; readonly prefix?: KvPrefix };
+
+/** The number of positions before the run's first one (0 without a prefix). */
+export function positionOffset(input: ModelInput): number {
+  return 'resid' in input && input.prefix !== undefined ? input.prefix.length : 0;
+}
 
 export interface ForwardOptions {
   /**

@@ -3,7 +3,6 @@ import {
   applyRotary,
   attentionMaskBias,
   attentionOutput,
-  checkReadout,
   checkRequestedSites,
   checkTokens,
   ErrorCodes,
@@ -17,8 +16,11 @@ import {
   type ModelFamily,
   type ModelInput,
   type Nonlinearity,
+  positionOffset,
+  prefixAt,
   RelpError,
   type RunContext,
+  readoutRows,
   rmsNorm,
   ropeInverseFrequencies,
   rotaryTables,
@@ -180,20 +182,26 @@ export class Gemma3Model implements LanguageModel {
     this.assertLive();
     checkRequestedSites(ctx, this.sites, this.dims.nLayers);
     const start = startLayerOf(input, this.dims);
+    const offset = positionOffset(input);
+    const prefix = 'resid' in input ? input.prefix : undefined;
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
       const [batch, seq] = resid.shape as [number, number, number];
-      if (options.readout) checkReadout(options.readout, batch, seq);
-      const global = { ...rotaryTables(this.invFreqGlobal, seq), mask: attentionMaskBias(seq) };
+      const readout = options.readout && readoutRows(options.readout, batch, seq, offset);
+      const global = {
+        ...rotaryTables(this.invFreqGlobal, seq, 1, offset),
+        mask: attentionMaskBias(seq, undefined, offset),
+      };
       const local = {
-        ...rotaryTables(this.invFreqLocal, seq),
-        mask: attentionMaskBias(seq, this.config.slidingWindow),
+        ...rotaryTables(this.invFreqLocal, seq, 1, offset),
+        mask: attentionMaskBias(seq, this.config.slidingWindow, offset),
       };
       for (let l = start; l < this.dims.nLayers; l++) {
-        resid = this.block(ctx, l, resid, this.config.slidingLayers[l] ? local : global);
+        const kv = prefixAt(prefix, l);
+        resid = this.block(ctx, l, resid, this.config.slidingLayers[l] ? local : global, kv);
         ctx.checkAborted();
       }
-      if (options.readout) resid = selectPositions(resid, options.readout);
+      if (readout) resid = selectPositions(resid, readout);
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
@@ -209,6 +217,7 @@ export class Gemma3Model implements LanguageModel {
     l: number,
     residIn: tf.Tensor,
     rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; mask: tf.Tensor2D },
+    prefix: { k: tf.Tensor4D; v: tf.Tensor4D } | undefined,
   ): tf.Tensor {
     const w = this.layers[l]!;
     const { nHeads: H, nKvHeads: Hkv, dHead: dh } = this.dims;
@@ -225,6 +234,7 @@ export class Gemma3Model implements LanguageModel {
     const z = groupedQueryAttention(ctx, l, q, k, v, {
       scale: this.config.queryPreAttnScalar ** -0.5,
       maskBias: rope.mask,
+      prefix,
       // transformers' Gemma3Attention stores attn_logit_softcapping but never passes it to the attention
       // function (Gemma 3 replaced Gemma 2's soft-capping with q/k norms), so neither does relp.
     });

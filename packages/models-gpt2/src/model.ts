@@ -1,12 +1,17 @@
 import {
+  attentionMaskBias,
+  checkPrefix,
   ErrorCodes,
   type ForwardOptions,
+  type KvPrefix,
   type LanguageModel,
   type ModelDims,
   type ModelInput,
   type Nonlinearity,
+  prependPrefix,
   RelpError,
   type RunContext,
+  readoutRows,
   Site,
   type SiteName,
   type WeightMap,
@@ -274,14 +279,21 @@ export class Gpt2Model implements LanguageModel {
       }
       start = layer;
     }
-    const readoutMask = options.readout === undefined ? null : this.readoutMask(options.readout, batch, seq);
+    const offset = checkPrefix(input, this.dims);
+    const prefix: KvPrefix | undefined = 'resid' in input && offset > 0 ? input.prefix : undefined;
+    const readoutMask =
+      options.readout === undefined
+        ? null
+        : this.readoutMask(readoutRows(options.readout, batch, seq, offset), batch, seq);
 
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
-      const causal = tf.tensor2d(causalBias(seq), [seq, seq]);
+      // A prefix run's queries (absolute positions offset..offset+T−1) see keys 0..offset+T−1: [T, offset+T].
+      const causal =
+        offset === 0 ? tf.tensor2d(causalBias(seq), [seq, seq]) : attentionMaskBias(seq, undefined, offset);
       for (let l = start; l < c.nLayers; l++) {
         ctx.checkAborted();
-        resid = this.block(l, resid, causal, ctx, batch, seq);
+        resid = this.block(l, resid, causal, ctx, batch, seq, prefix);
       }
       ctx.checkAborted();
 
@@ -350,6 +362,7 @@ export class Gpt2Model implements LanguageModel {
     ctx: RunContext,
     batch: number,
     seq: number,
+    prefix?: KvPrefix,
   ): tf.Tensor {
     const c = this.config;
     const w = this.layers[l]!;
@@ -362,14 +375,19 @@ export class Gpt2Model implements LanguageModel {
     const q = ctx.site(Site.Q, l, tf.reshape(q0!, [B, T, H, dh]));
     const k = ctx.site(Site.K, l, tf.reshape(k0!, [B, T, H, dh]));
     const v = ctx.site(Site.V, l, tf.reshape(v0!, [B, T, H, dh]));
-    const heads = (x: tf.Tensor) => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B * H, T, dh]) as tf.Tensor3D;
+    const heads = (x: tf.Tensor) =>
+      tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B * H, x.shape[1]!, dh]) as tf.Tensor3D;
+    // A prefix run also attends to the cached keys/values of the earlier positions: Tk = offset + T.
+    const kAll = prependPrefix(k, prefix?.keys[l]);
+    const vAll = prependPrefix(v, prefix?.values[l]);
+    const Tk = kAll.shape[1]!;
 
     let scaling = c.scaleAttnWeights ? 1 / Math.sqrt(dh) : 1;
     if (c.scaleAttnByInverseLayerIdx) scaling /= l + 1;
-    let scores = tf.reshape(tf.matMul(heads(q), heads(k), false, true), [B, H, T, T]);
+    let scores = tf.reshape(tf.matMul(heads(q), heads(kAll), false, true), [B, H, T, Tk]);
     if (scaling !== 1) scores = tf.mul(scores, scaling);
     const pattern = ctx.site(Site.Pattern, l, ctx.attentionSoftmax(tf.add(scores, causal)));
-    const zh = tf.matMul(tf.reshape(pattern, [B * H, T, T]) as tf.Tensor3D, heads(v)); // [BH, T, dh]
+    const zh = tf.matMul(tf.reshape(pattern, [B * H, T, Tk]) as tf.Tensor3D, heads(vAll)); // [BH, T, dh]
     const z = ctx.site(Site.Z, l, tf.transpose(tf.reshape(zh, [B, H, T, dh]), [0, 2, 1, 3]));
 
     let attn: tf.Tensor;

@@ -3,7 +3,6 @@ import {
   applyRotary,
   attentionMaskBias,
   attentionOutput,
-  checkReadout,
   checkRequestedSites,
   checkTokens,
   ErrorCodes,
@@ -17,8 +16,11 @@ import {
   type ModelFamily,
   type ModelInput,
   type Nonlinearity,
+  positionOffset,
+  prefixAt,
   RelpError,
   type RunContext,
+  readoutRows,
   rmsNorm,
   ropeInverseFrequencies,
   rotaryTables,
@@ -150,25 +152,28 @@ export class LlamaModel implements LanguageModel {
     this.assertLive();
     checkRequestedSites(ctx, this.sites, this.dims.nLayers);
     const start = startLayerOf(input, this.dims);
+    const offset = positionOffset(input);
+    const prefix = 'resid' in input ? input.prefix : undefined;
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
       const [batch, seq] = resid.shape as [number, number, number];
-      if (options.readout) checkReadout(options.readout, batch, seq);
-      const { cos, sin } = rotaryTables(this.invFreq, seq);
+      const readout = options.readout && readoutRows(options.readout, batch, seq, offset);
+      const { cos, sin } = rotaryTables(this.invFreq, seq, 1, offset);
       const masks = new Map<number | undefined, tf.Tensor2D>();
       const maskFor = (w: number | undefined) => {
         let m = masks.get(w);
         if (m === undefined) {
-          m = attentionMaskBias(seq, w);
+          m = attentionMaskBias(seq, w, offset);
           masks.set(w, m);
         }
         return m;
       };
       for (let l = start; l < this.dims.nLayers; l++) {
-        resid = this.block(ctx, l, resid, cos, sin, maskFor(this.config.slidingWindows[l]));
+        const kv = prefixAt(prefix, l);
+        resid = this.block(ctx, l, resid, cos, sin, maskFor(this.config.slidingWindows[l]), kv);
         ctx.checkAborted();
       }
-      if (options.readout) resid = selectPositions(resid, options.readout);
+      if (readout) resid = selectPositions(resid, readout);
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
@@ -184,6 +189,7 @@ export class LlamaModel implements LanguageModel {
     cos: tf.Tensor2D,
     sin: tf.Tensor2D,
     maskBias: tf.Tensor2D,
+    prefix: { k: tf.Tensor4D; v: tf.Tensor4D } | undefined,
   ): tf.Tensor {
     const w = this.layers[l]!;
     const { nHeads: H, nKvHeads: Hkv, dHead: dh } = this.dims;
@@ -198,7 +204,7 @@ export class LlamaModel implements LanguageModel {
     q = ctx.site(Site.Q, l, q) as tf.Tensor4D;
     k = ctx.site(Site.K, l, k) as tf.Tensor4D;
     v = ctx.site(Site.V, l, v) as tf.Tensor4D;
-    const z = groupedQueryAttention(ctx, l, q, k, v, { scale: dh ** -0.5, maskBias });
+    const z = groupedQueryAttention(ctx, l, q, k, v, { scale: dh ** -0.5, maskBias, prefix });
     const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.wo, w.bo));
     const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn));
     const x2 = rmsNorm(ctx, mid, w.ln2, eps, Site.Ln2Scale, l);

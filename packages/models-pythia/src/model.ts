@@ -1,18 +1,22 @@
 import {
+  attentionMaskBias,
   causalMaskBias,
-  checkReadout,
+  checkPrefix,
   checkRequestedSites,
   checkTokens,
   ErrorCodes,
   type ForwardOptions,
   type HostTensor,
+  type KvPrefix,
   type LanguageModel,
   layerNorm,
   type ModelDims,
   type ModelInput,
   type Nonlinearity,
+  prependPrefix,
   RelpError,
   type RunContext,
+  readoutRows,
   Site,
   type SiteName,
   selectPositions,
@@ -295,21 +299,24 @@ export class PythiaModel implements LanguageModel {
       }
       start = layer;
     }
-    if (options.readout !== undefined) checkReadout(options.readout, B, T);
+    const offset = checkPrefix(input, this.dims);
+    const prefix: KvPrefix | undefined = 'resid' in input && offset > 0 ? input.prefix : undefined;
+    const readout = options.readout && readoutRows(options.readout, B, T, offset);
     checkRequestedSites(ctx, this.sites, L);
 
     return tf.tidy(() => {
       let x: tf.Tensor = 'tokens' in input ? this.embedUnchecked(input.tokens) : input.resid;
-      const mask = causalMaskBias(T);
+      // Queries at absolute positions offset..offset+T−1 against keys 0..offset+T−1 (a prefix run), or [T,T].
+      const mask = offset === 0 ? causalMaskBias(T) : attentionMaskBias(T, undefined, offset);
       const rd = this.rotaryDim;
-      const cos = tf.reshape(tf.slice(this.rotCos, [0, 0], [T, rd]), [T, 1, rd]);
-      const sin = tf.reshape(tf.slice(this.rotSin, [0, 0], [T, rd]), [T, 1, rd]);
+      const cos = tf.reshape(tf.slice(this.rotCos, [offset, 0], [T, rd]), [T, 1, rd]);
+      const sin = tf.reshape(tf.slice(this.rotSin, [offset, 0], [T, rd]), [T, 1, rd]);
       for (let l = start; l < L; l++) {
-        x = this.block(l, x, ctx, B, T, mask, cos, sin);
+        x = this.block(l, x, ctx, B, T, mask, cos, sin, prefix);
         ctx.checkAborted();
       }
-      if (options.readout !== undefined) {
-        x = selectPositions(x, options.readout);
+      if (readout !== undefined) {
+        x = selectPositions(x, readout);
       }
       const Tout = x.shape[1]!;
       const h = layerNorm(ctx, x, this.lnFg, this.lnFb, this.config.layerNormEps, Site.LnFinalScale, 0);
@@ -327,6 +334,7 @@ export class PythiaModel implements LanguageModel {
     mask: tf.Tensor,
     cos: tf.Tensor,
     sin: tf.Tensor,
+    prefix: KvPrefix | undefined,
   ): tf.Tensor {
     const { dModel: d, nHeads: H, dHead: dh, dMlp: m } = this.dims;
     const w = this.blocks[l]!;
@@ -344,8 +352,9 @@ export class PythiaModel implements LanguageModel {
     const k = ctx.site(Site.K, l, this.rotary(tf.reshape(k0!, [B, T, H, dh]), cos, sin));
     const v = ctx.site(Site.V, l, tf.reshape(v0!, [B, T, H, dh]));
     const qh = tf.transpose(q, [0, 2, 1, 3]); // [B,H,T,dh]
-    const kh = tf.transpose(k, [0, 2, 1, 3]);
-    const vh = tf.transpose(v, [0, 2, 1, 3]);
+    // A prefix run attends to the cached keys/values of the earlier positions too: [B,H,offset+T,dh].
+    const kh = tf.transpose(prependPrefix(k, prefix?.keys[l]), [0, 2, 1, 3]);
+    const vh = tf.transpose(prependPrefix(v, prefix?.values[l]), [0, 2, 1, 3]);
     const scores = tf.add(tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(dh)), mask);
     const pattern = ctx.site(Site.Pattern, l, ctx.attentionSoftmax(scores));
     const z = ctx.site(Site.Z, l, tf.transpose(tf.matMul(pattern, vh), [0, 2, 1, 3])); // [B,T,H,dh]

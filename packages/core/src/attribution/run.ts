@@ -3,7 +3,7 @@ import { RunContext, type RunContextOptions } from '../context.js';
 import { batchTokens, type PairBatch } from '../data.js';
 import { PeakBytes } from '../memory.js';
 import { type Metric, readMetric } from '../metrics.js';
-import { type LanguageModel, type ModelInput, siteShape } from '../model.js';
+import { type LanguageModel, type ModelInput, positionOffset, siteShape } from '../model.js';
 import type { SiteKey, SiteName } from '../sites.js';
 import { parseSiteKey } from '../sites.js';
 import { NO_RULES, type RuleSet } from '../slots.js';
@@ -51,30 +51,48 @@ export class Job {
     return new RunContext({ ...options, signal: this.signal, peak: this.peak });
   }
 
-  /** One forward pass; counts it (`layers` blocks of `rows` rows) and returns the logits. */
-  forward(input: ModelInput, ctx: RunContext, copies = 1, fromLayer = 0): tf.Tensor3D {
+  /**
+   * One forward pass; counts it (blocks fromLayer.. of `copies` copies of the batch, over the positions the
+   * input covers: all, or those from a prefix run's offset on) and returns the logits. `readout` defaults to
+   * the metric's readout for the copies.
+   */
+  forward(
+    input: ModelInput,
+    ctx: RunContext,
+    copies = 1,
+    fromLayer = 0,
+    readout: number[] | undefined = this.readoutFor(copies),
+  ): tf.Tensor3D {
     this.forwardPasses++;
-    this.forwardEquivalents += copies * ((this.model.dims.nLayers - fromLayer) / this.model.dims.nLayers);
-    return this.model.forward(input, ctx, { readout: this.readoutFor(copies) });
+    const T = this.batch.seqLen;
+    const positions = (T - positionOffset(input)) / T;
+    this.forwardEquivalents +=
+      copies * positions * ((this.model.dims.nLayers - fromLayer) / this.model.dims.nLayers);
+    return this.model.forward(input, ctx, { readout });
   }
 
   /** The metric of a plain run, with activations recorded at `cache`. */
+  /** With `keepLogits`, also the run's logits (the caller disposes them with the cache). */
   async cachedRun(
     which: 'base' | 'source',
     cache: Iterable<SiteKey>,
-  ): Promise<{ m: number; cache: Map<SiteKey, tf.Tensor> }> {
+    keepLogits = false,
+  ): Promise<{ m: number; cache: Map<SiteKey, tf.Tensor>; logits?: tf.Tensor3D }> {
     const ctx = this.context({ cache });
+    let logits: tf.Tensor3D | undefined;
     try {
-      const value = tf.tidy(() =>
-        this.metric.compute(
-          this.forward({ tokens: which === 'base' ? this.baseTokens : this.sourceTokens }, ctx),
-          this.batch,
-        ),
-      );
+      const value = tf.tidy(() => {
+        const out = this.forward({ tokens: which === 'base' ? this.baseTokens : this.sourceTokens }, ctx);
+        if (keepLogits) logits = tf.keep(out);
+        return this.metric.compute(out, this.batch);
+      });
       ctx.assertAllVisited();
       const m = await readMetric(value, this.metric, which === 'base' ? this.baseName : this.sourceName);
       value.dispose();
-      return { m, cache: ctx.takeCache() };
+      return logits === undefined ? { m, cache: ctx.takeCache() } : { m, cache: ctx.takeCache(), logits };
+    } catch (e) {
+      logits?.dispose();
+      throw e;
     } finally {
       ctx.dispose();
     }

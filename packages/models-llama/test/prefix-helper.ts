@@ -1,0 +1,208 @@
+import {
+  attribute,
+  isRelpError,
+  type KvPrefix,
+  type LanguageModel,
+  makePairBatch,
+  parseSiteKey,
+  RunContext,
+  Site,
+  type SiteKey,
+  type SiteRequest,
+  siteKey,
+  siteLayers,
+} from '@relp/core';
+import { maxAbsDiff } from '@relp/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+
+/**
+ * A prefix run (the residual at positions ≥ offset entering block `start`, plus the full run's cached keys and
+ * values of the earlier positions) against a full run of the same tokens: logits, every site from `start` on
+ * and the gradient with respect to the residual must agree at positions ≥ offset within `rel` of each
+ * tensor's largest magnitude. Not bit-identical: the matmuls have other shapes (fewer rows, other key counts),
+ * so their summation order may differ. Shared by the Llama, Gemma and conformance (GPT-2, Pythia) tests.
+ */
+export function expectPrefixRunMatchesFullRun(
+  model: LanguageModel,
+  tokenIds: number[][],
+  start: number,
+  offset: number,
+  rel = 1e-5,
+): void {
+  const { nLayers: L } = model.dims;
+  const B = tokenIds.length;
+  const T = tokenIds[0]!.length;
+  const tokens = tf.tensor2d(tokenIds, [B, T], 'int32');
+  const siteKeys: SiteKey[] = [];
+  for (const s of model.sites) {
+    for (let l = 0; l < siteLayers(model.dims, s); l++) siteKeys.push(siteKey(s, l));
+  }
+  const full = new RunContext({ cache: siteKeys });
+  const fullLogits = model.forward({ tokens }, full);
+  const fullCache = full.takeCache();
+  full.dispose();
+  const from = (x: tf.Tensor, axis: number) => {
+    const begin = x.shape.map(() => 0);
+    begin[axis] = offset;
+    const size = x.shape.map((n, i) => (i === axis ? n - offset : n));
+    return tf.slice(x, begin, size);
+  };
+  const upTo = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [B, offset, x.shape[2]!, x.shape[3]!]);
+  const keys: (tf.Tensor4D | undefined)[] = [];
+  const values: (tf.Tensor4D | undefined)[] = [];
+  for (let l = start; l < L; l++) {
+    keys[l] = upTo(fullCache.get(siteKey(Site.K, l))!) as tf.Tensor4D;
+    values[l] = upTo(fullCache.get(siteKey(Site.V, l))!) as tf.Tensor4D;
+  }
+  const prefix: KvPrefix = { length: offset, keys, values };
+  const resid = from(fullCache.get(siteKey(Site.ResidPre, start))!, 1) as tf.Tensor3D;
+  const owned: tf.Tensor[] = [tokens, fullLogits, ...fullCache.values(), resid];
+  for (let l = start; l < L; l++) owned.push(keys[l]!, values[l]!);
+  try {
+    const runKeys = siteKeys.filter((k) => {
+      const { site, layer } = parseSiteKey(k);
+      return site === Site.LnFinalScale || layer >= start;
+    });
+    const ctx = new RunContext({ cache: runKeys });
+    const logits = model.forward({ resid, layer: start, prefix }, ctx);
+    const cache = ctx.takeCache();
+    ctx.dispose();
+    owned.push(logits, ...cache.values());
+    const check = (what: string, got: tf.Tensor, want: tf.Tensor) => {
+      expect(got.shape, what).toEqual(want.shape);
+      const w = want.dataSync();
+      const scale = Math.max(1e-30, ...Array.from(w, Math.abs));
+      expect(maxAbsDiff(got.dataSync(), w) / scale, what).toBeLessThanOrEqual(rel);
+    };
+    const wantLogits = from(fullLogits, 1);
+    owned.push(wantLogits);
+    check('logits', logits, wantLogits);
+    expect(cache.size).toBe(runKeys.length);
+    for (const k of runKeys) {
+      const { site } = parseSiteKey(k);
+      // The pattern's position axis is the query axis; its key axis stays absolute (0..T−1).
+      const want = from(fullCache.get(k)!, site === Site.Pattern ? 2 : 1);
+      owned.push(want);
+      check(k, cache.get(k)!, want);
+    }
+
+    // A readout at absolute positions ≥ offset reads the same rows.
+    const readout = tokenIds.map((_, b) => offset + ((b * 5) % (T - offset)));
+    const rctx = new RunContext();
+    const read = model.forward({ resid, layer: start, prefix }, rctx, { readout });
+    rctx.dispose();
+    owned.push(read);
+    const wantRead = tf.tidy(() =>
+      tf.concat(
+        readout.map((p, b) => tf.slice(fullLogits, [b, p, 0], [1, 1, -1])),
+        0,
+      ),
+    );
+    owned.push(wantRead);
+    check('readout logits', read, wantRead);
+    // A readout before the run's first position is an error.
+    let caught: unknown;
+    try {
+      model.forward({ resid, layer: start, prefix }, new RunContext(), {
+        readout: tokenIds.map(() => offset - 1),
+      });
+    } catch (e) {
+      caught = e;
+    }
+    expect(isRelpError(caught) && caught.code).toBe('BAD_INPUT');
+
+    // Gradients flow: d Σ logits[:, offset:] / d resid equals the full run's (started at `start`).
+    const fullResid = fullCache.get(siteKey(Site.ResidPre, start))! as tf.Tensor3D;
+    const gFull = tf.grad((x: tf.Tensor) =>
+      tf.sum(from(model.forward({ resid: x as tf.Tensor3D, layer: start }, new RunContext()), 1)),
+    )(fullResid);
+    const gPrefix = tf.grad((x: tf.Tensor) =>
+      tf.sum(model.forward({ resid: x as tf.Tensor3D, layer: start, prefix }, new RunContext())),
+    )(resid);
+    const gWant = from(gFull, 1);
+    owned.push(gFull, gPrefix, gWant);
+    check('gradient', gPrefix, gWant);
+  } finally {
+    tf.dispose(owned);
+  }
+}
+
+/** A prefix whose keys have the wrong shape is refused (BAD_INPUT), as is one past the context length. */
+export function expectBadPrefixRefused(model: LanguageModel): void {
+  const { dModel: d, nKvHeads: hkv, dHead: dh, nLayers: L } = model.dims;
+  const resid = tf.zeros([1, 2, d]) as tf.Tensor3D;
+  const good = tf.zeros([1, 3, hkv, dh]) as tf.Tensor4D;
+  const bad = tf.zeros([1, 2, hkv, dh]) as tf.Tensor4D;
+  const all = (t: tf.Tensor4D) => Array.from({ length: L }, () => t);
+  const codeOf = (prefix: KvPrefix): string | undefined => {
+    try {
+      tf.dispose(model.forward({ resid, layer: 0, prefix }, new RunContext()));
+    } catch (e) {
+      return isRelpError(e) ? e.code : String(e);
+    }
+    return undefined;
+  };
+  try {
+    expect(codeOf({ length: 3, keys: all(good), values: all(good) })).toBeUndefined();
+    expect(codeOf({ length: 3, keys: all(bad), values: all(good) })).toBe('BAD_INPUT');
+    expect(codeOf({ length: 3, keys: all(good), values: [] })).toBe('BAD_INPUT');
+    expect(codeOf({ length: -1, keys: [], values: [] })).toBe('BAD_INPUT');
+    expect(codeOf({ length: model.dims.contextLength, keys: [], values: [] })).toBe('BAD_TOKENS');
+  } finally {
+    tf.dispose([resid, good, bad]);
+  }
+}
+
+function flat(g: unknown): number[] {
+  return Array.isArray(g) ? g.flatMap(flat) : [g as number];
+}
+
+/**
+ * Fast activation patching (stacked patches, restart at the patched block, prefix K/V reuse from the first
+ * patched position) equals the naive way (one full forward pass per patch) within 1e-5 of the largest score,
+ * for every site and granularity given, both directions. The pairs include a shorter (padded) row whose last
+ * position lies before some patched positions, and differences at two positions.
+ */
+export async function expectFastPatchingEqualsNaive(
+  model: LanguageModel,
+  sites: readonly SiteRequest[],
+  seq = 9,
+): Promise<void> {
+  const V = model.dims.vocabSize;
+  const pairs = [0, 1, 2].map((b) => {
+    const len = b === 2 ? seq - 3 : seq;
+    const clean = Array.from({ length: len }, (_, i) => (i * 13 + b * 5 + 1) % V);
+    const corrupt = [...clean];
+    corrupt[2 + (b % 2)] = (corrupt[2 + (b % 2)]! + 7) % V;
+    return { clean, corrupt, answer: (b + 2) % V, wrong: (b + 9) % V };
+  });
+  const batch = makePairBatch(pairs, { dims: model.dims });
+  for (const direction of ['denoising', 'noising'] as const) {
+    const fast = await attribute(model, batch, {
+      method: 'activation-patching',
+      sites,
+      direction,
+      maxBatchRows: 12,
+    });
+    const naive = await attribute(model, batch, {
+      method: 'activation-patching',
+      sites,
+      direction,
+      patchingStrategy: 'naive',
+    });
+    expect(fast.cost.forwardEquivalents).toBeLessThan(naive.cost.forwardEquivalents);
+    for (const s of sites) {
+      const f = flat(fast.scores[s.site]);
+      const n = flat(naive.scores[s.site]);
+      expect(f.length).toBe(n.length);
+      const largest = Math.max(...n.map(Math.abs));
+      expect(largest, `${s.site} has effects`).toBeGreaterThan(0);
+      // A score is m(patched) − m(base): its rounding error scales with the metric, not with the score (the
+      // passes differ in matmul shapes, so an effect of exactly 0 can come out as ±1 ulp of the metric).
+      const scale = Math.max(largest, Math.abs(naive.metric.clean), Math.abs(naive.metric.corrupt));
+      const worst = Math.max(...f.map((v, i) => Math.abs(v - n[i]!)));
+      expect(worst / scale, `${direction} ${s.site}`).toBeLessThanOrEqual(1e-5);
+    }
+  }
+}
