@@ -170,7 +170,7 @@ describe.skipIf(!haveChromium)('demo with local files in Chromium', () => {
         file: bad.phi3,
         code: 'UNSUPPORTED',
         text: /tiny-phi3\.gguf: GGUF: architecture "phi3" is not supported/,
-        hint: /llama and qwen2 architectures/,
+        hint: /llama, qwen2 and gemma3 architectures/,
       },
       {
         file: bad.misnamed,

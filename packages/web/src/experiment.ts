@@ -11,6 +11,7 @@ import {
 import { badInput, isRelpError, RelpError } from '@relp/core/errors';
 import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
 import { presetByName } from '@relp/lrp-rules';
+import { gemma3Family } from '@relp/models-gemma';
 import { gpt2Family } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
 import { pythiaFamily } from '@relp/models-pythia';
@@ -29,7 +30,7 @@ import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
 import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
 
 /** The model families the browser build knows (by config.json model_type). */
-export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily];
+export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
 
 export const WEB_METHODS = ['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'] as const;
 export const DEFAULT_SITES: readonly SiteName[] = ['resid_pre', 'attn_out', 'mlp_out'];

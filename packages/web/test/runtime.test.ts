@@ -52,7 +52,7 @@ describe('describeError for picked files', () => {
     const gguf = describeError(
       new RelpError('UNSUPPORTED', 'x.gguf: GGUF: architecture "phi3" is not supported'),
     );
-    expect(gguf.hint).toMatch(/llama and qwen2 architectures/);
+    expect(gguf.hint).toMatch(/llama, qwen2 and gemma3 architectures/);
     const folder = describeError(new RelpError('UNSUPPORTED', 'model_type "bert" is not supported'));
     expect(folder.hint).toMatch(/GPT-2, Pythia/);
     const bad = describeError(new RelpError('BAD_MODEL_FILE', 'GGUF: not a GGUF file (bad magic)'));

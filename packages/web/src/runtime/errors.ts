@@ -24,7 +24,7 @@ export function describeError(e: unknown): ShownError {
       title: 'Unsupported model',
       message,
       hint: /gguf/i.test(message)
-        ? 'From GGUF files the demo runs the llama and qwen2 architectures (Llama, SmolLM, Mistral and Qwen2 models) stored as F32, F16, BF16, Q4_0 to Q8_0 or K-quants (Q2_K to Q6_K), with the tokenizer in the file. For other models pick their Hugging Face folder, if relp supports the family.'
+        ? 'From GGUF files the demo runs the llama, qwen2 and gemma3 architectures (Llama, SmolLM, Mistral, Qwen2 and Gemma 3 models) stored as F32, F16, BF16, Q4_0 to Q8_0 or K-quants (Q2_K to Q6_K), with the tokenizer in the file. For other models pick their Hugging Face folder, if relp supports the family.'
         : 'The demo runs GPT-2, Pythia (GPT-NeoX) and Llama-family (Llama, Mistral, Qwen2) models: a Hugging Face id or folder with safetensors weights, or a GGUF file.',
     };
   }
