@@ -5,6 +5,7 @@ import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
 import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
+import { saeAttributeCommand, saeCircuitCommand } from './commands/sae-circuit.js';
 import { saeListCommand, saeTrainCommand } from './commands/sae-train.js';
 import { tasksCommand } from './commands/tasks.js';
 import type { CliIo } from './io.js';
@@ -294,6 +295,108 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'as JSON')
     .addHelpText('after', EX(['pnpm relp sae list']))
     .action((o) => saeListCommand(o, io));
+  common(
+    sae
+      .command('attribute')
+      .description(
+        'score SAE features and error terms at every SAE site with one method (patching, AtP, RelP, IG)',
+      )
+      .requiredOption(
+        '--sae <folder,…>',
+        'SAELens folders, or folders holding them (e.g. ~/.cache/relp/saes/smollm2-135m)',
+      )
+      .addOption(
+        new Option('--method <method>', 'attribution method')
+          .choices(['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'])
+          .makeOptionMandatory(),
+      )
+      .addOption(
+        new Option('--positions <mode>', 'one node per feature (sum) or per position')
+          .choices(['sum', 'each'])
+          .default('sum'),
+      )
+      .option('--normalize', 'scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt)')
+      .addOption(
+        new Option('--direction <d>', 'denoising (clean into corrupt) or noising').choices([
+          'denoising',
+          'noising',
+        ]),
+      )
+      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
+      .option('--max-batch-rows <n>', 'patching and IG: rows per forward pass', int('--max-batch-rows'))
+      .option('--top <k>', 'nodes to print', int('--top'), 20)
+      .option('--out <result.json>', 'where to write the result'),
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp sae attribute --model smollm2-135m --sae ~/.cache/relp/saes/smollm2-135m --task sva-simple --n 20 --method relp --out relp.json',
+        'pnpm relp sae attribute --model ./gpt2 --sae saes/resid_post.3-topk --data pairs.jsonl --method ig --ig-steps 10 --json',
+      ]),
+    )
+    .action(async (o) => saeAttributeCommand(o, io));
+  common(
+    sae
+      .command('circuit')
+      .description(
+        'sparse feature circuits: scores on a discovery split, faithfulness/completeness curves on a held-out split',
+      )
+      .requiredOption('--sae <folder,…>', 'SAELens folders, or folders holding them')
+      .option('--methods <list>', 'methods whose scores select nodes', 'relp,atp,ig')
+      .addOption(
+        new Option('--positions <mode>', 'one node per feature (sum) or per position')
+          .choices(['sum', 'each'])
+          .default('sum'),
+      )
+      .option(
+        '--discover <n>',
+        'pairs to score nodes on (and take ablation means from)',
+        int('--discover'),
+        100,
+      )
+      .option('--test <n>', 'held-out pairs to evaluate circuits on', int('--test'), 40)
+      .option('--thresholds <lo:hi:steps>', 'log-spaced sweep on the (normalised) |score|', '1e-4:1:15')
+      .option(
+        '--ks <list>',
+        'also evaluate the top-k nodes for these k (empty: skip)',
+        '5,10,20,50,100,200,500',
+      )
+      .addOption(
+        new Option('--select <mode>', 'the exported circuit: threshold or top-k')
+          .choices(['threshold', 'top-k'])
+          .default('top-k'),
+      )
+      .option('--value <x>', 'threshold, or k for top-k, of the exported circuit', num, 30)
+      .addOption(
+        new Option('--by <what>', 'rank by |score| or signed score')
+          .choices(['abs', 'signed'])
+          .default('abs'),
+      )
+      .option('--raw', 'select on raw-metric scores (default: normalised scores)')
+      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
+      .option(
+        '--max-batch-rows <n>',
+        'IG: rows per forward pass, path points stacked (default 128)',
+        int('--max-batch-rows'),
+      )
+      .option(
+        '--contexts <n>',
+        'text windows scanned for top-activating contexts (0: none)',
+        int('--contexts'),
+        256,
+      )
+      .option('--context-length <n>', 'tokens per text window', int('--context-length'), 64)
+      .option('--text <file>', 'top-activating contexts from this text file instead of the Brown corpus')
+      .option('--out <folder>', 'output folder', 'relp-sae-circuit'),
+  )
+    .addHelpText(
+      'after',
+      EX([
+        'pnpm relp sae circuit --model smollm2-135m --sae ~/.cache/relp/saes/smollm2-135m --task sva-simple --methods relp,atp,ig --discover 100 --test 40 --out sva-simple',
+        'pnpm relp sae circuit --model ./gpt2 --sae saes --data pairs.jsonl --methods relp,ig --select threshold --value 0.02 --out circ',
+      ]),
+    )
+    .action(async (o) => saeCircuitCommand(o, io));
 
   program.addHelpText(
     'after',
