@@ -69,6 +69,7 @@ interface RunResult {
   results?: TaskResult[];
   profile?: { kernel: string; ms: number; calls: number }[];
   profileShapes?: { kernel: string; ms: number; calls: number }[];
+  profileMedian?: { kernel: string; ms: number; calls: number }[];
   profileWallSeconds?: number;
   native?: { threads: number; blas: string; core: string };
   torch?: string;
@@ -306,6 +307,15 @@ for (const model of models) {
           .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)
           .join('; ')}; total ${total.toFixed(0)} ms, ${calls} kernel calls`,
     );
+    if (r.profileMedian) {
+      const t = r.profileMedian.reduce((a, p) => a + p.ms, 0);
+      lines.push(
+        `median-based (each kernel and shape's median time × calls, steadier under load): ${r.profileMedian
+          .slice(0, 12)
+          .map((p) => `${p.kernel} ${p.ms.toFixed(0)}`)
+          .join('; ')}; total ${t.toFixed(0)} ms`,
+      );
+    }
     if (r.profileShapes) {
       lines.push(
         `by shape: ${r.profileShapes

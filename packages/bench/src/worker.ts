@@ -217,6 +217,7 @@ for (const task of tasks) {
 
 let profile: { kernel: string; ms: number; calls: number }[] | undefined;
 let profileShapes: { kernel: string; ms: number; calls: number }[] | undefined;
+let profileMedian: { kernel: string; ms: number; calls: number }[] | undefined;
 let profileWallSeconds: number | undefined;
 if (opt.profile) {
   const p0 = performance.now();
@@ -234,8 +235,15 @@ if (opt.profile) {
     a.calls++;
     m.set(key, a);
   };
+  // Under load a kernel's time is sometimes that of the other processes that ran meanwhile: the median of
+  // each (kernel, input shapes) times its calls, summed per kernel, is a steadier estimate.
+  const perShape = new Map<string, { name: string; times: number[] }>();
   for (const k of info.kernels) {
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const key = `${k.name}(${k.inputShapes.map((s) => `[${s}]`).join(',')})`;
+    const e = perShape.get(key) ?? { name: k.name, times: [] };
+    e.times.push(ms);
+    perShape.set(key, e);
     add(agg, k.name, ms);
     const attrs = (k as { extraInfo?: string }).extraInfo ?? '';
     add(byShape, `${k.name}(${k.inputShapes.map((s) => `[${s}]`).join(',')})${attrs ? ` ${attrs}` : ''}`, ms);
@@ -243,6 +251,15 @@ if (opt.profile) {
   const sorted = (m: Map<string, { ms: number; calls: number }>) =>
     [...m.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
   profile = sorted(agg);
+  const robust = new Map<string, { ms: number; calls: number }>();
+  for (const { name, times } of perShape.values()) {
+    const m = [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+    const a = robust.get(name) ?? { ms: 0, calls: 0 };
+    a.ms += m * times.length;
+    a.calls += times.length;
+    robust.set(name, a);
+  }
+  profileMedian = sorted(robust);
   profileShapes = sorted(byShape).slice(0, 25);
 }
 
@@ -258,6 +275,7 @@ console.log(
     results,
     profile,
     profileShapes,
+    profileMedian,
     profileWallSeconds,
   })}`,
 );
