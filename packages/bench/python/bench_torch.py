@@ -4,7 +4,8 @@ GPT2LMHeadModel / GPTNeoXForCausalLM with random weights (parameters frozen), fo
 sites, backward to the site activations only (zero deltas added at the sites, as relp does), RelP with the
 same rules (LN: detached normaliser; Identity: act(x)/x~ as the local derivative), and exact activation
 patching with the same algorithmic savings as relp's `fast` strategy (start at the patched block from the
-cached residual, skip positions before the first difference, several patches stacked in one batch), or the
+cached residual, skip positions before the first difference, several patches stacked in one batch, prefix K/V
+reuse: run only positions >= the pass's first patched one against the base run's cached keys/values), or the
 naive one-forward-per-patch way. Prints `RESULT {json}` as its last line.
 
 With --workload (a JSON file written by main.ts, see src/real.ts) it runs a real model instead: the GGUF file
@@ -396,6 +397,139 @@ def patching(parts, clean, corrupt, answers, wrongs, L, strategy, diff_pos, max_
     return scores, passes
 
 
+class PrefixKV:
+    """Duck-typed cache for the attention modules: prepends the base run's keys/values of the positions before
+    the pass (already tiled for the stacked copies) to each layer's new keys/values, as relp's KvPrefix."""
+
+    def __init__(self, keys, values):
+        self.keys = keys
+        self.values = values
+
+    def update(self, k, v, layer_idx, *args, **kwargs):
+        return torch.cat([self.keys[layer_idx], k], 2), torch.cat([self.values[layer_idx], v], 2)
+
+
+def base_kv(parts, tokens):
+    """Each layer's keys and values [B, Hkv, T, dh] (after rotary) of a plain run."""
+    with torch.no_grad():
+        out = parts.model(input_ids=tokens, use_cache=True)
+    layers = out.past_key_values.layers
+    return [x.keys for x in layers], [x.values for x in layers]
+
+
+def run_blocks_prefix(parts, h, start, offset, kv):
+    """Blocks start..L-1 for positions offset..T-1 only (h [n, T-offset, d]), attending to the cached keys and
+    values of positions < offset; then the final norm and the last position's logits [n, 1, V]."""
+    t1 = h.shape[1]
+    t = offset + t1
+    pos = torch.arange(offset, t).unsqueeze(0)
+    allowed = torch.ones(t1, t, dtype=torch.bool).tril(offset)
+    mask = torch.zeros(t1, t).masked_fill(~allowed, float("-inf"))[None, None]
+    if parts.kind == "gpt2":
+        for b in parts.blocks[start:]:
+            h = b(h, cache=kv, attention_mask=mask)
+            h = h[0] if isinstance(h, tuple) else h
+    elif parts.kind == "llama":
+        pe = parts.model.model.rotary_emb(h, position_ids=pos)
+        for b in parts.blocks[start:]:
+            h = b(h, attention_mask=mask, position_ids=pos, cache=kv, position_embeddings=pe)
+            h = h[0] if isinstance(h, tuple) else h
+    else:
+        pe = parts.model.gpt_neox.rotary_emb(h, position_ids=pos)
+        for b in parts.blocks[start:]:
+            h = b(h, attention_mask=mask, position_ids=pos, layer_past=kv, position_embeddings=pe)
+            h = h[0] if isinstance(h, tuple) else h
+    return parts.head()(parts.final_norm(h[:, -1:, :]))
+
+
+PASS_OVERHEAD_ROW_POSITIONS = 16
+
+
+def group_by_offset(positions, B, T, max_copies, max_row_positions):
+    """The same grouping of sorted patch positions into passes as relp's fast strategy (patching.ts)."""
+    n = len(positions)
+    best = [0.0] + [float("inf")] * n
+    frm = [0] * (n + 1)
+    for j in range(1, n + 1):
+        i = j - 1
+        while i >= 0 and j - i <= max_copies:
+            rows = (j - i) * B * (T - positions[i])
+            if rows > max_row_positions and j - i > 1:
+                break
+            cost = best[i] + PASS_OVERHEAD_ROW_POSITIONS + rows
+            if cost < best[j]:
+                best[j] = cost
+                frm[j] = i
+            i -= 1
+    out = []
+    j = n
+    while j > 0:
+        out.insert(0, positions[frm[j]:j])
+        j = frm[j]
+    return out
+
+
+def patching_prefix(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_rows=64):
+    """relp's fast strategy with prefix K/V reuse: a pass of patches at positions ≥ o starts at the patched
+    block from the cached residual at positions ≥ o and attends to the base run's cached keys/values of
+    positions < o; patches grouped by position as relp groups them."""
+    B, T = clean.shape
+    if parts.last is not None:
+        raise SystemExit("prefix patching here assumes unpadded prompts (the random-model workload)")
+    _, src = cached_run(parts, clean, answers, wrongs, L)
+    m_base, base = cached_run(parts, corrupt, answers, wrongs, L)
+    keys, values = base_kv(parts, corrupt)
+    scores = {}
+    passes = 0
+    V = parts.head().weight.shape[0]
+    by_logits = max(1, (16 * 1024 * 1024) // (B * V))
+    max_copies = min(max(max_rows // B, (max_rows * T) // B), by_logits)
+    groups = group_by_offset(list(range(diff_pos, T)), B, T, max_copies, max_rows * T)
+    with torch.no_grad():
+        for s in SITES:
+            for l in range(L):
+                for chunk in groups:
+                    n = len(chunk)
+                    o = chunk[0]
+                    mask = torch.zeros(n * B, T - o, 1, dtype=torch.bool)
+                    for ci, p in enumerate(chunk):
+                        mask[ci * B:(ci + 1) * B, p - o] = True
+                    value = src[(s, l)][:, o:].repeat(n, 1, 1)
+                    resid = base[("resid_pre", l)][:, o:].repeat(n, 1, 1)
+                    kv = PrefixKV({i: keys[i][:, :, :o].repeat(n, 1, 1, 1) for i in range(l, L)},
+                                  {i: values[i][:, :, :o].repeat(n, 1, 1, 1) for i in range(l, L)})
+
+                    def patch(a, mask=mask, value=value):
+                        return torch.where(mask, value, a)
+                    h = add_site_hook(parts, s, l, patch)
+                    try:
+                        if s == "resid_pre":
+                            resid = patch(resid)
+                            h.remove()
+                        logits = run_blocks_prefix(parts, resid, l, o, kv)
+                    finally:
+                        h.remove()
+                    passes += 1
+                    for ci, p in enumerate(chunk):
+                        sl = logits[ci * B:(ci + 1) * B]
+                        scores[(s, l, p)] = logit_diff(sl, answers, wrongs).item() - m_base
+    return scores, passes
+
+
+def check_prefix_run(parts, tokens, offset):
+    """A prefix run's last-position logits equal the model's own forward pass."""
+    B = tokens.shape[0]
+    z = torch.zeros(B, dtype=torch.long)
+    _, cache = cached_run(parts, tokens, z, z, len(parts.blocks))
+    keys, values = base_kv(parts, tokens)
+    L = len(parts.blocks)
+    with torch.no_grad():
+        full = parts.logits(tokens)
+        kv = PrefixKV({i: keys[i][:, :, :offset] for i in range(L)}, {i: values[i][:, :, :offset] for i in range(L)})
+        part = run_blocks_prefix(parts, cache[("resid_pre", 0)][:, offset:], 0, offset, kv)
+    return (full - part).abs().max().item()
+
+
 def check_partial_run(parts, tokens):
     """The fast strategy's partial run equals the model's own forward pass."""
     _, cache = cached_run(parts, tokens, torch.zeros(tokens.shape[0], dtype=torch.long),
@@ -416,7 +550,8 @@ def main():
     ap.add_argument("--tasks", default="forward,atp,relp,patch-fast,patch-naive")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--patch-layers", type=int, default=2)
+    ap.add_argument("--patch-layers", type=int, default=12)
+    ap.add_argument("--naive-reps", type=int, default=1, help="repetitions of patch-naive (no warm-up)")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--diff-pos", type=int, default=8)
@@ -457,19 +592,21 @@ def main():
 
     results = []
 
-    def timed(name, layers, fn):
+    def timed(name, layers, fn, reps=None, warmup=None):
+        reps = a.reps if reps is None else reps
+        warmup = a.warmup if warmup is None else warmup
         times = []
         cpu = []
-        for i in range(a.warmup + a.reps):
+        for i in range(warmup + reps):
             t = time.perf_counter()
             c = time.process_time()
             fn()
             dt = time.perf_counter() - t
             dc = time.process_time() - c
-            if i >= a.warmup:
+            if i >= warmup:
                 times.append(dt)
                 cpu.append(dc)
-            label = "warm-up" if i < a.warmup else f"rep {i - a.warmup + 1}"
+            label = "warm-up" if i < warmup else f"rep {i - warmup + 1}"
             print(f"  [torch {a.model}] {name} {label}: {dt:.3f} s", file=sys.stderr)
         results.append({"task": name, "layers": layers, "median": statistics.median(times), "times": times,
                         "cpuMedian": statistics.median(cpu),
@@ -484,14 +621,24 @@ def main():
         elif task in ("patch-fast", "patch-naive"):
             if small is None:
                 # On a real model, patching runs on the whole model.
-                small = parts if a.workload else Parts(build(a.model, a.patch_layers), a.model)
+                same = a.workload or a.patch_layers == L
+                small = parts if same else Parts(build(a.model, a.patch_layers), a.model)
                 err = check_partial_run(small, clean)
                 if err > 1e-3:
                     raise SystemExit(f"partial run differs from the model's forward by {err}")
+                if not a.workload:
+                    err = check_prefix_run(small, clean, a.diff_pos)
+                    if err > 1e-3:
+                        raise SystemExit(f"prefix run differs from the model's forward by {err}")
             strategy = task.split("-")[1]
             pl = L if a.workload else a.patch_layers
-            timed(task, pl,
-                  lambda s=strategy, pl=pl: patching(small, clean, corrupt, answers, wrongs, pl, s, a.diff_pos))
+            if strategy == "fast" and not a.workload:
+                # relp's fast strategy: prefix K/V reuse (the real, padded workload keeps full-length passes).
+                timed(task, pl, lambda pl=pl: patching_prefix(small, clean, corrupt, answers, wrongs, pl, a.diff_pos))
+            else:
+                timed(task, pl,
+                      lambda s=strategy, pl=pl: patching(small, clean, corrupt, answers, wrongs, pl, s, a.diff_pos),
+                      **({"reps": a.naive_reps, "warmup": 0} if strategy == "naive" else {}))
         else:
             raise SystemExit(f"unknown task {task}")
 

@@ -21,7 +21,8 @@ const { values: opt } = parseArgs({
     'slow-tasks': { type: 'string' },
     reps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
-    'patch-layers': { type: 'string', default: '2' },
+    'patch-layers': { type: 'string', default: '12' },
+    'naive-reps': { type: 'string', default: '1' },
     /** Tasks on real models (smollm2); activation patching there is opt-in (--real-patching). */
     'real-tasks': { type: 'string', default: 'forward,atp,relp' },
     'real-patching': { type: 'boolean', default: false },
@@ -37,10 +38,11 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   console.log(`pnpm bench [--models gpt2,pythia,smollm2] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
            [--slow-tasks <tasks for cpu/wasm>] [--real-tasks forward,atp,relp] [--real-patching]
-           [--reps 3] [--warmup 1] [--patch-layers 2] [--threads 2] [--no-torch] [--profile] [--json out.json]
+           [--reps 3] [--warmup 1] [--patch-layers 12] [--naive-reps 1] [--threads 2] [--no-torch] [--profile] [--json out.json]
 Tasks: forward (one pass, last-position logits), atp, relp (2 forward + 1 backward to resid_pre/attn_out/mlp_out),
 patch-fast / patch-naive (exact activation patching over the same sites on a --patch-layers-layer model of the
-same widths).
+same widths; 12: the model itself; patch-naive runs --naive-reps repetitions without warm-up, since it makes one
+full forward pass per patch: 576 at 12 layers).
 Models: gpt2 and pythia are random-weight GPT-2-small / Pythia-160m shapes on 8 × 16 random tokens; smollm2 is
 SmolLM2-135M from the cache (relp models fetch smollm2-135m; skipped when absent) on the 8 IOI prompts of
 task ioi-demo, with --real-tasks (forward,atp,relp) and, with --real-patching, fast activation patching on all
@@ -86,6 +88,8 @@ const common = [
   opt.warmup!,
   '--patch-layers',
   opt['patch-layers']!,
+  '--naive-reps',
+  opt['naive-reps']!,
   ...(opt.profile ? ['--profile'] : []),
 ];
 
@@ -223,7 +227,7 @@ lines.push(
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.versions.node}; started ${started.toISOString()}`,
 );
 lines.push(
-  `Settings: ${opt.reps} repetitions after ${opt.warmup} warm-up, medians in seconds; patching on ${opt['patch-layers']}-layer models of the same widths.`,
+  `Settings: ${opt.reps} repetitions after ${opt.warmup} warm-up, medians in seconds; patching on ${opt['patch-layers']}-layer models of the same widths, patch-naive ${opt['naive-reps']} repetition(s) without warm-up.`,
 );
 for (const model of models) {
   const runs = all.filter((r) => r.model === model);

@@ -31,7 +31,9 @@ const { values: opt } = parseArgs({
     tasks: { type: 'string', default: 'forward,atp,relp,patch-fast,patch-naive' },
     reps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
-    'patch-layers': { type: 'string', default: '2' },
+    'patch-layers': { type: 'string', default: '12' },
+    /** Repetitions of patch-naive, without warm-up (one full forward pass per patch: minutes at 12 layers). */
+    'naive-reps': { type: 'string', default: '1' },
     prompts: { type: 'string', default: '8' },
     tokens: { type: 'string', default: '16' },
     'diff-pos': { type: 'string', default: '8' },
@@ -107,7 +109,9 @@ async function time(
   name: string,
   layers: number,
   run: () => Promise<{ peak: number; cost?: { fwd: number; passes: number; bwd: number }; check?: number }>,
+  repeat = { reps, warmup },
 ): Promise<TaskResult> {
+  const { reps, warmup } = repeat;
   const times: number[] = [];
   const cpu: number[] = [];
   let last: Awaited<ReturnType<typeof run>> | undefined;
@@ -186,26 +190,32 @@ for (const task of tasks) {
     );
   } else if (task === 'patch-fast' || task === 'patch-naive') {
     // On a real model, patching runs on the whole model (it is opt-in: minutes a repetition).
-    const small = real ? model : await build(patchLayers);
+    const small = real || patchLayers === L ? model : await build(patchLayers);
     const pl = real ? L : patchLayers;
+    const naive = task === 'patch-naive';
     try {
       results.push(
-        await time(task, pl, async () => {
-          const r = await attribute(small, batch, {
-            method: 'activation-patching',
-            sites: SITES,
-            patchingStrategy: task === 'patch-fast' ? 'fast' : 'naive',
-          });
-          return {
-            peak: r.cost.peakTensorBytes,
-            cost: {
-              fwd: r.cost.forwardEquivalents,
-              passes: r.cost.forwardPasses,
-              bwd: r.cost.backwardPasses,
-            },
-            check: (r.scores.mlp_out as number[][])[pl - 1]![lastPos]!,
-          };
-        }),
+        await time(
+          task,
+          pl,
+          async () => {
+            const r = await attribute(small, batch, {
+              method: 'activation-patching',
+              sites: SITES,
+              patchingStrategy: task === 'patch-fast' ? 'fast' : 'naive',
+            });
+            return {
+              peak: r.cost.peakTensorBytes,
+              cost: {
+                fwd: r.cost.forwardEquivalents,
+                passes: r.cost.forwardPasses,
+                bwd: r.cost.backwardPasses,
+              },
+              check: (r.scores.mlp_out as number[][])[pl - 1]![lastPos]!,
+            };
+          },
+          naive ? { reps: Number(opt['naive-reps']), warmup: 0 } : undefined,
+        ),
       );
     } finally {
       if (small !== model) (small as { dispose?: () => void }).dispose?.();
