@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <malloc.h>
 #include <node_api.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -743,6 +744,8 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   int64_t n = 0;
   if (argc != 1 || !GetI64(env, args[0], &n) || n < 1) return Throw(env, "setThreads expects a positive integer");
   openblas_set_num_threads(static_cast<int>(n));
+  // The element-wise kernels' OpenMP loops use the same number of threads as the matrix products.
+  omp_set_num_threads(static_cast<int>(n));
   return nullptr;
 }
 

@@ -75,7 +75,10 @@ export interface NativeAddon {
   ): void;
   /** out[i] = cond[i] === 1 ? t[i] : e[i]. */
   select(cond: Uint8Array, t: FourByteArray, e: FourByteArray, out: FourByteArray): void;
-  /** Sets OpenBLAS's thread count (default: all cores, or OPENBLAS_NUM_THREADS). */
+  /**
+   * Sets the thread count of OpenBLAS and of the element-wise kernels' OpenMP loops (default: all cores, or
+   * OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
+   */
   setThreads(n: number): void;
   info(): { threads: number; blas: string; core: string };
 }

@@ -15,12 +15,100 @@ type TypedValues = Float32Array | Int32Array | Uint8Array;
  */
 export class NativeBackend extends MathBackendCPU {
   readonly addon: NativeAddon;
+  /**
+   * Output arrays of disposed tensors, by length, for the next native kernel that needs one of that length.
+   * Without this every kernel allocates a fresh typed array and the old ones wait for V8's garbage
+   * collector, whose mark-compact runs (triggered by the external memory they hold) measured ~1 s of a
+   * 7 s SmolLM2 RelP pass under load. An array is reused only when (1) a native kernel allocated it here,
+   * (2) no live tensor's values share its buffer (views of it, e.g. the CPU kernel's contiguous slices,
+   * count as users) and (3) it never left the backend through readSync/read (dataSync(), data(),
+   * bufferSync()): a caller may keep those after disposing the tensor.
+   */
+  private readonly pool = new Map<number, Float32Array[]>();
+  private pooledBytes = 0;
+  private readonly users = new WeakMap<ArrayBufferLike, number>();
+  private readonly owned = new WeakSet<ArrayBufferLike>();
+  private readonly escaped = new WeakSet<ArrayBufferLike>();
 
   constructor(addon: NativeAddon) {
     super();
     this.addon = addon;
     // MathBackendCPU warns on first use in Node that tfjs-node would be faster; this is the fast backend.
     (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
+  /** A float32 array of length n for a kernel to overwrite entirely: a reused one (any contents) or a new one. */
+  alloc(n: number): Float32Array {
+    const reused = this.pool.get(n)?.pop();
+    if (reused) {
+      this.pooledBytes -= reused.byteLength;
+      return reused;
+    }
+    const a = new Float32Array(n);
+    if (n >= POOL_MIN_LENGTH) this.owned.add(a.buffer);
+    return a;
+  }
+
+  /** Bytes held for reuse (tests). */
+  pooled(): number {
+    return this.pooledBytes;
+  }
+
+  private use(values: unknown, d: number): ArrayBufferLike | undefined {
+    if (!ArrayBuffer.isView(values)) return undefined;
+    const b = values.buffer;
+    this.users.set(b, (this.users.get(b) ?? 0) + d);
+    return b;
+  }
+
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
+    this.use(values, 1);
+    return super.write(values, shape, dtype);
+  }
+
+  override move(
+    dataId: tf.DataId,
+    values: tf.backend_util.BackendValues,
+    shape: number[],
+    dtype: tf.DataType,
+    refCount: number,
+  ): void {
+    this.use(values, 1);
+    super.move(dataId, values, shape, dtype, refCount);
+  }
+
+  override readSync(dataId: tf.DataId): tf.backend_util.BackendValues {
+    const v = this.data.get(dataId)?.values;
+    if (ArrayBuffer.isView(v)) this.escaped.add(v.buffer);
+    return super.readSync(dataId);
+  }
+
+  override disposeData(dataId: tf.DataId, force = false): boolean {
+    const entry = this.data.get(dataId);
+    const done = super.disposeData(dataId, force);
+    if (entry && !this.data.has(dataId)) {
+      const v = entry.values;
+      const b = this.use(v, -1);
+      if (
+        b !== undefined &&
+        v instanceof Float32Array &&
+        (this.users.get(b) ?? 0) <= 0 &&
+        this.owned.has(b) &&
+        !this.escaped.has(b) &&
+        v.byteOffset === 0 &&
+        v.byteLength === b.byteLength &&
+        this.pooledBytes + v.byteLength <= POOL_MAX_BYTES
+      ) {
+        let list = this.pool.get(v.length);
+        if (!list) {
+          list = [];
+          this.pool.set(v.length, list);
+        }
+        list.push(v);
+        this.pooledBytes += v.byteLength;
+      }
+    }
+    return done;
   }
 
   /** The float32 array holding a tensor's values, or undefined when it is not plain float32 data. */
@@ -39,6 +127,11 @@ export class NativeBackend extends MathBackendCPU {
     return undefined;
   }
 }
+
+/** Arrays shorter than this are not kept for reuse (small allocations are cheap). */
+const POOL_MIN_LENGTH = 4096;
+/** At most this many bytes of disposed arrays are kept for reuse. */
+const POOL_MAX_BYTES = 256 * 1024 * 1024;
 
 const cpuKernel = (name: string): tf.KernelFunc => {
   const k = tf.getKernel(name, 'cpu');
@@ -86,7 +179,7 @@ function batchMatMul(args: KernelArgs): tf.TensorInfo {
   const okA = batchA === 1 || (batchA === batch && sameShape(outerA.slice(-outer.length), outer));
   const okB = batchB === 1 || (batchB === batch && sameShape(outerB.slice(-outer.length), outer));
   if (!okA || !okB) return cpuKernel('BatchMatMul')(args) as tf.TensorInfo;
-  const out = new Float32Array(batch * m * n);
+  const out = backend.alloc(batch * m * n);
   backend.addon.sgemm(av, bv, out, batch, batchA, batchB, m, n, k, transposeA, transposeB);
   return backend.makeTensorInfo([...outer, m, n], 'float32', out);
 }
@@ -149,7 +242,7 @@ function binaryKernel(name: string, op: number): tf.KernelFunc {
     } catch {
       return fallback(name, args); // tfjs raises its own error
     }
-    const values = new Float32Array(prod(out));
+    const values = backend.alloc(prod(out));
     if (out.length === 0) {
       // scalars: one element
       backend.addon.binary(op, av, bv, values, new Int32Array([1]), new Int32Array([0]), new Int32Array([0]));
@@ -190,7 +283,7 @@ function unaryKernel(name: string, op: number): tf.KernelFunc {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const xv = backend.f32(x);
     if (!xv) return fallback(name, args);
-    const values = new Float32Array(xv.length);
+    const values = backend.alloc(xv.length);
     backend.addon.unary(op, xv, values);
     return backend.makeTensorInfo(x.shape, 'float32', values);
   }) as tf.KernelFunc;
@@ -204,8 +297,9 @@ function four(backend: NativeBackend, t: tf.TensorInfo): Four | undefined {
   return v instanceof Float32Array || v instanceof Int32Array ? v : undefined;
 }
 
-function emptyLike(v: Four, n: number): Four {
-  return v instanceof Float32Array ? new Float32Array(n) : new Int32Array(n);
+/** An output array of v's type for a kernel that writes every element (float32 ones may be reused). */
+function emptyLike(backend: NativeBackend, v: Four, n: number): Four {
+  return v instanceof Float32Array ? backend.alloc(n) : new Int32Array(n);
 }
 
 function transposeValues(
@@ -214,7 +308,7 @@ function transposeValues(
   shape: readonly number[],
   perm: readonly number[],
 ): Four {
-  const out = emptyLike(v, prod(shape));
+  const out = emptyLike(backend, v, prod(shape));
   backend.addon.transpose(v, out, Int32Array.from(shape), Int32Array.from(perm));
   return out;
 }
@@ -239,7 +333,7 @@ function sliceInfo(
   if (!xv || x.shape.length === 0 || x.shape.length > 16) return undefined;
   // Contiguous slices are views in tfjs's CPU kernel already (no copy): leave those to it.
   if (tf.slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
-  const out = emptyLike(xv, prod(size));
+  const out = emptyLike(backend, xv, prod(size));
   backend.addon.slice(xv, out, Int32Array.from(x.shape), Int32Array.from(begin), Int32Array.from(size));
   return backend.makeTensorInfo(size, x.dtype, out);
 }
@@ -312,7 +406,7 @@ function softmaxKernel(args: KernelArgs): tf.TensorInfo {
   const rank = logits.shape.length;
   if (!xv || rank === 0 || (dim !== -1 && dim !== rank - 1)) return fallback('Softmax', args);
   const cols = logits.shape[rank - 1]!;
-  const out = new Float32Array(xv.length);
+  const out = backend.alloc(xv.length);
   backend.addon.softmax(xv, out, cols === 0 ? 0 : xv.length / cols, cols);
   return backend.makeTensorInfo(logits.shape, 'float32', out);
 }
@@ -332,7 +426,7 @@ function gatherKernel(args: KernelArgs): tf.TensorInfo {
   }
   const outer = prod(x.shape.slice(0, ax));
   const inner = prod(x.shape.slice(ax + 1));
-  const out = emptyLike(xv, outer * iv.length * inner);
+  const out = emptyLike(backend, xv, outer * iv.length * inner);
   let o = 0;
   for (let r = 0; r < outer; r++) {
     const base = r * dim * inner;
@@ -400,7 +494,7 @@ function tileKernel(args: KernelArgs): tf.TensorInfo {
     return fallback('Tile', args);
   }
   const outShape = x.shape.map((n, i) => n * reps[i]!);
-  const out = emptyLike(xv, prod(outShape));
+  const out = emptyLike(backend, xv, prod(outShape));
   backend.addon.tile(xv, out, Int32Array.from(x.shape), Int32Array.from(reps));
   return backend.makeTensorInfo(outShape, x.dtype, out);
 }
@@ -421,7 +515,7 @@ function selectKernel(args: KernelArgs): tf.TensorInfo {
   ) {
     return fallback('Select', args);
   }
-  const out = emptyLike(tv, tv.length);
+  const out = emptyLike(backend, tv, tv.length);
   backend.addon.select(cv, tv, ev, out);
   return backend.makeTensorInfo(t.shape, t.dtype, out);
 }
@@ -445,7 +539,7 @@ function concatKernel(args: KernelArgs): tf.TensorInfo {
   const outShape = [...first.shape];
   outShape[ax] = inputs.reduce((a, t) => a + t.shape[ax]!, 0);
   const outer = prod(first.shape.slice(0, ax));
-  const out = emptyLike(vals[0]!, prod(outShape));
+  const out = emptyLike(backend, vals[0]!, prod(outShape));
   const blocks = inputs.map((t) => prod(t.shape.slice(ax)));
   const row = blocks.reduce((a, b) => a + b, 0);
   let col = 0;
@@ -471,8 +565,9 @@ function padKernel(args: KernelArgs): tf.TensorInfo {
     return fallback('PadV2', args);
   }
   const outShape = x.shape.map((n, i) => paddings[i]![0] + n + paddings[i]![1]);
-  const out = emptyLike(xv, prod(outShape));
-  if (constantValue !== 0) out.fill(constantValue);
+  const out = emptyLike(backend, xv, prod(outShape));
+  // (a reused array holds old values: fill even with 0)
+  out.fill(constantValue);
   const inner = x.shape[rank - 1]!;
   const rows = inner === 0 ? 0 : xv.length / inner;
   if (paddings.every(([a, b], d) => d === rank - 1 || (a === 0 && b === 0))) {

@@ -15,7 +15,10 @@ export function nativeInfo(): { threads: number; blas: string; core: string } | 
   return s.ok ? s.addon.info() : undefined;
 }
 
-/** Sets the number of threads the native kernels use (default: all cores, or OPENBLAS_NUM_THREADS). */
+/**
+ * Sets the number of threads the native kernels use, OpenBLAS's and the element-wise OpenMP loops' (default: all
+ * cores, or OPENBLAS_NUM_THREADS).
+ */
 export function setNativeThreads(n: number): void {
   const s = loadAddon();
   if (s.ok) s.addon.setThreads(n);

@@ -452,6 +452,55 @@ describe.skipIf(!nativeAvailable())('native kernels against tfjs cpu', () => {
     expect(mismatches).toBe(0);
   });
 
+  it('reuses the arrays of disposed outputs, but never one that was read out or that a live view shares', async () => {
+    await tf.setBackend('native');
+    const backend = tf.backend() as unknown as { pooled(): number };
+    const shape = [64, 128];
+    const a = tf.tensor(data(64 * 128, 1), shape);
+    const b = tf.tensor(data(64 * 128, 2), shape);
+    const churn = () => {
+      for (let i = 0; i < 8; i++) tf.dispose([tf.mul(a, b), tf.sub(a, b), tf.neg(a)]);
+    };
+    // An array handed out by dataSync() keeps its values after the tensor is disposed and others are made.
+    const t = tf.add(a, b);
+    const v = t.dataSync();
+    const want = Array.from(v);
+    t.dispose();
+    churn();
+    expect(Array.from(v)).toEqual(want);
+    // A contiguous slice is a view of its input's array (the CPU kernel): disposing the input must not
+    // hand that array to the next kernel while the view lives.
+    const u = tf.add(a, b);
+    const view = tf.slice(u, [0, 0], [32, 128]);
+    u.dispose();
+    churn();
+    expect(Array.from(view.dataSync())).toEqual(want.slice(0, 32 * 128));
+    view.dispose();
+    // Outputs nobody read are reused: the pool fills on dispose and empties on the next allocation.
+    const w = tf.mul(a, b);
+    const before = backend.pooled();
+    w.dispose();
+    expect(backend.pooled()).toBe(before + 64 * 128 * 4);
+    const x = tf.mul(a, a);
+    expect(backend.pooled()).toBe(before);
+    // ... and a reused array is overwritten entirely (padding too, which fills before copying).
+    expect(Array.from(x.dataSync())).toEqual(Array.from(a.dataSync()).map((q) => Math.fround(q * q)));
+    const p1 = tf.pad(tf.reshape(a, [64, 128]), [
+      [0, 0],
+      [0, 0],
+    ]);
+    tf.dispose([x, p1]);
+    const padded = tf.pad(tf.slice(a, [0, 0], [64, 120]), [
+      [0, 0],
+      [3, 5],
+    ]);
+    const pv = padded.dataSync();
+    for (let r = 0; r < 64; r++) {
+      for (const c of [0, 1, 2, 123, 124, 125, 126, 127]) expect(pv[r * 128 + c]).toBe(0);
+    }
+    tf.dispose([padded, a, b]);
+  });
+
   it('is deterministic: the same inputs give bit-identical results', async () => {
     const a = await runOn('native', CASES.find((c) => c[0] === 'matMul batched')!, 3);
     const b = await runOn('native', CASES.find((c) => c[0] === 'matMul batched')!, 3);
