@@ -10,7 +10,25 @@ import { badInput, ErrorCodes, RelpError } from './errors.js';
 export interface Metric {
   readonly name: string;
   readonly readout: 'last' | 'all';
+  /**
+   * True when `compute` reads only the logits of each pair's `answer` and `wrong` tokens (and their column
+   * order does not matter): it may then be given logits of only those columns with the ids renumbered
+   * (`restrictToAnswers`), which the fast patching strategy does to skip most of the unembedding.
+   */
+  readonly answerTokensOnly?: boolean;
   compute(logits: tf.Tensor3D, batch: PairBatch): tf.Scalar;
+}
+
+/**
+ * The answer and wrong tokens of a batch (sorted, distinct) and the batch with those ids renumbered to their
+ * index in that list: logits restricted to the list's columns (ForwardOptions.vocab) then give an
+ * `answerTokensOnly` metric the value it has on the full logits.
+ */
+export function restrictToAnswers(batch: PairBatch): { vocab: number[]; batch: PairBatch } {
+  const vocab = [...new Set(batch.pairs.flatMap((p) => [p.answer, p.wrong]))].sort((a, b) => a - b);
+  const index = new Map(vocab.map((t, i) => [t, i]));
+  const pairs = batch.pairs.map((p) => ({ ...p, answer: index.get(p.answer)!, wrong: index.get(p.wrong)! }));
+  return { vocab, batch: { ...batch, pairs } };
 }
 
 /**
@@ -21,6 +39,7 @@ export interface Metric {
 export const logitDiff: Metric = {
   name: 'logit_diff',
   readout: 'last',
+  answerTokensOnly: true,
   compute(logits, batch) {
     return tf.tidy(() => {
       const [b, , v] = logits.shape;
@@ -52,6 +71,7 @@ export function normalizedMetric(base: Metric, mClean: number, mCorrupt: number)
   return {
     name: `normalized_${base.name}`,
     readout: base.readout,
+    ...(base.answerTokensOnly ? { answerTokensOnly: true } : {}),
     compute: (logits, batch) =>
       tf.tidy(() => tf.div(tf.sub(base.compute(logits, batch), mCorrupt), span) as tf.Scalar),
   };

@@ -1,5 +1,6 @@
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from './context.js';
+import { ErrorCodes, RelpError } from './errors.js';
 import type { SiteName } from './sites.js';
 import type { Nonlinearity } from './slots.js';
 
@@ -62,6 +63,22 @@ export interface ForwardOptions {
    * only there and returns logits [B,1,V]. Without it, logits are [B,T,V].
    */
   readonly readout?: readonly number[];
+  /**
+   * Vocabulary ids to compute logits for: the last axis of the logits then has vocab.length entries, entry i
+   * being token vocab[i]'s logit (the unembedding multiplies by those rows only; element-wise steps after it,
+   * such as Gemma's soft-capping, apply as before). For metrics that read a few tokens' logits (logit
+   * difference), this skips most of the unembedding. Values equal the full logits' columns up to float
+   * rounding (a matmul of another shape).
+   */
+  readonly vocab?: readonly number[];
+}
+
+/** Checks a `vocab` option (ids in [0, vocabSize), non-empty; BAD_INPUT) and returns it as an int32 tensor. */
+export function vocabIds(vocab: readonly number[], vocabSize: number): tf.Tensor1D {
+  if (vocab.length === 0 || vocab.some((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize)) {
+    throw new RelpError(ErrorCodes.BadInput, `vocab ids must be a non-empty list in [0, ${vocabSize})`);
+  }
+  return tf.tensor1d(vocab as number[], 'int32');
 }
 
 /** A transformer language model that runs under a RunContext. Models hold weights and nothing about runs. */

@@ -30,6 +30,7 @@ import {
   startLayerOf,
   unembed,
   vectorWeight,
+  vocabIds,
   type WeightMap,
   weightTensor,
 } from '@relp/core';
@@ -205,10 +206,12 @@ export class Gemma3Model implements LanguageModel {
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
-      let logits: tf.Tensor = unembed(x2d, this.lmHead ?? this.embedTable);
+      const full = this.lmHead ?? this.embedTable;
+      const table = options.vocab ? tf.gather(full, vocabIds(options.vocab, this.dims.vocabSize)) : full;
+      let logits: tf.Tensor = unembed(x2d, table);
       const cap = this.config.finalLogitSoftcapping;
       if (cap !== undefined) logits = tf.mul(tf.tanh(tf.div(logits, cap)), cap);
-      return tf.reshape(logits, [b, t, this.dims.vocabSize]) as tf.Tensor3D;
+      return tf.reshape(logits, [b, t, table.shape[0]]) as tf.Tensor3D;
     });
   }
 

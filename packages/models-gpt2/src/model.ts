@@ -14,6 +14,7 @@ import {
   readoutRows,
   Site,
   type SiteName,
+  vocabIds,
   type WeightMap,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -306,8 +307,11 @@ export class Gpt2Model implements LanguageModel {
         rows = 1;
       }
       const x = this.layerNorm(final, Site.LnFinalScale, 0, this.lnfG, this.lnfB, ctx);
-      const logits = tf.matMul(tf.reshape(x, [batch * rows, c.dModel]) as tf.Tensor2D, this.unembed);
-      return tf.reshape(logits, [batch, rows, c.vocabSize]) as tf.Tensor3D;
+      const table = options.vocab
+        ? (tf.gather(this.unembed, vocabIds(options.vocab, c.vocabSize), 1) as tf.Tensor2D)
+        : this.unembed;
+      const logits = tf.matMul(tf.reshape(x, [batch * rows, c.dModel]) as tf.Tensor2D, table);
+      return tf.reshape(logits, [batch, rows, table.shape[1]]) as tf.Tensor3D;
     });
   }
 

@@ -30,6 +30,7 @@ import {
   startLayerOf,
   unembed,
   vectorWeight,
+  vocabIds,
   type WeightMap,
   weightTensor,
 } from '@relp/core';
@@ -177,8 +178,10 @@ export class LlamaModel implements LanguageModel {
       const x = rmsNorm(ctx, resid, this.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
       const [b, t] = x.shape as [number, number, number];
       const x2d = tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D;
-      const logits = unembed(x2d, this.lmHead ?? this.embedTable);
-      return tf.reshape(logits, [b, t, this.dims.vocabSize]) as tf.Tensor3D;
+      const full = this.lmHead ?? this.embedTable;
+      const table = options.vocab ? tf.gather(full, vocabIds(options.vocab, this.dims.vocabSize)) : full;
+      const logits = unembed(x2d, table);
+      return tf.reshape(logits, [b, t, table.shape[0]]) as tf.Tensor3D;
     });
   }
 

@@ -101,6 +101,15 @@ export function expectPrefixRunMatchesFullRun(
     );
     owned.push(wantRead);
     check('readout logits', read, wantRead);
+    // Logits of a few vocabulary ids (ForwardOptions.vocab) are those columns of the full logits.
+    const ids = [model.dims.vocabSize - 1, 0, 5, 2];
+    const vctx = new RunContext();
+    const few = model.forward({ resid, layer: start, prefix }, vctx, { readout, vocab: ids });
+    vctx.dispose();
+    owned.push(few);
+    const wantFew = tf.tidy(() => tf.gather(read, tf.tensor1d(ids, 'int32'), 2));
+    owned.push(wantFew);
+    check('vocab logits', few, wantFew);
     // A readout before the run's first position is an error.
     let caught: unknown;
     try {

@@ -20,6 +20,7 @@ import {
   Site,
   type SiteName,
   selectPositions,
+  vocabIds,
   type WeightMap,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -320,8 +321,13 @@ export class PythiaModel implements LanguageModel {
       }
       const Tout = x.shape[1]!;
       const h = layerNorm(ctx, x, this.lnFg, this.lnFb, this.config.layerNormEps, Site.LnFinalScale, 0);
-      const logits = linear(tf.reshape(h, [B * Tout, d]), this.wU);
-      return tf.reshape(logits, [B, Tout, this.dims.vocabSize]) as tf.Tensor3D;
+      const logits = options.vocab
+        ? tf.matMul(
+            tf.reshape(h, [B * Tout, d]) as tf.Tensor2D,
+            tf.gather(this.wU.w, vocabIds(options.vocab, this.dims.vocabSize), 1) as tf.Tensor2D,
+          )
+        : linear(tf.reshape(h, [B * Tout, d]), this.wU);
+      return tf.reshape(logits, [B, Tout, logits.shape[1]!]) as tf.Tensor3D;
     });
   }
 

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Patch } from '../context.js';
+import type { PairBatch } from '../data.js';
 import { ErrorCodes, RelpError } from '../errors.js';
 import { disposeAll } from '../memory.js';
-import type { ModelInput } from '../model.js';
+import { restrictToAnswers } from '../metrics.js';
 import { Site, type SiteKey, siteKey } from '../sites.js';
 import { type ScoredKey, siteAxes } from './plan.js';
 import type { LayerScores } from './reduce.js';
@@ -67,12 +68,17 @@ function tileBatch(x: tf.Tensor, copies: number): tf.Tensor {
 }
 
 /** Metric of each stacked copy of the batch in logits of K·B rows. */
-async function metricPerCopy(job: Job, logits: tf.Tensor3D, copies: number): Promise<number[]> {
+async function metricPerCopy(
+  job: Job,
+  logits: tf.Tensor3D,
+  copies: number,
+  batch: PairBatch = job.batch,
+): Promise<number[]> {
   const B = job.batch.size;
   const values = tf.tidy(() =>
     tf.stack(
       Array.from({ length: copies }, (_, c) =>
-        job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
+        job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, batch),
       ),
     ),
   );
@@ -193,6 +199,14 @@ export async function activationPatching(
     throw e;
   }
   const baseCache = base.cache;
+  // A metric of the answer/wrong logits only needs those columns of the unembedding (logit difference).
+  const restricted =
+    fast && job.readout !== undefined && job.metric.answerTokensOnly
+      ? restrictToAnswers(job.batch)
+      : undefined;
+  const vocab = restricted?.vocab;
+  const metricBatch = restricted?.batch ?? job.batch;
+  const vocabOption = { vocab };
   try {
     const copies = fast ? copiesPerPass(job, maxRows) : 1;
     const fromPosition = fast ? job.batch.firstDiff : 0;
@@ -229,13 +243,17 @@ export async function activationPatching(
             const value = tileBatch(sliceFrom(source.cache.get(k.key)!, axis, offset), n);
             ctx = job.context({ patches: new Map<SiteKey, Patch[]>([[k.key, [{ mask, value }]]]) });
             if (startLayer === null) {
-              return job.forward({ tokens: tileBatch(job.baseTokens, n) as tf.Tensor2D }, ctx, n, 0);
+              const tokens = tileBatch(job.baseTokens, n) as tf.Tensor2D;
+              return job.forward({ tokens }, ctx, n, 0, { readout: job.readoutFor(n), vocab });
             }
             const resid = tileBatch(
               sliceFrom(baseCache.get(siteKey(Site.ResidPre, startLayer))!, 1, offset),
               n,
             ) as tf.Tensor3D;
-            if (offset === 0) return job.forward({ resid, layer: startLayer }, ctx, n, startLayer);
+            if (offset === 0) {
+              const o = { readout: job.readoutFor(n), vocab };
+              return job.forward({ resid, layer: startLayer }, ctx, n, startLayer, o);
+            }
             const keysAt: tf.Tensor4D[] = [];
             const valuesAt: tf.Tensor4D[] = [];
             const upTo = (x: tf.Tensor) =>
@@ -255,12 +273,17 @@ export async function activationPatching(
             // Rows that read out before the offset cannot see the patch: they keep the base run's logits.
             const stale = readout.map((p) => p < offset);
             const clamped = readout.map((p) => Math.max(p, offset));
-            const out = job.forward({ resid, layer: startLayer, prefix }, ctx, n, startLayer, clamped);
+            const out = job.forward({ resid, layer: startLayer, prefix }, ctx, n, startLayer, {
+              ...vocabOption,
+              readout: clamped,
+            });
             if (!stale.some(Boolean)) return out;
             const staleMask = tf.tensor3d(Uint8Array.from(stale, Number), [n * B, 1, 1], 'bool');
-            return tf.where(staleMask, tileBatch(base.logits!, n), out) as tf.Tensor3D;
+            const baseLogits =
+              vocab === undefined ? base.logits! : tf.gather(base.logits!, tf.tensor1d(vocab, 'int32'), 2);
+            return tf.where(staleMask, tileBatch(baseLogits, n), out) as tf.Tensor3D;
           });
-          const ms = await metricPerCopy(job, logits, n).finally(() => logits.dispose());
+          const ms = await metricPerCopy(job, logits, n, metricBatch).finally(() => logits.dispose());
           chunk.forEach((u, c) => {
             values.set(`${u.position}:${u.index ?? 0}`, ms[c]! - base.m);
           });

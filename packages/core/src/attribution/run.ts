@@ -54,21 +54,25 @@ export class Job {
   /**
    * One forward pass; counts it (blocks fromLayer.. of `copies` copies of the batch, over the positions the
    * input covers: all, or those from a prefix run's offset on) and returns the logits. `readout` defaults to
-   * the metric's readout for the copies.
+   * the metric's readout for the copies; `vocab` restricts the logits' columns (ForwardOptions.vocab).
    */
   forward(
     input: ModelInput,
     ctx: RunContext,
     copies = 1,
     fromLayer = 0,
-    readout: number[] | undefined = this.readoutFor(copies),
+    options: { readout?: number[] | undefined; vocab?: number[] | undefined } = {},
   ): tf.Tensor3D {
+    const readout = 'readout' in options ? options.readout : this.readoutFor(copies);
     this.forwardPasses++;
     const T = this.batch.seqLen;
     const positions = (T - positionOffset(input)) / T;
     this.forwardEquivalents +=
       copies * positions * ((this.model.dims.nLayers - fromLayer) / this.model.dims.nLayers);
-    return this.model.forward(input, ctx, { readout });
+    return this.model.forward(input, ctx, {
+      readout,
+      ...(options.vocab === undefined ? {} : { vocab: options.vocab }),
+    });
   }
 
   /** The metric of a plain run, with activations recorded at `cache`. */
