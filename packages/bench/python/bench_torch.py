@@ -417,9 +417,10 @@ def base_kv(parts, tokens):
     return [x.keys for x in layers], [x.values for x in layers]
 
 
-def run_blocks_prefix(parts, h, start, offset, kv):
+def run_blocks_prefix(parts, h, start, offset, kv, vocab=None):
     """Blocks start..L-1 for positions offset..T-1 only (h [n, T-offset, d]), attending to the cached keys and
-    values of positions < offset; then the final norm and the last position's logits [n, 1, V]."""
+    values of positions < offset; then the final norm and the last position's logits [n, 1, V] (or, with
+    `vocab`, of those token ids only, as relp's ForwardOptions.vocab)."""
     t1 = h.shape[1]
     t = offset + t1
     pos = torch.arange(offset, t).unsqueeze(0)
@@ -439,7 +440,10 @@ def run_blocks_prefix(parts, h, start, offset, kv):
         for b in parts.blocks[start:]:
             h = b(h, attention_mask=mask, position_ids=pos, layer_past=kv, position_embeddings=pe)
             h = h[0] if isinstance(h, tuple) else h
-    return parts.head()(parts.final_norm(h[:, -1:, :]))
+    x = parts.final_norm(h[:, -1:, :])
+    if vocab is None:
+        return parts.head()(x)
+    return torch.nn.functional.linear(x, parts.head().weight[vocab])
 
 
 PASS_OVERHEAD_ROW_POSITIONS = 16
@@ -485,6 +489,12 @@ def patching_prefix(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_row
     by_logits = max(1, (16 * 1024 * 1024) // (B * V))
     max_copies = min(max(max_rows // B, (max_rows * T) // B), by_logits)
     groups = group_by_offset(list(range(diff_pos, T)), B, T, max_copies, max_rows * T)
+    # The logit difference reads only the answer/wrong columns: unembed those only (as relp does).
+    vocab = sorted(set(answers.tolist()) | set(wrongs.tolist()))
+    index = {t: i for i, t in enumerate(vocab)}
+    answers_v = torch.tensor([index[t] for t in answers.tolist()])
+    wrongs_v = torch.tensor([index[t] for t in wrongs.tolist()])
+    vocab = torch.tensor(vocab)
     with torch.no_grad():
         for s in SITES:
             for l in range(L):
@@ -506,13 +516,13 @@ def patching_prefix(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_row
                         if s == "resid_pre":
                             resid = patch(resid)
                             h.remove()
-                        logits = run_blocks_prefix(parts, resid, l, o, kv)
+                        logits = run_blocks_prefix(parts, resid, l, o, kv, vocab)
                     finally:
                         h.remove()
                     passes += 1
                     for ci, p in enumerate(chunk):
                         sl = logits[ci * B:(ci + 1) * B]
-                        scores[(s, l, p)] = logit_diff(sl, answers, wrongs).item() - m_base
+                        scores[(s, l, p)] = logit_diff(sl, answers_v, wrongs_v).item() - m_base
     return scores, passes
 
 
