@@ -292,11 +292,16 @@ export async function saeListCommand(o: { json?: boolean; dir?: string }, io: Cl
     const m = c.metrics as (Partial<SaeMetrics> & { model?: string }) | undefined;
     const cfg = c.cfg;
     const arch = String(cfg.architecture ?? '');
+    const meta = (cfg.metadata as Record<string, unknown> | undefined) ?? {};
     return [
-      String(cfg.hook_name ?? (cfg.metadata as Record<string, unknown> | undefined)?.hook_name ?? ''),
-      arch === 'topk' ? `topk k=${String(cfg.k ?? '')}` : arch,
+      String(cfg.hook_name ?? meta.hook_name ?? ''),
+      arch === 'topk' ? `topk k=${String(cfg.k ?? '')}` : arch === 'standard' ? 'relu' : arch,
       String(cfg.d_sae ?? ''),
-      m?.tokens !== undefined ? String(m.tokens) : '',
+      m?.tokens !== undefined
+        ? String(m.tokens)
+        : meta.checkpoint === true
+          ? `${String(meta.tokens ?? '?')} (checkpoint)`
+          : '',
       fmt(m?.eval?.explainedVariance),
       fmt(m?.eval?.l0, 1),
       m?.deadFeatures !== undefined ? String(m.deadFeatures) : '',
