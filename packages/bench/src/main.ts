@@ -236,6 +236,12 @@ for (const model of models) {
   lines.push('');
   lines.push(`### ${MODEL_TITLE[model] ?? model}`);
   lines.push('');
+  const whole = runs.find((r) => r.backend === 'all');
+  if (whole) {
+    // A real model that is not in the cache: no table, the reason.
+    lines.push(`${model}: ${whole.skipped}`);
+    continue;
+  }
   if (realNotes[model]) lines.push(`${realNotes[model]}\n`);
   lines.push(`| task | ${cols.join(' | ')} |`);
   lines.push(`|---|${cols.map(() => '---:').join('|')}|`);
