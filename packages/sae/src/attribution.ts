@@ -146,13 +146,7 @@ export async function attributeFeatures(
       batchSize: batch.size,
       seqLen: batch.seqLen,
       firstDiff: batch.firstDiff,
-      cost: {
-        forwardPasses: job.forwardPasses,
-        backwardPasses: job.backwardPasses,
-        forwardEquivalents: job.forwardEquivalents,
-        seconds: job.seconds,
-        peakTensorBytes: job.peak.value,
-      },
+      cost: job.cost(),
     };
   } finally {
     job.dispose();

@@ -95,13 +95,7 @@ export async function attribute(
       batchSize: batch.size,
       seqLen: batch.seqLen,
       firstDiff: batch.firstDiff,
-      cost: {
-        forwardPasses: job.forwardPasses,
-        backwardPasses: job.backwardPasses,
-        forwardEquivalents: job.forwardEquivalents,
-        seconds: job.seconds,
-        peakTensorBytes: job.peak.value,
-      },
+      cost: job.cost(),
       ...(out.convergenceDelta !== undefined
         ? { convergenceDelta: options.normalize ? out.convergenceDelta / span : out.convergenceDelta }
         : {}),

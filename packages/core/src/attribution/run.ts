@@ -7,7 +7,7 @@ import { type LanguageModel, type ModelInput, positionOffset, siteShape } from '
 import type { SiteKey, SiteName } from '../sites.js';
 import { parseSiteKey } from '../sites.js';
 import { NO_RULES, type RuleSet } from '../slots.js';
-import type { Direction, Progress } from './types.js';
+import type { Cost, Direction, Progress } from './types.js';
 
 /**
  * Everything the methods share about one attribution job: the model, the batch, which run is the base (the
@@ -128,6 +128,17 @@ export class Job {
 
   get seconds(): number {
     return (performance.now() - this.started) / 1000;
+  }
+
+  /** What the job has cost so far, as every result reports it. */
+  cost(): Cost {
+    return {
+      forwardPasses: this.forwardPasses,
+      backwardPasses: this.backwardPasses,
+      forwardEquivalents: this.forwardEquivalents,
+      seconds: this.seconds,
+      peakTensorBytes: this.peak.value,
+    };
   }
 
   dispose(): void {
