@@ -41,3 +41,30 @@ export class PeakBytes {
     return this.peak;
   }
 }
+
+/**
+ * tf.valueAndGrads(f)(xs), but when `f` or the backward pass throws (an aborted run, a failing metric, a bad
+ * patch), the tensors tfjs saved for the backward pass of the kernels that already ran are disposed: tfjs
+ * `keep`s them and frees them only at the end of a backward pass, so a throwing run would leak them (tfjs-core
+ * 4.22, engine.gradients). Reads the engine's tape, which tfjs does not expose in its types.
+ */
+export function valueAndGradsFreeingOnThrow<R extends tf.Tensor>(
+  f: (...xs: tf.Tensor[]) => R,
+  xs: tf.Tensor[],
+): { value: R; grads: tf.Tensor[] } {
+  try {
+    return tf.valueAndGrads(f)(xs) as { value: R; grads: tf.Tensor[] };
+  } catch (e) {
+    const state = (
+      tf.engine() as unknown as { state: { gradientDepth: number; activeTape: unknown[] | null } }
+    ).state;
+    // Only an outermost gradient owns the tape; a nested one's tape belongs to the enclosing run.
+    if (state.gradientDepth === 0 && Array.isArray(state.activeTape)) {
+      for (const node of state.activeTape as { saved?: tf.Tensor[] }[]) {
+        for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
+      }
+      state.activeTape = null;
+    }
+    throw e;
+  }
+}

@@ -19,6 +19,7 @@ import {
   Site,
   type SiteKey,
   siteKey,
+  valueAndGradsFreeingOnThrow,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { SparseAutoencoder } from './sae.js';
@@ -620,29 +621,4 @@ function summedCopiesMetricPerCopy(job: Job, copies: number): (logits: tf.Tensor
         job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
       ),
     ) as tf.Tensor1D;
-}
-
-/**
- * tf.valueAndGrads, but when the forward throws (an aborted run, a failing metric), the tensors tfjs kept for the
- * backward pass of the kernels that already ran are disposed: tfjs keeps them with `keep` and frees them only in
- * the backward pass, so a throwing forward would leak them.
- */
-function valueAndGradsFreeingOnThrow(
-  f: (...xs: tf.Tensor[]) => tf.Scalar,
-  xs: tf.Tensor[],
-): { value: tf.Scalar; grads: tf.Tensor[] } {
-  try {
-    return tf.valueAndGrads(f)(xs);
-  } catch (e) {
-    const state = (
-      tf.engine() as unknown as { state: { gradientDepth: number; activeTape: unknown[] | null } }
-    ).state;
-    if (state.gradientDepth === 0 && Array.isArray(state.activeTape)) {
-      for (const node of state.activeTape as { saved?: tf.Tensor[] }[]) {
-        for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
-      }
-      state.activeTape = null;
-    }
-    throw e;
-  }
 }

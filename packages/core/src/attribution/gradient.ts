@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from '../context.js';
-import { disposeAll } from '../memory.js';
+import { disposeAll, valueAndGradsFreeingOnThrow } from '../memory.js';
 import { readMetric } from '../metrics.js';
 import type { ModelInput } from '../model.js';
 import type { SiteKey } from '../sites.js';
@@ -39,7 +39,7 @@ export async function metricAndSiteGrads(
       const logits = job.forward(input, ctx, options.copies ?? 1, options.fromLayer ?? 0);
       return options.computeMetric ? options.computeMetric(logits) : job.metric.compute(logits, job.batch);
     };
-    const { value, grads } = tf.valueAndGrads(f)(deltas);
+    const { value, grads } = valueAndGradsFreeingOnThrow(f, deltas);
     job.backwardPasses++;
     job.peak.sample();
     const m = await readMetric(value, job.metric, job.baseName).finally(() => value.dispose());
