@@ -105,3 +105,13 @@ async function activate(loader: BackendLoader): Promise<void> {
   if (!ok) throw new RelpError(ErrorCodes.Backend, `tfjs could not initialise backend '${loader.name}'`);
   await tf.ready();
 }
+
+/**
+ * Whether a model built now should hold a transposed copy of each weight matrix for its backward pass
+ * (dx = dy·Wᵀ as a plain matmul). Only tfjs's wasm backend needs it: its transposeB product is a slow loop
+ * next to XNNPACK's plain one (6–15× at GPT-2-small shapes), while the native (BLAS), WebGPU and cpu kernels
+ * read the transpose flag directly, so there the copy would only double the weights' memory.
+ */
+export function wantsTransposedWeightCopies(): boolean {
+  return tf.getBackend() === 'wasm';
+}

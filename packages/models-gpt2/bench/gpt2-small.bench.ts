@@ -29,7 +29,7 @@ it('GPT-2 small, 8 × 16 tokens', async () => {
       const ctx = new RunContext({ deltas: new Map(ds.map((d, l) => [siteKey(Site.AttnOut, l), d])) });
       return tf.sum(tf.slice(model.forward({ tokens }, ctx, { readout }), [0, 0, 0], [8, 1, 2]));
     })(deltas);
-    grads.forEach((g) => g.dataSync());
+    for (const g of grads) g.dataSync();
     tf.dispose([...grads, ...deltas]);
     console.log(
       `forward (readout) ${fwd.toFixed(0)} ms; forward + backward ${(performance.now() - t0).toFixed(0)} ms`,

@@ -16,6 +16,7 @@ import {
   type SiteName,
   vocabIds,
   type WeightMap,
+  wantsTransposedWeightCopies,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Gpt2Config } from './config.js';
@@ -45,7 +46,8 @@ export interface Gpt2ModelOptions {
    * Hold a transposed copy of every block matrix so the backward pass computes dx = dy·Wᵀ as a matmul
    * without transpose flags. On wasm that runs on XNNPACK: 6–15× faster than tfjs's transposeB loop at
    * GPT-2-small shapes (bench/backward-matmul.bench.ts), at the price of twice the block weights' memory.
-   * Forward values do not change. Default true.
+   * Forward values do not change. Default: true when the model is built on the wasm backend
+   * (`wantsTransposedWeightCopies`), false elsewhere, where the transpose flag costs nothing.
    */
   readonly transposedCopies?: boolean;
 }
@@ -174,7 +176,7 @@ export class Gpt2Model implements LanguageModel {
         bOut: t<tf.Rank.R1>('mlp.c_proj.bias'),
       };
     });
-    if (options.transposedCopies ?? true) {
+    if (options.transposedCopies ?? wantsTransposedWeightCopies()) {
       for (const lw of this.layers) {
         for (const w of [lw.wQkv, lw.wO, lw.wIn, lw.wOut]) this.transposed.set(w, tf.transpose(w));
       }

@@ -273,8 +273,23 @@ describeEachBackend('Gpt2Model', (backend) => {
     tf.dispose([...zeros, ...grads]);
   });
 
+  it('holds transposed weight copies by default only on wasm', () => {
+    const tensorsOf = (options: { transposedCopies?: boolean }) => {
+      const before = tf.memory().numTensors;
+      const m = randomGpt2Model('tiny', 1, { ...SCALES, ...options });
+      const n = tf.memory().numTensors - before;
+      m.dispose();
+      return n;
+    };
+    const without = tensorsOf({ transposedCopies: false });
+    const withCopies = tensorsOf({ transposedCopies: true });
+    expect(withCopies - without).toBe(4 * model.dims.nLayers);
+    expect(tensorsOf({})).toBe(backend === 'wasm' ? withCopies : without);
+  });
+
   it('transposed weight copies change only the speed of the backward pass', () => {
     const plain = randomGpt2Model('tiny', 1, { ...SCALES, transposedCopies: false });
+    const copied = randomGpt2Model('tiny', 1, { ...SCALES, transposedCopies: true });
     const run = (m: Gpt2Model) => {
       const d = tf.zeros([B, T, model.dims.dModel]);
       const { value, grad } = tf.valueAndGrad((x: tf.Tensor) =>
@@ -288,9 +303,10 @@ describeEachBackend('Gpt2Model', (backend) => {
       tf.dispose([d, value, grad]);
       return out;
     };
-    const a = run(model);
+    const a = run(copied);
     const b = run(plain);
     plain.dispose();
+    copied.dispose();
     expectBitIdentical(a.value, b.value, 'forward');
     const largest = b.grad.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
     expectClose(a.grad, b.grad, 1e-5 * largest, 'gradient (other summation order)');

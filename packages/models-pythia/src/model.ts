@@ -22,6 +22,7 @@ import {
   selectPositions,
   vocabIds,
   type WeightMap,
+  wantsTransposedWeightCopies,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { PythiaConfig } from './config.js';
@@ -49,8 +50,9 @@ function linear(x: tf.Tensor, lin: Linear): tf.Tensor2D {
 
 export interface PythiaModelOptions {
   /**
-   * Keep a transposed copy of every weight matrix so backward passes run without transpose flags (default
-   * true: much faster gradients on wasm, at twice the weight memory). False keeps one copy.
+   * Keep a transposed copy of every weight matrix so backward passes run without transpose flags: much faster
+   * gradients on wasm, at twice the weight memory. Default: true when built on the wasm backend
+   * (`wantsTransposedWeightCopies`), false elsewhere, where the transpose flag costs nothing.
    */
   readonly backwardCopies?: boolean;
 }
@@ -191,7 +193,7 @@ export class PythiaModel implements LanguageModel {
       owned.push(t);
       return t;
     };
-    const copies = options.backwardCopies ?? true;
+    const copies = options.backwardCopies ?? wantsTransposedWeightCopies();
     const lin = (w: tf.Tensor2D): Linear => ({
       w: own(w),
       wT: copies ? own(tf.transpose(w)) : undefined,
