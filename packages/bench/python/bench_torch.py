@@ -583,7 +583,9 @@ def main():
         pairs = [(p["clean"], p["corrupt"], p["answer"], p["wrong"]) for p in w["pairs"]]
         T = max(len(p[0]) for p in pairs)
         pad = lambda ids: ids + [w["padId"]] * (T - len(ids))  # noqa: E731
-        last = torch.tensor([len(p[0]) - 1 for p in pairs])
+        # Equal lengths (e.g. ioi-demo: 15 tokens each) need no padding, so prefix patching applies as on relp's side.
+        unpadded = all(len(p[0]) == T and len(p[1]) == T for p in pairs)
+        last = None if unpadded else torch.tensor([len(p[0]) - 1 for p in pairs])
         a.diff_pos = min(next(i for i, (x, y) in enumerate(zip(p[0], p[1])) if x != y) for p in pairs)
         pairs = [(pad(c), pad(k), x, y) for c, k, x, y in pairs]
         L = model.config.num_hidden_layers
@@ -636,14 +638,14 @@ def main():
                 err = check_partial_run(small, clean)
                 if err > 1e-3:
                     raise SystemExit(f"partial run differs from the model's forward by {err}")
-                if not a.workload:
+                if small.last is None:
                     err = check_prefix_run(small, clean, a.diff_pos)
                     if err > 1e-3:
                         raise SystemExit(f"prefix run differs from the model's forward by {err}")
             strategy = task.split("-")[1]
             pl = L if a.workload else a.patch_layers
-            if strategy == "fast" and not a.workload:
-                # relp's fast strategy: prefix K/V reuse (the real, padded workload keeps full-length passes).
+            if strategy == "fast" and small.last is None:
+                # relp's fast strategy: prefix K/V reuse (a padded real workload keeps full-length passes).
                 timed(task, pl, lambda pl=pl: patching_prefix(small, clean, corrupt, answers, wrongs, pl, a.diff_pos))
             else:
                 timed(task, pl,
