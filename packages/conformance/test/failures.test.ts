@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * A run that throws half-way — inside the forward pass that records gradients, or between steps of integrated
- * gradients — must leave nothing behind: no live tensors, no rule still attached to the model (the next plain
- * forward pass gives the same logits as before), and a later run of the same job gives the same scores.
+ * gradients or patching — must leave nothing behind: no live tensors, no patch or hook (the next plain forward
+ * pass gives the same logits as before), no LRP rule (rules keep the forward exact, so a plain AtP run, whose
+ * gradients a lingering rule would change, must give the same scores as before), and a later run of the same
+ * job gives the same scores.
  */
 installLeakGuard();
 
@@ -67,6 +69,8 @@ describe('runs that throw midway', () => {
       const plainLogits = () =>
         tf.tidy(() => model.forward({ tokens: tf.tensor2d([clean], [1, 8], 'int32') }, new RunContext()));
       const logitsBefore = plainLogits();
+      const plainAtp = { method: 'atp' as const, sites };
+      const atpBefore = await attribute(model, batch, plainAtp);
       const expected = await attribute(model, batch, options);
       const live = tf.memory().numTensors;
 
@@ -79,6 +83,8 @@ describe('runs that throw midway', () => {
       expect(Array.from(await logitsAfter.data())).toEqual(Array.from(await logitsBefore.data()));
       tf.dispose([logitsBefore, logitsAfter]);
 
+      const atpAfter = await attribute(model, batch, plainAtp);
+      for (const s of sites) expect(atpAfter.scores[s]).toEqual(atpBefore.scores[s]);
       const again = await attribute(model, batch, options);
       for (const s of sites) expect(again.scores[s]).toEqual(expected.scores[s]);
     });

@@ -44,9 +44,9 @@ export class PeakBytes {
 
 /**
  * tf.valueAndGrads(f)(xs), but when `f` or the backward pass throws (an aborted run, a failing metric, a bad
- * patch), the tensors tfjs saved for the backward pass of the kernels that already ran are disposed: tfjs
- * `keep`s them and frees them only at the end of a backward pass, so a throwing run would leak them (tfjs-core
- * 4.22, engine.gradients). Reads the engine's tape, which tfjs does not expose in its types.
+ * patch, a rule's gradient), nothing is left behind: tfjs `keep`s the tensors it saves for the backward pass and
+ * frees them only when a backward pass completes (tfjs-core 4.22, engine.gradients), and when the backward pass
+ * throws the forward value f(xs) is lost too. Reads the engine's tape, which tfjs does not expose in its types.
  */
 export function valueAndGradsFreeingOnThrow<R extends tf.Tensor>(
   f: (...xs: tf.Tensor[]) => R,
@@ -56,15 +56,24 @@ export function valueAndGradsFreeingOnThrow<R extends tf.Tensor>(
     return tf.valueAndGrads(f)(xs) as { value: R; grads: tf.Tensor[] };
   } catch (e) {
     const state = (
-      tf.engine() as unknown as { state: { gradientDepth: number; activeTape: unknown[] | null } }
+      tf.engine() as unknown as { state: { gradientDepth: number; activeTape: TapeNode[] | null } }
     ).state;
     // Only an outermost gradient owns the tape; a nested one's tape belongs to the enclosing run.
     if (state.gradientDepth === 0 && Array.isArray(state.activeTape)) {
-      for (const node of state.activeTape as { saved?: tf.Tensor[] }[]) {
+      const inputs = new Set(xs);
+      for (const node of state.activeTape) {
         for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
+        // The forward pass's tidy freed every output it did not return or keep; what is still live and not
+        // kept (a site cache the caller owns is kept) is f's value, orphaned by a throwing backward pass.
+        for (const t of node.outputs ?? []) if (!t.isDisposed && !t.kept && !inputs.has(t)) t.dispose();
       }
       state.activeTape = null;
     }
     throw e;
   }
+}
+
+interface TapeNode {
+  readonly saved?: tf.Tensor[];
+  readonly outputs?: tf.Tensor[];
 }
