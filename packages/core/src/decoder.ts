@@ -109,9 +109,11 @@ export function ropeInverseFrequencies(spec: RopeSpec): Float32Array {
 }
 
 /**
- * cos and sin tables [T, dim] for positions start..start+T−1 (each frequency twice, as HF's
- * cat((freqs, freqs))), times `attentionScaling` (1 except for scaling types that rescale the attention).
- * A row depends only on its absolute position, so a prefix run's tables equal the full run's rows.
+ * Rotary tables [T, dim] for positions start..start+T−1: `cos` (each frequency twice, as HF's cat((freqs, freqs)))
+ * and `sin` with rotate_half's sign folded in, [−sin, sin], both times `attentionScaling` (1 except for scaling
+ * types that rescale the attention). Folding the sign is exact (negation commutes with float rounding) and spares
+ * every rotation a negation. A row depends only on its absolute position, so a prefix run's tables equal the full
+ * run's rows.
  */
 export function rotaryTables(
   invFreq: Float32Array,
@@ -130,30 +132,49 @@ export function rotaryTables(
       const s = f32(f32(Math.sin(angle)) * attentionScaling);
       cos[t * dim + i] = c;
       cos[t * dim + half + i] = c;
-      sin[t * dim + i] = s;
+      sin[t * dim + i] = -s;
       sin[t * dim + half + i] = s;
     }
   }
   return { cos: tf.tensor2d(cos, [seq, dim]), sin: tf.tensor2d(sin, [seq, dim]) };
 }
 
+/** Swaps the two halves of the last axis of x [B,T,H,2h]: concat(x₂, x₁). */
+function swapHalves(x: tf.Tensor4D): tf.Tensor4D {
+  const [b, t, h, d] = x.shape;
+  const half = d / 2;
+  return tf.concat(
+    [tf.slice(x, [0, 0, 0, half], [b, t, h, half]), tf.slice(x, [0, 0, 0, 0], [b, t, h, half])],
+    3,
+  ) as tf.Tensor4D;
+}
+
 /**
  * Applies rotary embeddings to x [B,T,H,dh] (the first `cos.shape[1]` dimensions of each head; the rest pass
- * through): x·cos + rotate_half(x)·sin with rotate_half(x) = concat(−x₂, x₁), as HF's apply_rotary_pos_emb.
+ * through) with `rotaryTables`' cos and signed sin [T, rd]: x·cos + swap(x)·sin, which is HF's
+ * x·cos + rotate_half(x)·sin bit for bit (rotate_half(x) = concat(−x₂, x₁)). A custom gradient,
+ * dx = dy·cos + swap(dy·sin) (the rotation's transpose), replaces tfjs's autodiff through slices, negation,
+ * concat and pads: the same numbers (each element is one sum of two products either way) from a third of the
+ * kernels, and nothing of x is kept for the backward pass.
  */
 export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
   const [b, t, h, dh] = x.shape;
   const rd = cos.shape[1];
-  const half = rd / 2;
   const c = tf.reshape(cos, [1, t, 1, rd]);
   const s = tf.reshape(sin, [1, t, 1, rd]);
-  const xr = rd === dh ? x : tf.slice(x, [0, 0, 0, 0], [b, t, h, rd]);
-  const x1 = tf.slice(xr, [0, 0, 0, 0], [b, t, h, half]);
-  const x2 = tf.slice(xr, [0, 0, 0, half], [b, t, h, half]);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
-  const out = tf.add(tf.mul(xr, c), tf.mul(rotated, s));
-  if (rd === dh) return out as tf.Tensor4D;
-  return tf.concat([out, tf.slice(x, [0, 0, 0, rd], [b, t, h, dh - rd])], 3) as tf.Tensor4D;
+  const rotate = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xr = inputs[0] as tf.Tensor4D;
+    // The tables outlive the forward pass's scope only as saved tensors.
+    (inputs[1] as tf.GradSaveFunc)([c, s]);
+    return {
+      value: tf.add(tf.mul(xr, c), tf.mul(swapHalves(xr), s)),
+      gradFunc: (dy: tf.Tensor, [cs, sn]: tf.Tensor[]) =>
+        tf.add(tf.mul(dy, cs!), swapHalves(tf.mul(dy, sn!) as tf.Tensor4D)),
+    };
+  });
+  if (rd === dh) return rotate(x) as tf.Tensor4D;
+  const rotated = rotate(tf.slice(x, [0, 0, 0, 0], [b, t, h, rd]));
+  return tf.concat([rotated, tf.slice(x, [0, 0, 0, rd], [b, t, h, dh - rd])], 3) as tf.Tensor4D;
 }
 
 /**
@@ -181,15 +202,6 @@ export function attentionMaskBias(seq: number, slidingWindow?: number, offset = 
 export function prependPrefix(x: tf.Tensor, cached: tf.Tensor | undefined): tf.Tensor {
   if (cached === undefined || cached.shape[1] === 0) return x;
   return tf.concat([cached, x], 1);
-}
-
-/** Repeats each of Hkv key/value heads `rep` times along axis 2: [B,T,Hkv,dh] → [B,T,Hkv·rep,dh] (HF repeat_kv). */
-export function repeatKvHeads(x: tf.Tensor4D, rep: number): tf.Tensor4D {
-  if (rep === 1) return x;
-  const [b, t, hkv, dh] = x.shape;
-  // Rank 4 (tfjs has no tile gradient for rank 5).
-  const tiled = tf.tile(tf.reshape(x, [b * t, hkv, 1, dh]), [1, 1, rep, 1]);
-  return tf.reshape(tiled, [b, t, hkv * rep, dh]);
 }
 
 export interface AttentionOptions {
@@ -223,16 +235,20 @@ export function groupedQueryAttention(
   const kAll = prependPrefix(k, options.prefix?.k) as tf.Tensor4D;
   const vAll = prependPrefix(v, options.prefix?.v) as tf.Tensor4D;
   const tk = kAll.shape[1];
-  const heads = (x: tf.Tensor4D) =>
-    tf.reshape(tf.transpose(repeatKvHeads(x, rep), [0, 2, 1, 3]), [b * h, tk, dh]) as tf.Tensor3D;
-  const qh = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [b * h, t, dh]) as tf.Tensor3D;
-  let scores: tf.Tensor = tf.mul(tf.matMul(qh, heads(kAll), false, true), f32(options.scale));
+  // Query head i reads KV head ⌊i/rep⌋ (HF's repeat_kv). Heads first, the `rep` query heads of one KV head are
+  // consecutive, so they stack into the rows of one [rep·T, dh] matrix against that KV head's [Tk, dh]: no copy
+  // of K and V per query head (nor a gradient summing the copies back), and the scores [B·Hkv, rep·T, Tk] are
+  // already [B,H,T,Tk] in memory.
+  const kvHeads = (x: tf.Tensor4D) =>
+    tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b * hkv, tk, dh]) as tf.Tensor3D;
+  const qh = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [b * hkv, rep * t, dh]) as tf.Tensor3D;
+  let scores: tf.Tensor = tf.mul(tf.matMul(qh, kvHeads(kAll), false, true), f32(options.scale));
   if (options.softcap !== undefined) {
     scores = tf.mul(tf.tanh(tf.div(scores, options.softcap)), options.softcap);
   }
   scores = tf.add(tf.reshape(scores, [b, h, t, tk]), options.maskBias);
   const pattern = ctx.site(Site.Pattern, layer, ctx.attentionSoftmax(scores));
-  const zh = tf.matMul(tf.reshape(pattern, [b * h, t, tk]) as tf.Tensor3D, heads(vAll));
+  const zh = tf.matMul(tf.reshape(pattern, [b * hkv, rep * t, tk]) as tf.Tensor3D, kvHeads(vAll));
   const z = tf.transpose(tf.reshape(zh, [b, h, t, dh]), [0, 2, 1, 3]);
   return ctx.site(Site.Z, layer, z) as tf.Tensor4D;
 }

@@ -1,4 +1,5 @@
 import {
+  applyRotary,
   attentionMaskBias,
   causalMaskBias,
   checkPrefix,
@@ -312,8 +313,8 @@ export class PythiaModel implements LanguageModel {
       // Queries at absolute positions offset..offset+T−1 against keys 0..offset+T−1 (a prefix run), or [T,T].
       const mask = offset === 0 ? causalMaskBias(T) : attentionMaskBias(T, undefined, offset);
       const rd = this.rotaryDim;
-      const cos = tf.reshape(tf.slice(this.rotCos, [offset, 0], [T, rd]), [T, 1, rd]);
-      const sin = tf.reshape(tf.slice(this.rotSin, [offset, 0], [T, rd]), [T, 1, rd]);
+      const cos = tf.slice(this.rotCos, [offset, 0], [T, rd]);
+      const sin = tf.slice(this.rotSin, [offset, 0], [T, rd]);
       for (let l = start; l < L; l++) {
         x = this.block(l, x, ctx, B, T, mask, cos, sin, prefix);
         ctx.checkAborted();
@@ -340,8 +341,8 @@ export class PythiaModel implements LanguageModel {
     B: number,
     T: number,
     mask: tf.Tensor,
-    cos: tf.Tensor,
-    sin: tf.Tensor,
+    cos: tf.Tensor2D,
+    sin: tf.Tensor2D,
     prefix: KvPrefix | undefined,
   ): tf.Tensor {
     const { dModel: d, nHeads: H, dHead: dh, dMlp: m } = this.dims;
@@ -356,8 +357,8 @@ export class PythiaModel implements LanguageModel {
     let qkv = linear(tf.reshape(a, [BT, d]), w.wQkv);
     if (w.bQkv) qkv = tf.add(qkv, w.bQkv);
     const [q0, k0, v0] = tf.split(qkv, 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const q = ctx.site(Site.Q, l, this.rotary(tf.reshape(q0!, [B, T, H, dh]), cos, sin));
-    const k = ctx.site(Site.K, l, this.rotary(tf.reshape(k0!, [B, T, H, dh]), cos, sin));
+    const q = ctx.site(Site.Q, l, applyRotary(tf.reshape(q0!, [B, T, H, dh]) as tf.Tensor4D, cos, sin));
+    const k = ctx.site(Site.K, l, applyRotary(tf.reshape(k0!, [B, T, H, dh]) as tf.Tensor4D, cos, sin));
     const v = ctx.site(Site.V, l, tf.reshape(v0!, [B, T, H, dh]));
     const qh = tf.transpose(q, [0, 2, 1, 3]); // [B,H,T,dh]
     // A prefix run attends to the cached keys/values of the earlier positions too: [B,H,offset+T,dh].
@@ -400,24 +401,6 @@ export class PythiaModel implements LanguageModel {
     // Same summation order as transformers: (mlp + attn) + resid, or mlp + (attn + resid).
     const out = mid === undefined ? tf.add(tf.add(mlp, attn), resid) : tf.add(mlp, mid);
     return ctx.site(Site.ResidPost, l, out);
-  }
-
-  /**
-   * Rotary embedding on the first rotaryDim dimensions of each head, as transformers' apply_rotary_pos_emb:
-   * x_rot·cos + rotate_half(x_rot)·sin with rotate_half(x) = [−x₂, x₁]. The sign is folded into the sin table
-   * (−x₂·s = x₂·(−s) exactly), so this is a half swap, two products and a sum. x: [B,T,H,dh].
-   */
-  private rotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
-    const { dHead: dh } = this.dims;
-    const rd = this.rotaryDim;
-    const half = rd / 2;
-    const [B, T, H] = x.shape as [number, number, number, number];
-    const xr = rd === dh ? x : tf.slice(x, [0, 0, 0, 0], [B, T, H, rd]);
-    const x1 = tf.slice(xr, [0, 0, 0, 0], [B, T, H, half]);
-    const x2 = tf.slice(xr, [0, 0, 0, half], [B, T, H, half]);
-    const rotated = tf.add(tf.mul(xr, cos), tf.mul(tf.concat([x2, x1], 3), sin));
-    if (rd === dh) return rotated;
-    return tf.concat([rotated, tf.slice(x, [0, 0, 0, rd], [B, T, H, dh - rd])], 3);
   }
 
   dispose(): void {
