@@ -130,12 +130,12 @@ export class NativeBackend extends MathBackendCPU {
 
 /** Arrays shorter than this are not kept for reuse (small allocations are cheap). */
 const POOL_MIN_LENGTH = 4096;
-/** At most this many bytes of disposed arrays are kept for reuse: RELP_NATIVE_POOL_MB, default 1024 (0: none). */
+/** At most this many bytes of disposed arrays are kept for reuse: RELP_NATIVE_POOL_MB, default 512 (0: none). */
 const POOL_MAX_BYTES = poolLimit(process.env.RELP_NATIVE_POOL_MB);
 
 function poolLimit(v: string | undefined): number {
-  const mb = v === undefined || v === '' ? 1024 : Number(v);
-  return Number.isFinite(mb) && mb >= 0 ? mb * 1024 * 1024 : 1024 * 1024 * 1024;
+  const mb = v === undefined || v === '' ? 512 : Number(v);
+  return Number.isFinite(mb) && mb >= 0 ? mb * 1024 * 1024 : 512 * 1024 * 1024;
 }
 
 const cpuKernel = (name: string): tf.KernelFunc => {

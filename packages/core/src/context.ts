@@ -113,6 +113,11 @@ export class RunContext {
     return out;
   }
 
+  /** sqrt(mean(xc²) + eps) over the last axis: a norm's scale, through the normalize slot's rule. */
+  normScale(xc: tf.Tensor, eps: number): tf.Tensor {
+    return this.slots.normScale(xc, eps);
+  }
+
   normalize(xc: tf.Tensor, scale: tf.Tensor): tf.Tensor {
     this.slotCalls.normalize++;
     return this.slots.normalize(xc, scale);

@@ -40,7 +40,7 @@ export function rmsNorm(
   scaleSite?: SiteName,
   layer = 0,
 ): tf.Tensor {
-  let scale: tf.Tensor = tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), eps));
+  let scale = ctx.normScale(x, eps);
   if (scaleSite !== undefined) scale = ctx.site(scaleSite, layer, scale);
   const y = ctx.normalize(x, scale);
   return weight === undefined ? y : tf.mul(y, weight);

@@ -23,7 +23,7 @@ export function layerNorm(
   layer: number,
 ): tf.Tensor {
   const xc = tf.sub(x, tf.mean(x, -1, true));
-  const scale = ctx.site(scaleSite, layer, tf.sqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps)));
+  const scale = ctx.site(scaleSite, layer, ctx.normScale(xc, eps));
   const y = tf.mul(ctx.normalize(xc, scale), gamma);
   return beta === undefined ? y : tf.add(y, beta);
 }

@@ -37,7 +37,14 @@ export type Nonlinearity =
 
 /** The rule slots as functions. A RuleSet overrides some of them for one run. */
 export interface SlotFunctions {
-  /** xc / scale, scale [..., 1]: the normaliser of a LayerNorm or RMSNorm. */
+  /**
+   * The normaliser of a LayerNorm or RMSNorm, sqrt(mean(xc²) + eps) over the last axis, [..., 1] (before its
+   * site). Part of the normalize slot: a rule that makes the normaliser a constant (the LN-rule) computes it
+   * with no gradient, so the backward pass does not carry the zeros its normalize returns for the scale
+   * back through square, mean, add and sqrt.
+   */
+  normScale(xc: tf.Tensor, eps: number): tf.Tensor;
+  /** xc / scale, scale [..., 1]: the normalisation of a LayerNorm or RMSNorm. */
   normalize(xc: tf.Tensor, scale: tf.Tensor): tf.Tensor;
   activation(kind: ActivationKind, x: tf.Tensor): tf.Tensor;
   gateProduct(activatedGate: tf.Tensor, up: tf.Tensor): tf.Tensor;
@@ -73,6 +80,7 @@ export function applyActivation(kind: ActivationKind, x: tf.Tensor): tf.Tensor {
 }
 
 export const plainSlots: SlotFunctions = {
+  normScale: (xc, eps) => tf.sqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps)),
   normalize: (xc, scale) => tf.div(xc, scale),
   activation: applyActivation,
   gateProduct: (a, b) => tf.mul(a, b),

@@ -65,8 +65,21 @@ const lnNormalize = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => 
 });
 
 /**
+ * The normaliser computed with no gradient (as `.detach()` in the PyTorch reference): the plain slot's forward
+ * (the same bits), and a zero gradient for xc, so that a backward pass skips the scale's chain of kernels (the
+ * rule's normalize passes it only zeros).
+ */
+const detachedNormScale = (xc: tf.Tensor, eps: number): tf.Tensor =>
+  tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor;
+    const shape = input.shape;
+    return { value: plainSlots.normScale(input, eps), gradFunc: () => tf.zeros(shape) };
+  })(xc);
+
+/**
  * LN-rule (Ali et al. 2022): in LayerNorm and RMSNorm the normaliser `sqrt(mean(x_c²)+eps)` is a constant in the
- * backward pass: dxc = dy/scale, dscale = 0. The mean subtraction before the slot stays ordinary autograd.
+ * backward pass: dxc = dy/scale, dscale = 0, and the normaliser itself is computed with no gradient. The mean
+ * subtraction before the slot stays ordinary autograd.
  */
 export const lnRule: LrpRule = {
   name: 'ln',
@@ -74,7 +87,7 @@ export const lnRule: LrpRule = {
   description:
     'LayerNorm/RMSNorm: the normaliser is a constant in the backward pass (dxc = dy/scale, dscale = 0)',
   covers: (n) => n.slot === SlotKind.Normalize && NORM_KINDS.includes(n.kind),
-  slots: { normalize: (xc, scale) => lnNormalize(xc, scale) },
+  slots: { normScale: detachedNormScale, normalize: (xc, scale) => lnNormalize(xc, scale) },
 };
 
 // ---------------------------------------------------------------------------------------------------------------

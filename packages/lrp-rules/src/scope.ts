@@ -29,6 +29,9 @@ export function contextWithRules(ctx: RunContext, rules: RuleSet): RunContext {
   const slots: SlotFunctions = { ...plainSlots, ...rules.slots };
   const overrides: Partial<Record<PropertyKey, unknown>> = {
     rules,
+    normScale(xc: tf.Tensor, eps: number): tf.Tensor {
+      return slots.normScale(xc, eps);
+    },
     normalize(xc: tf.Tensor, scale: tf.Tensor): tf.Tensor {
       ctx.slotCalls.normalize++;
       return slots.normalize(xc, scale);

@@ -43,11 +43,12 @@ describe('presets', () => {
   it('relp = LN + Identity + Half with the softmax plain on purpose; relp-ah adds the AH-rule', () => {
     expect(RELP.rules.map((r) => r.name)).toEqual(['ln', 'identity', 'half', 'plain-softmax']);
     expect(RELP_AH.rules.map((r) => r.name)).toEqual(['ln', 'identity', 'half', 'ah']);
-    expect(Object.keys(RELP.slots).sort()).toEqual(['activation', 'gateProduct', 'normalize']);
+    expect(Object.keys(RELP.slots).sort()).toEqual(['activation', 'gateProduct', 'normScale', 'normalize']);
     expect(Object.keys(RELP_AH.slots).sort()).toEqual([
       'activation',
       'attentionSoftmax',
       'gateProduct',
+      'normScale',
       'normalize',
     ]);
     expect(RELP.slots.attentionSoftmax).toBeUndefined();

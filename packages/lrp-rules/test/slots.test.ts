@@ -182,6 +182,46 @@ describeEachBackend('LN-rule', () => {
   }
 });
 
+describeEachBackend('LN-rule normaliser (normScale)', () => {
+  const rule = lnRule.slots.normScale!;
+  const eps = 1e-5;
+
+  it('forward is bit-identical to the plain slot; it passes no gradient', () => {
+    const rand = seededRandom(14);
+    const xc = tf.tensor(normals(rand, N), SHAPE);
+    expectBitIdentical(
+      forward((t) => rule(t, eps), [xc]),
+      forward((t) => plainSlots.normScale(t, eps), [xc]),
+    );
+    const dy = tf.tensor(normals(rand, 6), [2, 3, 1]);
+    const [dRule] = vjp((t) => rule(t, eps), [xc], dy);
+    const [dPlain] = vjp((t) => plainSlots.normScale(t, eps), [xc], dy);
+    expect(Array.from(dRule!)).toEqual(new Array(N).fill(0));
+    expect(maxAbsDiff(dPlain!, dRule!), 'the plain slot has a gradient').toBeGreaterThan(1e-3);
+    tf.dispose([xc, dy]);
+  });
+
+  for (const kind of ['layernorm', 'rmsnorm'] as const) {
+    it(`a ${kind} under the LN-rule has the same input gradient with the detached or the plain normaliser`, () => {
+      const rand = seededRandom(kind === 'layernorm' ? 15 : 16);
+      const x = tf.tensor(
+        normals(rand, N).map((v) => v + 0.4),
+        SHAPE,
+      );
+      const dy = tf.tensor(normals(rand, N), SHAPE);
+      const norm = (scaleOf: (xc: tf.Tensor, e: number) => tf.Tensor) => (t: tf.Tensor) => {
+        const xc = kind === 'layernorm' ? tf.sub(t, tf.mean(t, -1, true)) : t;
+        return lnRule.slots.normalize!(xc, scaleOf(xc, eps));
+      };
+      const [detached] = vjp(norm(rule), [x], dy);
+      const [chained] = vjp(norm(plainSlots.normScale), [x], dy);
+      // The plain chain only adds the zeros the rule's normalize gives the scale.
+      expect(maxAbsDiff(detached!, chained!)).toBe(0);
+      tf.dispose([x, dy]);
+    });
+  }
+});
+
 describeEachBackend('Half-rule', () => {
   const rule = halfRule.slots.gateProduct!;
 

@@ -347,8 +347,7 @@ export class Gpt2Model implements LanguageModel {
     ctx: RunContext,
   ): tf.Tensor {
     const xc = tf.sub(x, tf.mean(x, -1, true));
-    const variance = tf.mean(tf.square(xc), -1, true);
-    const scale = ctx.site(site, layer, tf.sqrt(tf.add(variance, this.config.layerNormEps)));
+    const scale = ctx.site(site, layer, ctx.normScale(xc, this.config.layerNormEps));
     return tf.add(tf.mul(ctx.normalize(xc, scale), gain), bias);
   }
 
