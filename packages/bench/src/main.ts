@@ -151,26 +151,38 @@ console.error(
 const workDir = mkdtempSync(join(tmpdir(), 'relp-bench-'));
 const realNotes: Record<string, string> = {};
 const rounds = Math.max(1, Number(opt.rounds) || 1);
+// A real model's workload is tokenised once; every round reads the same file.
+const prepared = new Map<string, { extra: string[]; realTasks?: string } | { skipped: string }>();
+for (const model of models) {
+  if (!isRealModel(model)) {
+    prepared.set(model, { extra: [] });
+    continue;
+  }
+  const w = await prepareReal(model);
+  if (typeof w === 'string') {
+    console.error(`relp bench: ${model} ${w}`);
+    prepared.set(model, { skipped: w });
+    continue;
+  }
+  const file = join(workDir, `${model}.json`);
+  writeFileSync(file, JSON.stringify(w));
+  const lens = w.pairs.map((p) => p.clean.length);
+  realNotes[model] =
+    `${w.alias} (${w.gguf}), task ${w.task}: ${w.pairs.length} pairs, ${Math.min(...lens)}–${Math.max(...lens)} tokens` +
+    `${w.bos ? ' (BOS prepended)' : ''}, right-padded with id ${w.padId}`;
+  prepared.set(model, {
+    extra: ['--workload', file],
+    realTasks: `${opt['real-tasks']}${opt['real-patching'] ? ',patch-fast' : ''}`,
+  });
+}
 for (let round = 0; round < rounds; round++) {
   for (const model of models) {
-    let extra: string[] = [];
-    let realTasks: string | undefined;
-    if (isRealModel(model)) {
-      const w = await prepareReal(model);
-      if (typeof w === 'string') {
-        console.error(`relp bench: ${model} ${w}`);
-        all.push({ backend: 'all', model, skipped: w, round });
-        continue;
-      }
-      const file = join(workDir, `${model}.json`);
-      writeFileSync(file, JSON.stringify(w));
-      extra = ['--workload', file];
-      realTasks = `${opt['real-tasks']}${opt['real-patching'] ? ',patch-fast' : ''}`;
-      const lens = w.pairs.map((p) => p.clean.length);
-      realNotes[model] =
-        `${w.alias} (${w.gguf}), task ${w.task}: ${w.pairs.length} pairs, ${Math.min(...lens)}–${Math.max(...lens)} tokens` +
-        `${w.bos ? ' (BOS prepended)' : ''}, right-padded with id ${w.padId}`;
+    const prep = prepared.get(model)!;
+    if ('skipped' in prep) {
+      all.push({ backend: 'all', model, skipped: prep.skipped, round });
+      continue;
     }
+    const { extra, realTasks } = prep;
     for (const backend of backends) {
       const tasks = realTasks ?? (backend === 'native' ? opt.tasks! : (opt['slow-tasks'] ?? opt.tasks!));
       all.push({
@@ -349,7 +361,7 @@ for (const model of models)
     }
   }
 // Per-round ratios (each backend / PyTorch of the same round) and their median.
-if (rounds > 1) {
+if (rounds > 1 && !torchMissing) {
   lines.push('\n### Ratios to PyTorch per round (median of the rounds last)\n');
   for (const model of models) {
     const tasks = [
