@@ -25,7 +25,10 @@ export class NativeBackend extends MathBackendCPU {
    * bufferSync()): a caller may keep those after disposing the tensor.
    */
   private readonly pool = new Map<number, Float32Array[]>();
+  /** The pooled arrays, oldest first: when the pool is full, the oldest make room (lengths in use stay). */
+  private readonly pooledOrder = new Set<Float32Array>();
   private pooledBytes = 0;
+  private poolLimit = POOL_MAX_BYTES;
   private readonly users = new WeakMap<ArrayBufferLike, number>();
   private readonly owned = new WeakSet<ArrayBufferLike>();
   private readonly escaped = new WeakSet<ArrayBufferLike>();
@@ -41,6 +44,7 @@ export class NativeBackend extends MathBackendCPU {
   alloc(n: number): Float32Array {
     const reused = this.pool.get(n)?.pop();
     if (reused) {
+      this.pooledOrder.delete(reused);
       this.pooledBytes -= reused.byteLength;
       return reused;
     }
@@ -52,6 +56,24 @@ export class NativeBackend extends MathBackendCPU {
   /** Bytes held for reuse (tests). */
   pooled(): number {
     return this.pooledBytes;
+  }
+
+  /** At most this many bytes of disposed arrays are kept (default RELP_NATIVE_POOL_MB, 512 MB); 0: none. */
+  setPoolLimit(bytes: number): void {
+    this.poolLimit = Math.max(0, bytes);
+    this.evictFor(0);
+  }
+
+  /** Drops the oldest pooled arrays until `bytes` more fit under the limit. */
+  private evictFor(bytes: number): void {
+    for (const old of this.pooledOrder) {
+      if (this.pooledBytes + bytes <= this.poolLimit) return;
+      const list = this.pool.get(old.length)!;
+      list.splice(list.indexOf(old), 1);
+      if (list.length === 0) this.pool.delete(old.length);
+      this.pooledOrder.delete(old);
+      this.pooledBytes -= old.byteLength;
+    }
   }
 
   private use(values: unknown, d: number): ArrayBufferLike | undefined {
@@ -97,14 +119,17 @@ export class NativeBackend extends MathBackendCPU {
         !this.escaped.has(b) &&
         v.byteOffset === 0 &&
         v.byteLength === b.byteLength &&
-        this.pooledBytes + v.byteLength <= POOL_MAX_BYTES
+        v.byteLength <= this.poolLimit
       ) {
+        // Lengths change as the work does (a patching pass's rows, another model): the oldest arrays make room.
+        this.evictFor(v.byteLength);
         let list = this.pool.get(v.length);
         if (!list) {
           list = [];
           this.pool.set(v.length, list);
         }
         list.push(v);
+        this.pooledOrder.add(v);
         this.pooledBytes += v.byteLength;
       }
     }

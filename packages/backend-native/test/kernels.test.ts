@@ -452,6 +452,34 @@ describe.skipIf(!nativeAvailable())('native kernels against tfjs cpu', () => {
     expect(mismatches).toBe(0);
   });
 
+  it('keeps at most the pool limit, making room by dropping the oldest arrays', async () => {
+    await tf.setBackend('native');
+    const backend = tf.backend() as unknown as { pooled(): number; setPoolLimit(bytes: number): void };
+    const a = tf.tensor(data(64 * 128, 1), [64, 128]);
+    const small = tf.tensor(data(64 * 64, 2), [64, 64]);
+    const big = 64 * 128 * 4;
+    try {
+      backend.setPoolLimit(0);
+      expect(backend.pooled()).toBe(0);
+      backend.setPoolLimit(3 * big);
+      tf.dispose([tf.neg(a), tf.neg(a), tf.neg(a)]);
+      expect(backend.pooled()).toBe(3 * big);
+      // A new length still gets in: the oldest array of the old length leaves.
+      tf.neg(small).dispose();
+      expect(backend.pooled()).toBe(2 * big + big / 2);
+      // ... and the next kernel of that length reuses it.
+      const again = tf.neg(small);
+      expect(backend.pooled()).toBe(2 * big);
+      expect(Array.from(again.dataSync())).toEqual(Array.from(small.dataSync()).map((q) => -q));
+      again.dispose();
+      backend.setPoolLimit(big);
+      expect(backend.pooled()).toBeLessThanOrEqual(big);
+    } finally {
+      backend.setPoolLimit(512 * 1024 * 1024);
+      tf.dispose([a, small]);
+    }
+  });
+
   it('reuses the arrays of disposed outputs, but never one that was read out or that a live view shares', async () => {
     await tf.setBackend('native');
     const backend = tf.backend() as unknown as { pooled(): number };

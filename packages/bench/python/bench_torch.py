@@ -417,10 +417,30 @@ def base_kv(parts, tokens):
     return [x.keys for x in layers], [x.values for x in layers]
 
 
-def run_blocks_prefix(parts, h, start, offset, kv, vocab=None):
+def run_blocks_prefix(parts, h, start, offset, kv, vocab=None, joins=None):
     """Blocks start..L-1 for positions offset..T-1 only (h [n, T-offset, d]), attending to the cached keys and
     values of positions < offset; then the final norm and the last position's logits [n, 1, V] (or, with
-    `vocab`, of those token ids only, as relp's ForwardOptions.vocab)."""
+    `vocab`, of those token ids only, as relp's ForwardOptions.vocab). `joins` {l: rows}: rows appended to the
+    batch before block l (relp's ModelInput.joins)."""
+    if joins:
+        blocks = parts.blocks
+
+        class Joining:
+            """The model's blocks, with rows joining before some of them."""
+
+            def __getitem__(self, sl):
+                out = []
+                for i in range(sl.start, len(blocks)):
+                    b = blocks[i]
+                    if i in joins:
+                        def joined(x, *args, b=b, rows=joins[i], **kwargs):
+                            return b(torch.cat([x, rows]), *args, **kwargs)
+                        out.append(joined)
+                    else:
+                        out.append(b)
+                return out
+
+        parts = _with_blocks(parts, Joining())
     t1 = h.shape[1]
     t = offset + t1
     pos = torch.arange(offset, t).unsqueeze(0)
@@ -446,37 +466,19 @@ def run_blocks_prefix(parts, h, start, offset, kv, vocab=None):
     return torch.nn.functional.linear(x, parts.head().weight[vocab])
 
 
-PASS_OVERHEAD_ROW_POSITIONS = 16
+def _with_blocks(parts, blocks):
+    """A shallow view of `parts` whose `blocks` are `blocks`."""
+    view = object.__new__(type(parts))
+    view.__dict__.update(parts.__dict__)
+    view.blocks = blocks
+    return view
 
 
-def group_by_offset(positions, B, T, max_copies, max_row_positions):
-    """The same grouping of sorted patch positions into passes as relp's fast strategy (patching.ts)."""
-    n = len(positions)
-    best = [0.0] + [float("inf")] * n
-    frm = [0] * (n + 1)
-    for j in range(1, n + 1):
-        i = j - 1
-        while i >= 0 and j - i <= max_copies:
-            rows = (j - i) * B * (T - positions[i])
-            if rows > max_row_positions and j - i > 1:
-                break
-            cost = best[i] + PASS_OVERHEAD_ROW_POSITIONS + rows
-            if cost < best[j]:
-                best[j] = cost
-                frm[j] = i
-            i -= 1
-    out = []
-    j = n
-    while j > 0:
-        out.insert(0, positions[frm[j]:j])
-        j = frm[j]
-    return out
-
-
-def patching_prefix(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_rows=64):
-    """relp's fast strategy with prefix K/V reuse: a pass of patches at positions ≥ o starts at the patched
-    block from the cached residual at positions ≥ o and attends to the base run's cached keys/values of
-    positions < o; patches grouped by position as relp groups them."""
+def patching_joined(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_rows=64):
+    """relp's fast strategy (patching.ts): every patch at position p, of any site and block, runs positions
+    p..T-1 only, attending to the base run's cached keys/values before p; all patches at p share joined passes
+    in which each copy joins the batch at its block from the base run's residual (at most 3·max_rows token rows
+    at the last block, as relp)."""
     B, T = clean.shape
     if parts.last is not None:
         raise SystemExit("prefix patching here assumes unpadded prompts (the random-model workload)")
@@ -487,42 +489,48 @@ def patching_prefix(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_row
     passes = 0
     V = parts.head().weight.shape[0]
     by_logits = max(1, (16 * 1024 * 1024) // (B * V))
-    max_copies = min(max(max_rows // B, (max_rows * T) // B), by_logits)
-    groups = group_by_offset(list(range(diff_pos, T)), B, T, max_copies, max_rows * T)
-    # The logit difference reads only the answer/wrong columns: unembed those only (as relp does).
     vocab = sorted(set(answers.tolist()) | set(wrongs.tolist()))
     index = {t: i for i, t in enumerate(vocab)}
     answers_v = torch.tensor([index[t] for t in answers.tolist()])
     wrongs_v = torch.tensor([index[t] for t in wrongs.tolist()])
     vocab = torch.tensor(vocab)
+    # Copies in block order (sites in SITES order within a block), as relp's stable sort leaves them.
+    keys_in_order = [(s, l) for l in range(L) for s in SITES]
     with torch.no_grad():
-        for s in SITES:
-            for l in range(L):
-                for chunk in groups:
-                    n = len(chunk)
-                    o = chunk[0]
-                    mask = torch.zeros(n * B, T - o, 1, dtype=torch.bool)
-                    for ci, p in enumerate(chunk):
-                        mask[ci * B:(ci + 1) * B, p - o] = True
-                    value = src[(s, l)][:, o:].repeat(n, 1, 1)
-                    resid = base[("resid_pre", l)][:, o:].repeat(n, 1, 1)
-                    kv = PrefixKV({i: keys[i][:, :, :o].repeat(n, 1, 1, 1) for i in range(l, L)},
-                                  {i: values[i][:, :, :o].repeat(n, 1, 1, 1) for i in range(l, L)})
+        for o in range(diff_pos, T):
+            cap = max(1, min((3 * max_rows) // (B * (T - o)), by_logits))
+            n_all = len(keys_in_order)
+            size = -(-n_all // -(-n_all // cap))
+            for c0 in range(0, n_all, size):
+                chunk = keys_in_order[c0:c0 + size]
+                n = len(chunk)
+                layers = sorted({l for _, l in chunk})
+                start = layers[0]
+                rows_at = {l: sum(1 for _, k in chunk if k <= l) for l in range(start, L)}
+                count = {l: sum(1 for _, k in chunk if k == l) for l in layers}
+                resid = base[("resid_pre", start)][:, o:].repeat(count[start], 1, 1)
+                joins = {l: base[("resid_pre", l)][:, o:].repeat(count[l], 1, 1) for l in layers[1:]}
+                kv = PrefixKV({i: keys[i][:, :, :o].repeat(rows_at[i], 1, 1, 1) for i in range(start, L)},
+                              {i: values[i][:, :, :o].repeat(rows_at[i], 1, 1, 1) for i in range(start, L)})
+                handles = []
+                try:
+                    for ci, (s, l) in enumerate(chunk):
+                        # Copy ci is patched at its site at relative position 0 (absolute o).
+                        mask = torch.zeros(rows_at[l] * B, T - o, 1, dtype=torch.bool)
+                        mask[ci * B:(ci + 1) * B, 0] = True
+                        value = src[(s, l)][:, o:].repeat(rows_at[l], 1, 1)
 
-                    def patch(a, mask=mask, value=value):
-                        return torch.where(mask, value, a)
-                    h = add_site_hook(parts, s, l, patch)
-                    try:
-                        if s == "resid_pre":
-                            resid = patch(resid)
-                            h.remove()
-                        logits = run_blocks_prefix(parts, resid, l, o, kv, vocab)
-                    finally:
+                        def patch(a, mask=mask, value=value):
+                            return torch.where(mask, value, a)
+                        handles.append(add_site_hook(parts, s, l, patch))
+                    logits = run_blocks_prefix(parts, resid, start, o, kv, vocab, joins)
+                finally:
+                    for h in handles:
                         h.remove()
-                    passes += 1
-                    for ci, p in enumerate(chunk):
-                        sl = logits[ci * B:(ci + 1) * B]
-                        scores[(s, l, p)] = logit_diff(sl, answers_v, wrongs_v).item() - m_base
+                passes += 1
+                for ci, (s, l) in enumerate(chunk):
+                    sl = logits[ci * B:(ci + 1) * B]
+                    scores[(s, l, o)] = logit_diff(sl, answers_v, wrongs_v).item() - m_base
     return scores, passes
 
 
@@ -645,8 +653,9 @@ def main():
             strategy = task.split("-")[1]
             pl = L if a.workload else a.patch_layers
             if strategy == "fast" and small.last is None:
-                # relp's fast strategy: prefix K/V reuse (a padded real workload keeps full-length passes).
-                timed(task, pl, lambda pl=pl: patching_prefix(small, clean, corrupt, answers, wrongs, pl, a.diff_pos))
+                # relp's fast strategy: prefix K/V reuse and joined passes (a padded real workload keeps
+                # full-length passes).
+                timed(task, pl, lambda pl=pl: patching_joined(small, clean, corrupt, answers, wrongs, pl, a.diff_pos))
             else:
                 timed(task, pl,
                       lambda s=strategy, pl=pl: patching(small, clean, corrupt, answers, wrongs, pl, s, a.diff_pos),

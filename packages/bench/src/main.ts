@@ -32,6 +32,8 @@ const { values: opt } = parseArgs({
     torch: { type: 'boolean', default: true },
     'no-torch': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    /** What --profile covers: one RelP attribution (relp) or one fast activation patching run (patch-fast). */
+    'profile-task': { type: 'string', default: 'relp' },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -40,7 +42,7 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   console.log(`pnpm bench [--models gpt2,pythia,smollm2] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
            [--slow-tasks <tasks for cpu/wasm>] [--real-tasks forward,atp,relp] [--real-patching]
-           [--reps 3] [--warmup 1] [--patch-layers 12] [--naive-reps 1] [--threads 2] [--rounds 1] [--no-torch] [--profile] [--json out.json]
+           [--reps 3] [--warmup 1] [--patch-layers 12] [--naive-reps 1] [--threads 2] [--rounds 1] [--no-torch] [--profile] [--profile-task relp|patch-fast] [--json out.json]
 Tasks: forward (one pass, last-position logits), atp, relp (2 forward + 1 backward to resid_pre/attn_out/mlp_out),
 patch-fast / patch-naive (exact activation patching over the same sites on a --patch-layers-layer model of the
 same widths; 12: the model itself; patch-naive runs --naive-reps repetitions without warm-up, since it makes one
@@ -96,7 +98,7 @@ const common = [
   opt['patch-layers']!,
   '--naive-reps',
   opt['naive-reps']!,
-  ...(opt.profile ? ['--profile'] : []),
+  ...(opt.profile ? ['--profile', '--profile-task', opt['profile-task']!] : []),
 ];
 
 async function runProcess(cmd: string, args: string[]): Promise<RunResult> {
@@ -335,7 +337,7 @@ for (const model of models)
       const total = r.profile.reduce((a, p) => a + p.ms, 0);
       const calls = r.profile.reduce((a, p) => a + p.calls, 0);
       lines.push(
-        `\nprofile, ${r.backend}, one RelP run${r.profileWallSeconds ? ` (${r.profileWallSeconds.toFixed(2)} s under the profiler)` : ''} ` +
+        `\nprofile, ${r.backend}, one ${opt['profile-task'] === 'patch-fast' ? 'fast patching' : 'RelP'} run${r.profileWallSeconds ? ` (${r.profileWallSeconds.toFixed(2)} s under the profiler)` : ''} ` +
           `(kernel: ms, calls): ${r.profile
             .slice(0, 12)
             .map((p) => `${p.kernel} ${p.ms.toFixed(0)} (${p.calls})`)

@@ -38,6 +38,8 @@ const { values: opt } = parseArgs({
     tokens: { type: 'string', default: '16' },
     'diff-pos': { type: 'string', default: '8' },
     profile: { type: 'boolean', default: false },
+    /** What the profile covers: one RelP attribution, or one fast activation patching run. */
+    'profile-task': { type: 'string', default: 'relp' },
     /** A real model's workload (real.ts's JSON, written by main.ts): the GGUF file and the token ids. */
     workload: { type: 'string' },
     threads: { type: 'string', default: '2' },
@@ -231,8 +233,18 @@ let profileMedian: { kernel: string; ms: number; calls: number }[] | undefined;
 let profileWallSeconds: number | undefined;
 if (opt.profile) {
   const p0 = performance.now();
+  const profileTask = opt['profile-task'];
+  if (profileTask !== 'relp' && profileTask !== 'patch-fast') {
+    throw new Error(`--profile-task is relp or patch-fast, not ${profileTask}`);
+  }
   const info = await tf.profile(async () => {
-    const r = await attribute(model, batch, { method: 'atp', sites: SITES, rules: presetByName('relp') });
+    const r = await attribute(
+      model,
+      batch,
+      profileTask === 'relp'
+        ? { method: 'atp', sites: SITES, rules: presetByName('relp') }
+        : { method: 'activation-patching', sites: SITES, patchingStrategy: 'fast' },
+    );
     void r;
   });
   profileWallSeconds = (performance.now() - p0) / 1000;

@@ -6,6 +6,7 @@ import { it } from 'vitest';
 import {
   expectBadPrefixRefused,
   expectFastPatchingEqualsNaive,
+  expectJoinedRunMatchesFullRun,
   expectPrefixRunMatchesFullRun,
 } from '../../models-llama/test/prefix-helper.js';
 
@@ -57,6 +58,12 @@ describeEachBackend('prefix runs and fast patching', () => {
           [1, 9],
         ] as const) {
           expectPrefixRunMatchesFullRun(model, tokenIds, start, offset);
+        }
+        for (const [start, offset] of [
+          [0, 0],
+          [0, 4],
+        ] as const) {
+          expectJoinedRunMatchesFullRun(model, tokenIds, start, offset);
         }
         expectBadPrefixRefused(model);
       } finally {

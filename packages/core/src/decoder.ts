@@ -309,18 +309,69 @@ export function startLayerOf(input: ModelInput, dims: ModelDims): number {
 }
 
 /**
+ * Validates a residual input's joins (BAD_INPUT): layers increasing, after the start layer and before nLayers,
+ * each residual a float32 [rows ≥ 1, T', d] with the run's positions. Returns the final number of rows.
+ */
+export function checkJoins(input: ModelInput, dims: ModelDims): number {
+  if (!('resid' in input)) return input.tokens.shape[0];
+  const { resid, layer, joins = [] } = input;
+  let previous = layer;
+  for (const j of joins) {
+    if (!Number.isInteger(j.layer) || j.layer <= previous || j.layer >= dims.nLayers) {
+      throw new RelpError(
+        ErrorCodes.BadInput,
+        `a join at layer ${j.layer} must come after layer ${previous} and before ${dims.nLayers}`,
+      );
+    }
+    const x = j.resid;
+    if (
+      !(x instanceof tf.Tensor) ||
+      x.rank !== 3 ||
+      x.dtype !== 'float32' ||
+      x.shape[0] < 1 ||
+      x.shape[1] !== resid.shape[1] ||
+      x.shape[2] !== resid.shape[2]
+    ) {
+      throw new RelpError(
+        ErrorCodes.BadInput,
+        `rows joining at layer ${j.layer} must be float32 [rows, ${resid.shape[1]}, ${resid.shape[2]}], got ` +
+          `${x?.dtype} [${x?.shape}]`,
+      );
+    }
+    previous = j.layer;
+  }
+  return rowsAt(input, dims.nLayers);
+}
+
+/** The rows of a run at block `layer` (the final rows at nLayers): its input's plus those joined by then. */
+export function rowsAt(input: ModelInput, layer: number): number {
+  if (!('resid' in input)) return input.tokens.shape[0];
+  let rows = input.resid.shape[0];
+  for (const j of input.joins ?? []) if (j.layer <= layer) rows += j.resid.shape[0];
+  return rows;
+}
+
+/** The residual entering block `layer` with the rows that join there appended (x itself when none do). */
+export function joinRows(input: ModelInput, layer: number, x: tf.Tensor): tf.Tensor {
+  if (!('resid' in input) || input.joins === undefined) return x;
+  const j = input.joins.find((e) => e.layer === layer);
+  return j === undefined ? x : tf.concat([x, j.resid], 0);
+}
+
+/**
  * Validates a `{resid, layer, prefix}` input's prefix (BAD_INPUT): an integer length ≥ 0 with length + T' within
- * the context (BAD_TOKENS), and for every block from `layer` on keys and values [B, length, nKvHeads, dHead].
- * Returns the prefix's length (0 without one).
+ * the context (BAD_TOKENS), and for every block l from `layer` on keys and values [rows at l, length, nKvHeads,
+ * dHead] (the rows joined by block l included). Returns the prefix's length (0 without one).
  */
 export function checkPrefix(input: ModelInput, dims: ModelDims): number {
+  checkJoins(input, dims);
   if (!('resid' in input) || input.prefix === undefined) return 0;
   const { resid, layer, prefix } = input;
   const n = prefix.length;
   if (!Number.isInteger(n) || n < 0) {
     throw new RelpError(ErrorCodes.BadInput, `prefix length ${n} must be an integer ≥ 0`);
   }
-  const [b, t] = resid.shape;
+  const t = resid.shape[1];
   if (n + t > dims.contextLength) {
     throw new RelpError(
       ErrorCodes.BadTokens,
@@ -328,8 +379,8 @@ export function checkPrefix(input: ModelInput, dims: ModelDims): number {
     );
   }
   if (n === 0) return 0;
-  const want = [b, n, dims.nKvHeads, dims.dHead];
   for (let l = layer; l < dims.nLayers; l++) {
+    const want = [rowsAt(input, l), n, dims.nKvHeads, dims.dHead];
     for (const [what, x] of [
       ['keys', prefix.keys[l]],
       ['values', prefix.values[l]],

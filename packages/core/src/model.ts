@@ -47,10 +47,30 @@ export interface KvPrefix {
  * key positions); `readout` positions are absolute and must lie in [prefix.length, prefix.length+T'); logits
  * without a readout are [B,T',V] for the run's positions. Gradients flow as in any run (into resid and the
  * prefix tensors). The LRP rule slots are called as in a full run.
+ *
+ * With `joins`, rows join the batch on the way (a *joined run*): before block j.layer runs, j.resid is
+ * appended to the batch axis. Every block, its sites and a prefix's keys/values at that block have the rows
+ * joined so far (prefix.keys[l] then has that many rows); `readout` gives one position per final row and the
+ * logits have the final rows. A joined row computes what a run started at its join layer computes (every step of
+ * a block acts on each row alone; attention within a row), so one pass can carry patches that start at different
+ * blocks — fast activation patching's use — with the later blocks' weights read once for all of them.
  */
 export type ModelInput =
   | { readonly tokens: tf.Tensor2D }
-  | { readonly resid: tf.Tensor3D; readonly layer: number; readonly prefix?: KvPrefix };
+  | {
+      readonly resid: tf.Tensor3D;
+      readonly layer: number;
+      readonly prefix?: KvPrefix;
+      readonly joins?: readonly BatchJoin[];
+    };
+
+/** Rows that join a residual-stream run before a block (see ModelInput). */
+export interface BatchJoin {
+  /** The block before which the rows join: after the run's start layer, before nLayers; increasing. */
+  readonly layer: number;
+  /** The residual entering that block at the run's positions, [rows, T', d]. */
+  readonly resid: tf.Tensor3D;
+}
 
 /** The number of positions before the run's first one (0 without a prefix). */
 export function positionOffset(input: ModelInput): number {

@@ -9,6 +9,7 @@ import {
   type ForwardOptions,
   groupedQueryAttention,
   type HfConfig,
+  joinRows,
   type LanguageModel,
   linear,
   linearWeight,
@@ -24,6 +25,7 @@ import {
   rmsNorm,
   ropeInverseFrequencies,
   rotaryTables,
+  rowsAt,
   Site,
   type SiteName,
   selectPositions,
@@ -187,8 +189,10 @@ export class Gemma3Model implements LanguageModel {
     const prefix = 'resid' in input ? input.prefix : undefined;
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
-      const [batch, seq] = resid.shape as [number, number, number];
-      const readout = options.readout && readoutRows(options.readout, batch, seq, offset);
+      const seq = resid.shape[1]!;
+      // Rows joined on the way (ModelInput.joins) are part of the final batch.
+      const readout =
+        options.readout && readoutRows(options.readout, rowsAt(input, this.dims.nLayers), seq, offset);
       const global = {
         ...rotaryTables(this.invFreqGlobal, seq, 1, offset),
         mask: attentionMaskBias(seq, undefined, offset),
@@ -199,7 +203,10 @@ export class Gemma3Model implements LanguageModel {
       };
       for (let l = start; l < this.dims.nLayers; l++) {
         const kv = prefixAt(prefix, l);
-        resid = this.block(ctx, l, resid, this.config.slidingLayers[l] ? local : global, kv);
+        resid = joinRows(input, l, resid);
+        const x = resid;
+        // Each block's intermediates are freed when it ends (the tape keeps what a gradient needs).
+        resid = tf.tidy(() => this.block(ctx, l, x, this.config.slidingLayers[l] ? local : global, kv));
         ctx.checkAborted();
       }
       if (readout) resid = selectPositions(resid, readout);

@@ -5,6 +5,7 @@ import { buildModel, loadFixture } from '../../models-llama/test/parity-helper.j
 import {
   expectBadPrefixRefused,
   expectFastPatchingEqualsNaive,
+  expectJoinedRunMatchesFullRun,
   expectPrefixRunMatchesFullRun,
 } from '../../models-llama/test/prefix-helper.js';
 import { gemma3Family } from '../src/index.js';
@@ -51,6 +52,12 @@ describeEachBackend('gemma 3 prefix runs', () => {
           [1, 8],
         ] as const) {
           expectPrefixRunMatchesFullRun(model, tokenIds, start, offset);
+        }
+        for (const [start, offset] of [
+          [0, 0],
+          [0, 4],
+        ] as const) {
+          expectJoinedRunMatchesFullRun(model, tokenIds, start, offset);
         }
         expectBadPrefixRefused(model);
       } finally {

@@ -3,6 +3,7 @@ import {
   checkPrefix,
   ErrorCodes,
   type ForwardOptions,
+  joinRows,
   type KvPrefix,
   type LanguageModel,
   type ModelDims,
@@ -12,6 +13,7 @@ import {
   RelpError,
   type RunContext,
   readoutRows,
+  rowsAt,
   Site,
   type SiteName,
   vocabIds,
@@ -284,6 +286,8 @@ export class Gpt2Model implements LanguageModel {
     }
     const offset = checkPrefix(input, this.dims);
     const prefix: KvPrefix | undefined = 'resid' in input && offset > 0 ? input.prefix : undefined;
+    // Rows joined on the way (ModelInput.joins) are part of the final batch.
+    batch = rowsAt(input, c.nLayers);
     const readoutMask =
       options.readout === undefined
         ? null
@@ -296,7 +300,10 @@ export class Gpt2Model implements LanguageModel {
         offset === 0 ? tf.tensor2d(causalBias(seq), [seq, seq]) : attentionMaskBias(seq, undefined, offset);
       for (let l = start; l < c.nLayers; l++) {
         ctx.checkAborted();
-        resid = this.block(l, resid, causal, ctx, batch, seq, prefix);
+        resid = joinRows(input, l, resid);
+        const x = resid;
+        // Each block's intermediates are freed when it ends (the tape keeps what a gradient needs).
+        resid = tf.tidy(() => this.block(l, x, causal, ctx, x.shape[0]!, seq, prefix));
       }
       ctx.checkAborted();
 

@@ -9,6 +9,7 @@ import {
   type ForwardOptions,
   groupedQueryAttention,
   type HfConfig,
+  joinRows,
   type LanguageModel,
   linear as linearLayer,
   linearWeight,
@@ -24,6 +25,7 @@ import {
   rmsNorm,
   ropeInverseFrequencies,
   rotaryTables,
+  rowsAt,
   Site,
   type SiteName,
   selectPositions,
@@ -157,8 +159,10 @@ export class LlamaModel implements LanguageModel {
     const prefix = 'resid' in input ? input.prefix : undefined;
     return tf.tidy(() => {
       let resid: tf.Tensor = 'tokens' in input ? this.embedChecked(input.tokens) : input.resid;
-      const [batch, seq] = resid.shape as [number, number, number];
-      const readout = options.readout && readoutRows(options.readout, batch, seq, offset);
+      const seq = resid.shape[1]!;
+      // Rows joined on the way (ModelInput.joins) are part of the final batch.
+      const readout =
+        options.readout && readoutRows(options.readout, rowsAt(input, this.dims.nLayers), seq, offset);
       const { cos, sin } = rotaryTables(this.invFreq, seq, 1, offset);
       const masks = new Map<number | undefined, tf.Tensor2D>();
       const maskFor = (w: number | undefined) => {
@@ -171,7 +175,11 @@ export class LlamaModel implements LanguageModel {
       };
       for (let l = start; l < this.dims.nLayers; l++) {
         const kv = prefixAt(prefix, l);
-        resid = this.block(ctx, l, resid, cos, sin, maskFor(this.config.slidingWindows[l]), kv);
+        resid = joinRows(input, l, resid);
+        const x = resid;
+        const mask = maskFor(this.config.slidingWindows[l]);
+        // Each block's intermediates are freed when it ends (the tape keeps what a gradient needs).
+        resid = tf.tidy(() => this.block(ctx, l, x, cos, sin, mask, kv));
         ctx.checkAborted();
       }
       if (readout) resid = selectPositions(resid, readout);

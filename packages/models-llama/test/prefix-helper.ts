@@ -137,6 +137,105 @@ export function expectPrefixRunMatchesFullRun(
   }
 }
 
+/**
+ * A joined run (ModelInput.joins): rows entering at `start` and more rows joining before later blocks, each the
+ * full run's residual at its block (from `offset` on, with a prefix tiled to the rows present at each block).
+ * Every row must reproduce the full run's logits at positions ≥ offset, and a site at a block must have the rows
+ * joined by then. Malformed joins, and a prefix without the joined rows, are refused (BAD_INPUT).
+ */
+export function expectJoinedRunMatchesFullRun(
+  model: LanguageModel,
+  tokenIds: number[][],
+  start: number,
+  offset: number,
+  rel = 1e-5,
+): void {
+  const { nLayers: L } = model.dims;
+  const B = tokenIds.length;
+  const T = tokenIds[0]!.length;
+  const later = [...new Set([start + 1, L - 1])].filter((l) => l > start && l < L);
+  expect(later.length, 'the model needs a block after the start').toBeGreaterThan(0);
+  const owned: tf.Tensor[] = [];
+  const keep = <X extends tf.Tensor>(x: X): X => {
+    owned.push(x);
+    return x;
+  };
+  try {
+    const tokens = keep(tf.tensor2d(tokenIds, [B, T], 'int32'));
+    const cacheKeys: SiteKey[] = [];
+    for (let l = 0; l < L; l++)
+      cacheKeys.push(siteKey(Site.ResidPre, l), siteKey(Site.K, l), siteKey(Site.V, l));
+    const full = new RunContext({ cache: cacheKeys });
+    const fullLogits = keep(model.forward({ tokens }, full));
+    const fullCache = full.takeCache();
+    full.dispose();
+    owned.push(...fullCache.values());
+    const from = (x: tf.Tensor) => keep(tf.slice(x, [0, offset, 0], [-1, T - offset, -1]));
+    // Copies entering at `start` (2) and at each later block (1 each).
+    const copiesAt = (l: number) => 2 + later.filter((j) => j <= l).length;
+    const tileRows = (x: tf.Tensor, n: number) => keep(tf.tile(x, [n, ...x.shape.slice(1).map(() => 1)]));
+    const resid = tileRows(from(fullCache.get(siteKey(Site.ResidPre, start))!), 2) as tf.Tensor3D;
+    const joins = later.map((l) => ({
+      layer: l,
+      resid: from(fullCache.get(siteKey(Site.ResidPre, l))!) as tf.Tensor3D,
+    }));
+    let prefix: KvPrefix | undefined;
+    if (offset > 0) {
+      const upTo = (x: tf.Tensor, l: number) =>
+        tileRows(keep(tf.slice(x, [0, 0, 0, 0], [B, offset, -1, -1])), copiesAt(l)) as tf.Tensor4D;
+      const keys: tf.Tensor4D[] = [];
+      const values: tf.Tensor4D[] = [];
+      for (let l = start; l < L; l++) {
+        keys[l] = upTo(fullCache.get(siteKey(Site.K, l))!, l);
+        values[l] = upTo(fullCache.get(siteKey(Site.V, l))!, l);
+      }
+      prefix = { length: offset, keys, values };
+    }
+    const input = { resid, layer: start, joins, ...(prefix ? { prefix } : {}) };
+    const last = later[later.length - 1]!;
+    const ctx = new RunContext({ cache: [siteKey(Site.ResidPre, start), siteKey(Site.ResidPre, last)] });
+    const logits = keep(model.forward(input, ctx));
+    const sites = ctx.takeCache();
+    ctx.dispose();
+    owned.push(...sites.values());
+    const rows = copiesAt(L);
+    expect(logits.shape).toEqual([rows * B, T - offset, model.dims.vocabSize]);
+    expect(sites.get(siteKey(Site.ResidPre, start))!.shape[0]).toBe(2 * B);
+    expect(sites.get(siteKey(Site.ResidPre, last))!.shape[0]).toBe(rows * B);
+    const want = from(fullLogits).dataSync();
+    const scale = Math.max(1e-30, ...Array.from(want, Math.abs));
+    for (let c = 0; c < rows; c++) {
+      const got = keep(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]));
+      expect(maxAbsDiff(got.dataSync(), want) / scale, `copy ${c}`).toBeLessThanOrEqual(rel);
+    }
+    // A readout gives one absolute position per final row.
+    const readout = Array.from({ length: rows * B }, (_, r) => T - 1 - (r % 2));
+    const read = keep(model.forward(input, new RunContext(), { readout }));
+    expect(read.shape).toEqual([rows * B, 1, model.dims.vocabSize]);
+    const codeOf = (bad: unknown): string | undefined => {
+      try {
+        tf.dispose(model.forward(bad as Parameters<LanguageModel['forward']>[0], new RunContext()));
+      } catch (e) {
+        return isRelpError(e) ? e.code : String(e);
+      }
+      return undefined;
+    };
+    const j0 = joins[0]!;
+    expect(codeOf({ ...input, joins: [{ layer: start, resid: j0.resid }] })).toBe('BAD_INPUT');
+    expect(codeOf({ ...input, joins: [{ layer: L, resid: j0.resid }] })).toBe('BAD_INPUT');
+    expect(codeOf({ ...input, joins: [...joins, ...joins] })).toBe('BAD_INPUT');
+    const narrow = keep(tf.slice(j0.resid, [0, 0, 0], [-1, -1, model.dims.dModel - 1]));
+    expect(codeOf({ ...input, joins: [{ layer: j0.layer, resid: narrow }] })).toBe('BAD_INPUT');
+    expect(codeOf(input), 'the input itself is fine').toBeUndefined();
+    if (prefix) {
+      // The prefix must have the joined rows at every block from the join on.
+      expect(codeOf({ resid, layer: start, prefix })).toBe('BAD_INPUT');
+    }
+  } finally {
+    tf.dispose(owned);
+  }
+}
+
 /** A prefix whose keys have the wrong shape is refused (BAD_INPUT), as is one past the context length. */
 export function expectBadPrefixRefused(model: LanguageModel): void {
   const { dModel: d, nKvHeads: hkv, dHead: dh, nLayers: L } = model.dims;

@@ -6,6 +6,7 @@ import { buildModel, loadFixture } from './parity-helper.js';
 import {
   expectBadPrefixRefused,
   expectFastPatchingEqualsNaive,
+  expectJoinedRunMatchesFullRun,
   expectPrefixRunMatchesFullRun,
 } from './prefix-helper.js';
 
@@ -49,6 +50,12 @@ describeEachBackend('llama prefix runs', () => {
           [1, 8],
         ] as const) {
           expectPrefixRunMatchesFullRun(model, tokenIds, start, offset);
+        }
+        for (const [start, offset] of [
+          [0, 0],
+          [0, 4],
+        ] as const) {
+          expectJoinedRunMatchesFullRun(model, tokenIds, start, offset);
         }
         expectBadPrefixRefused(model);
       } finally {

@@ -8,6 +8,7 @@ import {
   ErrorCodes,
   type ForwardOptions,
   type HostTensor,
+  joinRows,
   type KvPrefix,
   type LanguageModel,
   layerNorm,
@@ -18,6 +19,7 @@ import {
   RelpError,
   type RunContext,
   readoutRows,
+  rowsAt,
   Site,
   type SiteName,
   selectPositions,
@@ -305,6 +307,8 @@ export class PythiaModel implements LanguageModel {
     }
     const offset = checkPrefix(input, this.dims);
     const prefix: KvPrefix | undefined = 'resid' in input && offset > 0 ? input.prefix : undefined;
+    // Rows joined on the way (ModelInput.joins) are part of the final batch.
+    B = rowsAt(input, L);
     const readout = options.readout && readoutRows(options.readout, B, T, offset);
     checkRequestedSites(ctx, this.sites, L);
 
@@ -316,7 +320,10 @@ export class PythiaModel implements LanguageModel {
       const cos = tf.slice(this.rotCos, [offset, 0], [T, rd]);
       const sin = tf.slice(this.rotSin, [offset, 0], [T, rd]);
       for (let l = start; l < L; l++) {
-        x = this.block(l, x, ctx, B, T, mask, cos, sin, prefix);
+        x = joinRows(input, l, x);
+        const h = x;
+        // Each block's intermediates are freed when it ends (the tape keeps what a gradient needs).
+        x = tf.tidy(() => this.block(l, h, ctx, h.shape[0]!, T, mask, cos, sin, prefix));
         ctx.checkAborted();
       }
       if (readout !== undefined) {

@@ -4,6 +4,7 @@ import type { PairBatch } from '../data.js';
 import { ErrorCodes, RelpError } from '../errors.js';
 import { disposeAll } from '../memory.js';
 import { restrictToAnswers } from '../metrics.js';
+import type { KvPrefix } from '../model.js';
 import { Site, type SiteKey, siteKey } from '../sites.js';
 import { type ScoredKey, siteAxes } from './plan.js';
 import type { LayerScores } from './reduce.js';
@@ -34,13 +35,13 @@ function unitsOf(job: Job, k: ScoredKey, fromPosition: number): Unit[] {
 }
 
 /**
- * A boolean mask for `units.length` stacked copies of the batch: copy c is masked at its unit only. Its shape
- * keeps the batch axis, the position axis and the head/neuron axis (when the granularity has one) and
- * broadcasts over the rest.
+ * A boolean mask for `slots.length` stacked copies of the batch: copy c is masked at its unit `slots[c]` only
+ * (nowhere when undefined: a copy that patches another site). Its shape keeps the batch axis, the position axis
+ * and the head/neuron axis (when the granularity has one) and broadcasts over the rest.
  */
-function unitMask(job: Job, k: ScoredKey, units: readonly Unit[]): tf.Tensor {
+function unitMask(job: Job, k: ScoredKey, slots: readonly (Unit | undefined)[]): tf.Tensor {
   const B = job.batch.size;
-  const siteShape = job.shapeOf(k.key, B * units.length);
+  const siteShape = job.shapeOf(k.key, B * slots.length);
   const axes = siteAxes(k.site);
   const indexAxis =
     k.granularity === 'head' ? axes.head : k.granularity === 'neuron' ? axes.neuron : undefined;
@@ -51,7 +52,8 @@ function unitMask(job: Job, k: ScoredKey, units: readonly Unit[]): tf.Tensor {
   // Under a last-position readout the final norm's scale exists only at each row's readout position (its
   // position axis has one entry): a unit at position p patches the rows that read out at p.
   const readoutOnly = k.site === Site.LnFinalScale && job.readout !== undefined;
-  units.forEach((u, c) => {
+  slots.forEach((u, c) => {
+    if (u === undefined) return;
     for (let b = 0; b < B; b++) {
       if (readoutOnly && job.readout![b] !== u.position) continue;
       let offset = (c * B + b) * strides[0]! + (readoutOnly ? 0 : u.position * strides[axes.position]!);
@@ -101,52 +103,81 @@ function startLayerOf(k: ScoredKey): number | null {
 
 /** How many copies of the batch fit in one full-length forward pass. */
 function copiesPerPass(job: Job, maxRows: number): number {
-  const B = job.batch.size;
-  const V = job.model.dims.vocabSize;
-  const T = job.readout === undefined ? job.batch.seqLen : 1;
-  // Keep the logits of one pass under ~64 MB of float32 as well.
-  const byLogits = Math.floor((16 * 1024 * 1024) / (B * T * V));
-  return Math.max(1, Math.min(Math.floor(maxRows / B), byLogits));
+  return Math.max(1, Math.min(Math.floor(maxRows / job.batch.size), copiesByLogits(job)));
 }
 
 /**
- * The fixed cost of one patched pass (kernel launches, tiling the cached keys/values, the per-pass bookkeeping)
- * in units of one row × one position × one block: a heuristic for grouping patches into passes. It changes
- * only the speed, never the numbers.
+ * The token rows (copies × batch × positions) a joined run holds at its last block, per row of `maxRows`:
+ * 3 · 64 = 192 by default. On GPT-2 shapes 192–256 ran fastest; 512 ran slower (element-wise kernels on tensors
+ * past the caches, and more memory), 64–96 left the matrix products short (docs/benchmarks.md). Speed only.
  */
-const PASS_OVERHEAD_ROW_POSITIONS = 16;
+const JOINED_TOKEN_ROWS_PER_BATCH_ROW = 3;
+
+/** One patched copy of the batch in a pass: the key it patches and the unit it patches there. */
+interface Copy {
+  readonly k: ScoredKey;
+  readonly unit: Unit;
+}
 
 /**
- * Splits units (sorted by position) into passes for prefix runs: a pass of units i..j−1 covers positions
- * units[i].position..T−1 for every copy, so it costs about n·B·(T − units[i].position) row-positions plus a
- * fixed overhead. Dynamic programming over contiguous groups minimises the total, with at most `maxCopies`
- * copies and at most `maxRowPositions` row-positions (the activation memory of a full-length pass) a pass.
+ * One forward pass over stacked patched copies. `start` null: a full run from tokens. Otherwise a joined prefix
+ * run: the copies, sorted by their block, join the batch at their block from the base run's residual, and the
+ * run covers positions `offset`..T−1 (attending to the base run's cached keys/values before `offset`).
  */
-function groupByOffset(
-  units: readonly Unit[],
-  batch: number,
-  seq: number,
-  maxCopies: number,
-  maxRowPositions: number,
-): Unit[][] {
-  const n = units.length;
-  const best = new Float64Array(n + 1).fill(Number.POSITIVE_INFINITY);
-  const from = new Int32Array(n + 1);
-  best[0] = 0;
-  for (let j = 1; j <= n; j++) {
-    for (let i = j - 1; i >= 0 && j - i <= maxCopies; i--) {
-      const rowPositions = (j - i) * batch * (seq - units[i]!.position);
-      if (rowPositions > maxRowPositions && j - i > 1) break;
-      const cost = best[i]! + PASS_OVERHEAD_ROW_POSITIONS + rowPositions;
-      if (cost < best[j]!) {
-        best[j] = cost;
-        from[j] = i;
+interface Pass {
+  readonly copies: readonly Copy[];
+  readonly start: number | null;
+  readonly offset: number;
+}
+
+/**
+ * Groups the units of every key into passes. Naive: one pass per unit. Fast: the final norm's scale in passes of
+ * full runs; every other unit by its position p (a patch at p changes nothing before p): all units at p, from
+ * every site and block, share joined runs over positions p..T−1, each copy joining at its own block, so every
+ * copy costs exactly its blocks × its positions and the later blocks multiply one tall matrix per weight instead
+ * of one short one per site (a weight matrix is read from memory once per product, whatever its row count). A
+ * pass holds at most JOINED_TOKEN_ROWS_PER_BATCH_ROW · `maxRows` token rows at its last block (at least one
+ * copy), and at most what keeps its logits under ~64 MB.
+ */
+function planPasses(job: Job, keys: readonly ScoredKey[], fast: boolean, maxRows: number): Pass[] {
+  const B = job.batch.size;
+  const T = job.batch.seqLen;
+  const passes: Pass[] = [];
+  const byPosition = new Map<number, Copy[]>();
+  const copies = copiesPerPass(job, maxRows);
+  for (const k of keys) {
+    const units = unitsOf(job, k, fast ? job.batch.firstDiff : 0);
+    if (!fast) {
+      for (const unit of units) passes.push({ copies: [{ k, unit }], start: null, offset: 0 });
+    } else if (startLayerOf(k) === null) {
+      for (let i = 0; i < units.length; i += copies) {
+        passes.push({
+          copies: units.slice(i, i + copies).map((unit) => ({ k, unit })),
+          start: null,
+          offset: 0,
+        });
+      }
+    } else {
+      for (const unit of units) {
+        const group = byPosition.get(unit.position) ?? [];
+        group.push({ k, unit });
+        byPosition.set(unit.position, group);
       }
     }
   }
-  const out: Unit[][] = [];
-  for (let j = n; j > 0; j = from[j]!) out.unshift(units.slice(from[j]!, j));
-  return out;
+  for (const [offset, group] of [...byPosition].sort((a, b) => a[0] - b[0])) {
+    // A stable sort: within a block, each key's copies stay together, in unit order.
+    group.sort((a, b) => a.k.layer - b.k.layer);
+    const budget = JOINED_TOKEN_ROWS_PER_BATCH_ROW * maxRows;
+    const cap = Math.max(1, Math.min(Math.floor(budget / (B * (T - offset))), copiesByLogits(job)));
+    // Equal chunks of consecutive blocks: a chunk of late blocks runs only those blocks.
+    const size = Math.ceil(group.length / Math.ceil(group.length / cap));
+    for (let i = 0; i < group.length; i += size) {
+      const chunk = group.slice(i, i + size);
+      passes.push({ copies: chunk, start: chunk[0]!.k.layer, offset });
+    }
+  }
+  return passes;
 }
 
 /** x's entries from `offset` on along `axis` (a view-like slice; x itself when offset is 0). */
@@ -163,16 +194,17 @@ function sliceFrom(x: tf.Tensor, axis: number, offset: number): tf.Tensor {
  * m(base). `naive` runs one full forward pass per unit over every position, as TransformerLens does. `fast`
  * gives the same numbers (a test compares them) with less work:
  * - positions before the first clean/corrupt difference are skipped (their effect is exactly 0);
- * - many units are stacked as copies of the batch in one forward pass;
- * - a pass starts at the patched block from the base run's cached residual (earlier blocks cannot change);
- * - prefix K/V reuse: a patch at position p cannot change anything at positions < p (causal attention), so a
- *   pass whose units sit at positions ≥ o runs positions o..T−1 only, attending to the base run's cached keys
- *   and values of positions < o at every block from the patched one on (a prefix run, see `KvPrefix`). Units
- *   are grouped into passes by position to minimise rows × positions. Rows whose readout position lies
- *   before o keep the base run's logits (the patch cannot reach them); a metric over all positions gets the
- *   base run's logits for positions < o.
+ * - a patch's run starts at the patched block from the base run's cached residual (earlier blocks cannot
+ *   change);
+ * - prefix K/V reuse: a patch at position p cannot change anything at positions < p (causal attention), so its
+ *   run covers positions p..T−1 only, attending to the base run's cached keys and values of positions < p at
+ *   every block from the patched one on (a prefix run, see `KvPrefix`). Rows whose readout position lies before
+ *   p keep the base run's logits (the patch cannot reach them); a metric over all positions gets the base run's
+ *   logits for positions < p;
+ * - all patches at one position, whatever their site and block, are stacked as copies of the batch in joined
+ *   runs (`ModelInput.joins`): each copy joins at its block, so the blocks they share run as one pass.
  * Patches at sites inside a block (attn_out, z, q/k/v, pattern, mlp_post, resid_mid, norm scales …) act at
- * their position from that site on, so the pass starts at the block's resid_pre and recomputes the block's
+ * their position from that site on, so the copy joins at the block's resid_pre and recomputes the block's
  * earlier sites from cached values. Only the final norm's scale (ln_final_scale) runs full passes from tokens.
  */
 export async function activationPatching(
@@ -184,7 +216,6 @@ export async function activationPatching(
   const fast = strategy === 'fast';
   const L = job.model.dims.nLayers;
   const B = job.batch.size;
-  const T = job.batch.seqLen;
   const siteKeys = keys.map((k) => k.key);
   const startLayers = fast ? [...new Set(keys.map(startLayerOf).filter((l): l is number => l !== null))] : [];
   const firstStart = Math.min(L, ...startLayers);
@@ -206,95 +237,101 @@ export async function activationPatching(
       : undefined;
   const vocab = restricted?.vocab;
   const metricBatch = restricted?.batch ?? job.batch;
-  const vocabOption = { vocab };
   try {
-    const copies = fast ? copiesPerPass(job, maxRows) : 1;
-    const fromPosition = fast ? job.batch.firstDiff : 0;
-    const plan = keys.map((k) => {
-      const units = unitsOf(job, k, fromPosition);
-      let passes: Unit[][];
-      if (!fast) passes = units.map((u) => [u]);
-      else if (startLayerOf(k) === null) {
-        passes = [];
-        for (let i = 0; i < units.length; i += copies) passes.push(units.slice(i, i + copies));
-      } else {
-        const maxCopies = Math.max(copies, Math.floor((maxRows * T) / B));
-        passes = groupByOffset(units, B, T, Math.min(maxCopies, copiesByLogits(job)), maxRows * T);
-      }
-      return { k, passes };
-    });
-    const total = plan.reduce((a, p) => a + p.passes.reduce((b, c) => b + c.length, 0), 0);
+    const passes = planPasses(job, keys, fast, maxRows);
+    const total = passes.reduce((a, p) => a + p.copies.length, 0);
     let done = 0;
     job.progress('activation patching', 0, total);
-    const perKey = new Map<SiteKey, LayerScores>();
-    for (const { k, passes } of plan) {
-      const values = new Map<string, number>();
-      const startLayer = fast ? startLayerOf(k) : null;
-      const axis = siteAxes(k.site).position;
-      for (const chunk of passes) {
-        job.checkAborted();
-        const n = chunk.length;
-        // Prefix runs from the chunk's first position (units are sorted by position).
-        const offset = startLayer === null ? 0 : chunk[0]!.position;
-        let ctx: ReturnType<Job['context']> | undefined;
-        try {
-          const logits = tf.tidy(() => {
-            const mask = sliceFrom(unitMask(job, k, chunk), axis, offset);
-            const value = tileBatch(sliceFrom(source.cache.get(k.key)!, axis, offset), n);
-            ctx = job.context({ patches: new Map<SiteKey, Patch[]>([[k.key, [{ mask, value }]]]) });
-            if (startLayer === null) {
-              const tokens = tileBatch(job.baseTokens, n) as tf.Tensor2D;
-              return job.forward({ tokens }, ctx, n, 0, { readout: job.readoutFor(n), vocab });
-            }
-            const resid = tileBatch(
-              sliceFrom(baseCache.get(siteKey(Site.ResidPre, startLayer))!, 1, offset),
-              n,
-            ) as tf.Tensor3D;
-            if (offset === 0) {
-              const o = { readout: job.readoutFor(n), vocab };
-              return job.forward({ resid, layer: startLayer }, ctx, n, startLayer, o);
-            }
-            const keysAt: tf.Tensor4D[] = [];
-            const valuesAt: tf.Tensor4D[] = [];
-            const upTo = (x: tf.Tensor) =>
-              tileBatch(tf.slice(x, [0, 0, 0, 0], [B, offset, -1, -1]), n) as tf.Tensor4D;
-            for (let l = startLayer; l < L; l++) {
-              keysAt[l] = upTo(baseCache.get(siteKey(Site.K, l))!);
-              valuesAt[l] = upTo(baseCache.get(siteKey(Site.V, l))!);
-            }
-            const prefix = { length: offset, keys: keysAt, values: valuesAt };
-            const readout = job.readoutFor(n);
-            if (readout === undefined) {
-              // A metric over every position: positions < offset are the base run's.
-              const out = job.forward({ resid, layer: startLayer, prefix }, ctx, n, startLayer);
-              const before = tileBatch(tf.slice(base.logits!, [0, 0, 0], [B, offset, -1]), n);
-              return tf.concat([before, out], 1) as tf.Tensor3D;
-            }
-            // Rows that read out before the offset cannot see the patch: they keep the base run's logits.
-            const stale = readout.map((p) => p < offset);
-            const clamped = readout.map((p) => Math.max(p, offset));
-            const out = job.forward({ resid, layer: startLayer, prefix }, ctx, n, startLayer, {
-              ...vocabOption,
-              readout: clamped,
-            });
-            if (!stale.some(Boolean)) return out;
-            const staleMask = tf.tensor3d(Uint8Array.from(stale, Number), [n * B, 1, 1], 'bool');
-            const baseLogits =
-              vocab === undefined ? base.logits! : tf.gather(base.logits!, tf.tensor1d(vocab, 'int32'), 2);
-            return tf.where(staleMask, tileBatch(baseLogits, n), out) as tf.Tensor3D;
-          });
-          const ms = await metricPerCopy(job, logits, n, metricBatch).finally(() => logits.dispose());
-          chunk.forEach((u, c) => {
-            values.set(`${u.position}:${u.index ?? 0}`, ms[c]! - base.m);
-          });
-        } finally {
-          ctx?.dispose();
-        }
-        done += n;
-        job.progress('activation patching', done, total);
+    const values = new Map<SiteKey, Map<string, number>>(keys.map((k) => [k.key, new Map()]));
+
+    /** The logits of one pass (its patches through `ctx`), one batch copy per patched copy. */
+    const passLogits = (pass: Pass, setContext: (ctx: ReturnType<Job['context']>) => void): tf.Tensor3D => {
+      const { copies, start, offset } = pass;
+      const n = copies.length;
+      // Copies in the batch at block l: all of a full run's; those joined by l in a joined run.
+      const rowsAt = (l: number) => (start === null ? n : copies.filter((c) => c.k.layer <= l).length);
+      const patches = new Map<SiteKey, Patch[]>();
+      for (const k of new Set(copies.map((c) => c.k))) {
+        const m = rowsAt(k.layer);
+        const axis = siteAxes(k.site).position;
+        const slots = copies.slice(0, m).map((c) => (c.k === k ? c.unit : undefined));
+        const mask = sliceFrom(unitMask(job, k, slots), axis, offset);
+        const value = tileBatch(sliceFrom(source.cache.get(k.key)!, axis, offset), m);
+        patches.set(k.key, [{ mask, value }]);
       }
-      perKey.set(k.key, toScores(job, k, values));
+      const ctx = job.context({ patches });
+      setContext(ctx);
+      if (start === null) {
+        const tokens = tileBatch(job.baseTokens, n) as tf.Tensor2D;
+        return job.forward({ tokens }, ctx, n, 0, { readout: job.readoutFor(n), vocab });
+      }
+      const layers = [...new Set(copies.map((c) => c.k.layer))];
+      const residAt = (l: number) =>
+        tileBatch(
+          sliceFrom(baseCache.get(siteKey(Site.ResidPre, l))!, 1, offset),
+          copies.filter((c) => c.k.layer === l).length,
+        ) as tf.Tensor3D;
+      const joins = layers.slice(1).map((l) => ({ layer: l, resid: residAt(l) }));
+      let prefix: KvPrefix | undefined;
+      if (offset > 0) {
+        const keysAt: tf.Tensor4D[] = [];
+        const valuesAt: tf.Tensor4D[] = [];
+        for (let l = start; l < L; l++) {
+          const upTo = (x: tf.Tensor) =>
+            tileBatch(tf.slice(x, [0, 0, 0, 0], [B, offset, -1, -1]), rowsAt(l)) as tf.Tensor4D;
+          keysAt[l] = upTo(baseCache.get(siteKey(Site.K, l))!);
+          valuesAt[l] = upTo(baseCache.get(siteKey(Site.V, l))!);
+        }
+        prefix = { length: offset, keys: keysAt, values: valuesAt };
+      }
+      const input = {
+        resid: residAt(start),
+        layer: start,
+        ...(prefix === undefined ? {} : { prefix }),
+        ...(joins.length === 0 ? {} : { joins }),
+      };
+      const firstCopies = rowsAt(start);
+      const readout = job.readoutFor(n);
+      if (readout === undefined) {
+        const out = job.forward(input, ctx, firstCopies, start, { readout: undefined });
+        if (offset === 0) return out;
+        // A metric over every position: positions < offset are the base run's.
+        const before = tileBatch(tf.slice(base.logits!, [0, 0, 0], [B, offset, -1]), n);
+        return tf.concat([before, out], 1) as tf.Tensor3D;
+      }
+      // Rows that read out before the offset cannot see the patch: they keep the base run's logits.
+      const stale = readout.map((p) => p < offset);
+      const clamped = readout.map((p) => Math.max(p, offset));
+      const out = job.forward(input, ctx, firstCopies, start, { readout: clamped, vocab });
+      if (!stale.some(Boolean)) return out;
+      const staleMask = tf.tensor3d(Uint8Array.from(stale, Number), [n * B, 1, 1], 'bool');
+      const baseLogits =
+        vocab === undefined ? base.logits! : tf.gather(base.logits!, tf.tensor1d(vocab, 'int32'), 2);
+      return tf.where(staleMask, tileBatch(baseLogits, n), out) as tf.Tensor3D;
+    };
+
+    for (const pass of passes) {
+      job.checkAborted();
+      let ctx: ReturnType<Job['context']> | undefined;
+      try {
+        const logits = tf.tidy(() =>
+          passLogits(pass, (c) => {
+            ctx = c;
+          }),
+        );
+        const n = pass.copies.length;
+        const ms = await metricPerCopy(job, logits, n, metricBatch).finally(() => logits.dispose());
+        pass.copies.forEach(({ k, unit }, c) => {
+          values.get(k.key)!.set(`${unit.position}:${unit.index ?? 0}`, ms[c]! - base.m);
+        });
+        done += n;
+      } finally {
+        ctx?.dispose();
+      }
+      job.progress('activation patching', done, total);
     }
+    const perKey = new Map<SiteKey, LayerScores>();
+    for (const k of keys) perKey.set(k.key, toScores(job, k, values.get(k.key)!));
     return { mSource: source.m, mBase: base.m, perKey };
   } finally {
     disposeAll(source.cache);

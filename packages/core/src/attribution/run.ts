@@ -52,8 +52,9 @@ export class Job {
   }
 
   /**
-   * One forward pass; counts it (blocks fromLayer.. of `copies` copies of the batch, over the positions the
-   * input covers: all, or those from a prefix run's offset on) and returns the logits. `readout` defaults to
+   * One forward pass; counts it (blocks fromLayer.. of the `copies` copies of the batch the input starts with,
+   * and each joined row's blocks from its join layer on, over the positions the input covers: all, or those from
+   * a prefix run's offset on) and returns the logits. `readout` defaults to
    * the metric's readout for the copies; `vocab` restricts the logits' columns (ForwardOptions.vocab).
    */
   forward(
@@ -66,9 +67,14 @@ export class Job {
     const readout = 'readout' in options ? options.readout : this.readoutFor(copies);
     this.forwardPasses++;
     const T = this.batch.seqLen;
+    const L = this.model.dims.nLayers;
     const positions = (T - positionOffset(input)) / T;
-    this.forwardEquivalents +=
-      copies * positions * ((this.model.dims.nLayers - fromLayer) / this.model.dims.nLayers);
+    // Rows that join on the way (a joined run) cost their own blocks only.
+    let copyBlocks = copies * (L - fromLayer);
+    if ('resid' in input) {
+      for (const j of input.joins ?? []) copyBlocks += (j.resid.shape[0] / this.batch.size) * (L - j.layer);
+    }
+    this.forwardEquivalents += (positions * copyBlocks) / L;
     return this.model.forward(input, ctx, {
       readout,
       ...(options.vocab === undefined ? {} : { vocab: options.vocab }),

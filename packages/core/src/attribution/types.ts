@@ -48,7 +48,10 @@ export interface AttributeOptions {
   readonly igSteps?: number;
   /** Integrated gradients: interpolate the input embeddings (default) or each scored site itself. */
   readonly igInterpolate?: 'embeddings' | 'site';
-  /** Activation patching: the largest batch of patched rows run in one forward pass (memory bound). */
+  /**
+   * Activation patching: bounds one forward pass (memory): a full pass holds at most this many patched rows, a
+   * fast strategy's joined prefix run 3× as many token rows (rows × positions) at its last block. Default 64.
+   */
   readonly maxBatchRows?: number;
   /** Activation patching: recompute only the blocks a patch can change (default true) or run naively. */
   readonly patchingStrategy?: 'fast' | 'naive';
