@@ -422,56 +422,33 @@ def run_blocks_prefix(parts, h, start, offset, kv, vocab=None, joins=None):
     values of positions < offset; then the final norm and the last position's logits [n, 1, V] (or, with
     `vocab`, of those token ids only, as relp's ForwardOptions.vocab). `joins` {l: rows}: rows appended to the
     batch before block l (relp's ModelInput.joins)."""
-    if joins:
-        blocks = parts.blocks
-
-        class Joining:
-            """The model's blocks, with rows joining before some of them."""
-
-            def __getitem__(self, sl):
-                out = []
-                for i in range(sl.start, len(blocks)):
-                    b = blocks[i]
-                    if i in joins:
-                        def joined(x, *args, b=b, rows=joins[i], **kwargs):
-                            return b(torch.cat([x, rows]), *args, **kwargs)
-                        out.append(joined)
-                    else:
-                        out.append(b)
-                return out
-
-        parts = _with_blocks(parts, Joining())
     t1 = h.shape[1]
     t = offset + t1
     pos = torch.arange(offset, t).unsqueeze(0)
     allowed = torch.ones(t1, t, dtype=torch.bool).tril(offset)
     mask = torch.zeros(t1, t).masked_fill(~allowed, float("-inf"))[None, None]
     if parts.kind == "gpt2":
-        for b in parts.blocks[start:]:
-            h = b(h, cache=kv, attention_mask=mask)
-            h = h[0] if isinstance(h, tuple) else h
+        def call(b, x):
+            return b(x, cache=kv, attention_mask=mask)
     elif parts.kind == "llama":
         pe = parts.model.model.rotary_emb(h, position_ids=pos)
-        for b in parts.blocks[start:]:
-            h = b(h, attention_mask=mask, position_ids=pos, cache=kv, position_embeddings=pe)
-            h = h[0] if isinstance(h, tuple) else h
+
+        def call(b, x):
+            return b(x, attention_mask=mask, position_ids=pos, cache=kv, position_embeddings=pe)
     else:
         pe = parts.model.gpt_neox.rotary_emb(h, position_ids=pos)
-        for b in parts.blocks[start:]:
-            h = b(h, attention_mask=mask, position_ids=pos, layer_past=kv, position_embeddings=pe)
-            h = h[0] if isinstance(h, tuple) else h
+
+        def call(b, x):
+            return b(x, attention_mask=mask, position_ids=pos, layer_past=kv, position_embeddings=pe)
+    for i in range(start, len(parts.blocks)):
+        if joins and i in joins:
+            h = torch.cat([h, joins[i]])
+        h = call(parts.blocks[i], h)
+        h = h[0] if isinstance(h, tuple) else h
     x = parts.final_norm(h[:, -1:, :])
     if vocab is None:
         return parts.head()(x)
     return torch.nn.functional.linear(x, parts.head().weight[vocab])
-
-
-def _with_blocks(parts, blocks):
-    """A shallow view of `parts` whose `blocks` are `blocks`."""
-    view = object.__new__(type(parts))
-    view.__dict__.update(parts.__dict__)
-    view.blocks = blocks
-    return view
 
 
 def patching_joined(parts, clean, corrupt, answers, wrongs, L, diff_pos, max_rows=64):

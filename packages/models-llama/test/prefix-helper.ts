@@ -212,6 +212,16 @@ export function expectJoinedRunMatchesFullRun(
     const readout = Array.from({ length: rows * B }, (_, r) => T - 1 - (r % 2));
     const read = keep(model.forward(input, new RunContext(), { readout }));
     expect(read.shape).toEqual([rows * B, 1, model.dims.vocabSize]);
+    const wantRead = keep(
+      tf.tidy(() =>
+        tf.concat(
+          readout.map((p, r) => tf.slice(fullLogits, [r % B, p, 0], [1, 1, -1])),
+          0,
+        ),
+      ),
+    );
+    const readScale = Math.max(1e-30, ...Array.from(wantRead.dataSync(), Math.abs));
+    expect(maxAbsDiff(read.dataSync(), wantRead.dataSync()) / readScale, 'readout').toBeLessThanOrEqual(rel);
     const codeOf = (bad: unknown): string | undefined => {
       try {
         tf.dispose(model.forward(bad as Parameters<LanguageModel['forward']>[0], new RunContext()));

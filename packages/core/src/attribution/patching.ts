@@ -165,10 +165,10 @@ function planPasses(job: Job, keys: readonly ScoredKey[], fast: boolean, maxRows
       }
     }
   }
+  const budget = JOINED_TOKEN_ROWS_PER_BATCH_ROW * maxRows;
   for (const [offset, group] of [...byPosition].sort((a, b) => a[0] - b[0])) {
     // A stable sort: within a block, each key's copies stay together, in unit order.
     group.sort((a, b) => a.k.layer - b.k.layer);
-    const budget = JOINED_TOKEN_ROWS_PER_BATCH_ROW * maxRows;
     const cap = Math.max(1, Math.min(Math.floor(budget / (B * (T - offset))), copiesByLogits(job)));
     // Equal chunks of consecutive blocks: a chunk of late blocks runs only those blocks.
     const size = Math.ceil(group.length / Math.ceil(group.length / cap));
@@ -248,8 +248,16 @@ export async function activationPatching(
     const passLogits = (pass: Pass, setContext: (ctx: ReturnType<Job['context']>) => void): tf.Tensor3D => {
       const { copies, start, offset } = pass;
       const n = copies.length;
-      // Copies in the batch at block l: all of a full run's; those joined by l in a joined run.
-      const rowsAt = (l: number) => (start === null ? n : copies.filter((c) => c.k.layer <= l).length);
+      // Copies joining at each block (a joined run's copies are sorted by block), and those in the batch at
+      // block l: all of a full run's; those joined by l in a joined run.
+      const joining = new Map<number, number>();
+      for (const c of copies) joining.set(c.k.layer, (joining.get(c.k.layer) ?? 0) + 1);
+      const rowsAt = (l: number) => {
+        if (start === null) return n;
+        let rows = 0;
+        for (const [layer, count] of joining) if (layer <= l) rows += count;
+        return rows;
+      };
       const patches = new Map<SiteKey, Patch[]>();
       for (const k of new Set(copies.map((c) => c.k))) {
         const m = rowsAt(k.layer);
@@ -265,11 +273,11 @@ export async function activationPatching(
         const tokens = tileBatch(job.baseTokens, n) as tf.Tensor2D;
         return job.forward({ tokens }, ctx, n, 0, { readout: job.readoutFor(n), vocab });
       }
-      const layers = [...new Set(copies.map((c) => c.k.layer))];
+      const layers = [...joining.keys()];
       const residAt = (l: number) =>
         tileBatch(
           sliceFrom(baseCache.get(siteKey(Site.ResidPre, l))!, 1, offset),
-          copies.filter((c) => c.k.layer === l).length,
+          joining.get(l)!,
         ) as tf.Tensor3D;
       const joins = layers.slice(1).map((l) => ({ layer: l, resid: residAt(l) }));
       let prefix: KvPrefix | undefined;
