@@ -20,4 +20,3 @@ export {
   RULES,
   stabilizedDenominator,
 } from './rules.js';
-export { contextWithRules, openRuleScope, type RuleScope, withRules } from './scope.js';

@@ -59,8 +59,7 @@ export interface RunResult {
 
 /**
  * One forward and backward pass on the batch's corrupt prompts: logits at the last positions, the logit
- * difference, and its gradient at resid_pre[0] through a zero delta. `rules` goes into the run context; the
- * model may be a rule-scope view instead.
+ * difference, and its gradient at resid_pre[0] through a zero delta. `rules` goes into the run context.
  */
 export function runWithGrad(model: LanguageModel, batch: PairBatch, rules?: RuleSet): RunResult {
   const owned: tf.Tensor[] = [];
