@@ -39,11 +39,3 @@ export class FamilyRegistry {
     return [...new Set(this.byType.values())];
   }
 }
-
-/** The registry loadModel uses when no families are passed. */
-export const defaultFamilies = new FamilyRegistry();
-
-/** Registers a family in the default registry. */
-export function registerFamily(family: ModelFamily): void {
-  defaultFamilies.register(family);
-}

@@ -9,7 +9,7 @@ import {
   readSafetensors,
   readShardedSafetensors,
 } from '@relp/weights';
-import { defaultFamilies, FamilyRegistry } from './families.js';
+import { FamilyRegistry } from './families.js';
 import { joinPath, type LoaderFs } from './fs.js';
 import { contentHash, sha256Hex } from './hash.js';
 import {
@@ -46,8 +46,8 @@ export type ModelSource =
 
 export interface LoadModelOptions<T = unknown> extends ResolveOptions {
   readonly fs: LoaderFs;
-  /** Families to pick from by config.json's model_type; default: the registry filled by registerFamily. */
-  readonly families?: FamilyRegistry | readonly ModelFamily[];
+  /** Families to pick from by config.json's model_type: the caller says which it knows. */
+  readonly families: FamilyRegistry | readonly ModelFamily[];
   /** Builds a tokenizer from parsed tokenizer.json; without it no tokenizer is loaded (or downloaded). */
   readonly loadTokenizer?: (tokenizerJson: unknown) => T | Promise<T>;
   /** GGUF files: builds a tokenizer from the file's tokenizer.ggml.* metadata. */
@@ -208,11 +208,7 @@ export async function loadModel<T = unknown>(
   options: LoadModelOptions<T>,
 ): Promise<LoadedModel<T>> {
   const registry =
-    options.families === undefined
-      ? defaultFamilies
-      : options.families instanceof FamilyRegistry
-        ? options.families
-        : new FamilyRegistry(options.families);
+    options.families instanceof FamilyRegistry ? options.families : new FamilyRegistry(options.families);
   const parsed = typeof ref === 'string' ? await parseModelRef(ref, options.fs, options.revision) : ref;
   if (parsed.kind === 'gguf') return loadGguf(parsed.path, registry, options);
   const wantTokenizer = options.loadTokenizer !== undefined;

@@ -8,7 +8,6 @@ import {
   FamilyRegistry,
   loadModel,
   parseModelRef,
-  registerFamily,
   resolveModelFiles,
 } from '../src/index.js';
 import {
@@ -217,14 +216,16 @@ describe('family registry', () => {
     expect(reg.forModelType('other')).toBeUndefined(); // nothing registered from a refused family
   });
 
-  it('registerFamily fills the default registry used by loadModel', async () => {
+  it('loadModel refuses two families claiming one model_type, and names the known types otherwise', async () => {
     const fs = createMemoryFs({
-      '/m/config.json': toyConfig({ model_type: 'toy-default' }),
+      '/m/config.json': toyConfig({ model_type: 'toy-other' }),
       '/m/model.safetensors': toyWeights(),
     });
-    await expectCode(loadModel('/m', { fs }), ErrorCodes.Unsupported, /toy-default/);
-    registerFamily({ ...toyFamily, name: 'toy-default', modelTypes: ['toy-default'] });
-    expect((await loadModel('/m', { fs })).model.architecture).toBe('toy');
+    const impostor = { ...toyFamily, name: 'impostor' };
+    await expectCode(loadModel('/m', { fs, families: [toyFamily, impostor] }), ErrorCodes.BadInput, /impostor/);
+    await expectCode(loadModel('/m', { fs, families: [toyFamily] }), ErrorCodes.Unsupported, /toy-other.*toy/);
+    const other = { ...toyFamily, name: 'toy-other', modelTypes: ['toy-other'] };
+    expect((await loadModel('/m', { fs, families: [toyFamily, other] })).model.architecture).toBe('toy');
   });
 });
 
