@@ -222,8 +222,16 @@ describe('family registry', () => {
       '/m/model.safetensors': toyWeights(),
     });
     const impostor = { ...toyFamily, name: 'impostor' };
-    await expectCode(loadModel('/m', { fs, families: [toyFamily, impostor] }), ErrorCodes.BadInput, /impostor/);
-    await expectCode(loadModel('/m', { fs, families: [toyFamily] }), ErrorCodes.Unsupported, /toy-other.*toy/);
+    await expectCode(
+      loadModel('/m', { fs, families: [toyFamily, impostor] }),
+      ErrorCodes.BadInput,
+      /impostor/,
+    );
+    await expectCode(
+      loadModel('/m', { fs, families: [toyFamily] }),
+      ErrorCodes.Unsupported,
+      /toy-other.*toy/,
+    );
     const other = { ...toyFamily, name: 'toy-other', modelTypes: ['toy-other'] };
     expect((await loadModel('/m', { fs, families: [toyFamily, other] })).model.architecture).toBe('toy');
   });
