@@ -6,7 +6,7 @@ For random-weight GPT-2 and GPT-NeoX (Pythia) checkpoints it computes, literally
     forward-exact patches on the HF modules: detached LayerNorm scale, Identity-rule ratio for the activation,
     detached attention pattern), and integrated gradients over the input embeddings,
 for resid_pre / attn_out / mlp_out (and resid_mid where it exists) per [layer][position], per head on z and per
-neuron on mlp_post, with the logit-difference metric at the last position (METHOD.md §1–§4).
+neuron on mlp_post, with the logit-difference metric at the last position (docs/method.md §3–§12).
 
 Writes fixtures/attribution/<model>/{config.json, model.safetensors, expected.json}. Run from the repo root:
     python3 tools/oracles/attribution_reference.py

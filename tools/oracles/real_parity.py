@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch side of the real-weights parity check (issue 5 §4).
+"""PyTorch side of the real-weights parity check.
 
 Loads a GGUF file with Hugging Face transformers (dequantised to float32, eager attention), tokenizes a set of
 prompts with the tokenizer from the same file, and writes for each prompt <out>/prompt<i>.safetensors with the

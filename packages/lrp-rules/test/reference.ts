@@ -1,6 +1,6 @@
 /**
  * Slow literal references for the rules, in plain JavaScript (float64) loops over the arrays, written from
- * METHOD.md §4 and not from the code under test.
+ * docs/method.md §10 and not from the code under test.
  */
 import type { ActivationKind } from '@relp/core';
 import { expect } from 'vitest';

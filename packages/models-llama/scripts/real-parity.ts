@@ -1,4 +1,4 @@
-// Real-weights parity (issue 5 §4): loads a GGUF file with relp (@relp/weights ggufConfig + ggufToWeightMap, the
+// Real-weights parity: loads a GGUF file with relp (@relp/weights ggufConfig + ggufToWeightMap, the
 // Llama or Gemma 3 family), runs the prompts that tools/oracles/real_parity.py ran through transformers on the
 // same file, and reports max |Δ| of the logits, of every site type (max over layers) and of the site gradients of
 // the same logit difference. Target: 1e-3.

@@ -23,7 +23,7 @@ export function parseDirection(d: string | undefined): Direction | undefined {
   return d;
 }
 
-/** `relp attribute`: one method on one data set → result.json (the issue-3 contract). */
+/** `relp attribute`: one method on one data set → result.json (method, metric, scores, cost, provenance). */
 export async function attributeCommand(o: AttributeOptions, io: CliIo): Promise<void> {
   const spec = methodSpec(o.method);
   const sites = parseSites(o.sites);

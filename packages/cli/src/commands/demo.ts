@@ -107,7 +107,7 @@ export async function demoCommand(o: DemoOptions, io: CliIo): Promise<void> {
       {
         heading: 'Agreement with activation patching',
         paragraphs: [
-          'Reference (GPT-2 small, the 8 prompts, METHOD.md §5): AtP 0.735 / 0.982 / 0.436, RelP 0.962 / 0.961 / 0.989 for resid_pre / attn_out / mlp_out.',
+          'Reference (GPT-2 small, the 8 prompts of the RelP reference demo; docs/method.md §13): AtP 0.735 / 0.982 / 0.436, RelP 0.962 / 0.961 / 0.989 for resid_pre / attn_out / mlp_out.',
         ],
         tables: [{ table: summary }],
       },
