@@ -13,8 +13,8 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * One LRP propagation rule (docs/method.md §10): the rule slot it replaces, which nonlinearities of a model it treats,
- * and the slot function. Every slot function is a local `tf.customGrad` whose forward calls the plain slot
+ * One LRP propagation rule (docs/method.md §10): the rule slot it replaces, which nonlinearities of a model it
+ * treats, and the slot function. Every slot function is a local `tf.customGrad` whose forward calls the plain slot
  * implementation from `@relp/core` (so the forward output is bit-identical) and whose gradFunc implements the
  * rule. Rules never use `registerGradient` (global), so they change nothing outside the call sites that use them.
  */
