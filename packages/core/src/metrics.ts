@@ -32,7 +32,7 @@ export function restrictToAnswers(batch: PairBatch): { vocab: number[]; batch: P
 }
 
 /**
- * m = mean_b( logit_b(answer_b) − logit_b(wrong_b) ) at each prompt's last position (METHOD.md §3).
+ * m = mean_b( logit_b(answer_b) − logit_b(wrong_b) ) at each prompt's last position (docs/method.md §4).
  * Built from a ±1 one-hot matrix rather than gather, whose gradient some backends lack; the result is exact
  * (every other product is zero).
  */
