@@ -12,6 +12,7 @@ export const PAGES: readonly (readonly [string, string])[] = [
   ['quick-start.html', 'Quick start'],
   ['cli.html', 'The CLI'],
   ['library.html', 'Library API'],
+  ['method.html', 'The method'],
   ['tasks.html', 'Tasks'],
   ['report.html', 'Reading the report'],
   ['browser.html', 'In the browser'],
