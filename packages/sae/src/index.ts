@@ -8,4 +8,4 @@ export * from './formats/saelens.js';
 export * from './formats/torch-pickle.js';
 export * from './sae.js';
 export * from './splice.js';
-export * from './train.js';
+export * from './train/index.js';

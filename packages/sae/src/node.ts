@@ -15,7 +15,7 @@ import {
   saeLensBytes,
 } from './formats/saelens.js';
 import type { SparseAutoencoder } from './sae.js';
-import type { SaeTrainerState, TrainerState } from './train.js';
+import type { SaeTrainerState, TrainerState } from './train/index.js';
 
 /** Loads a SAELens folder (cfg.json, sae_weights.safetensors, optional activation_scaler.json). */
 export async function loadSaeLensFolder(

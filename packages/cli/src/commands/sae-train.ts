@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { badInput } from '@relp/core/errors';
 import { formatTable } from '@relp/report';
 import {
-  parseSiteKey,
+  parseHookPoint,
   type SaeMetrics,
   type SaeTrainSpec,
   saesFromState,
@@ -90,7 +90,7 @@ export async function saeTrainCommand(o: SaeTrainOptions, io: CliIo): Promise<vo
         ...(o.l1Warmup !== undefined ? { l1WarmupSteps: o.l1Warmup } : {}),
       };
     else throw badInput(`unknown architecture "${kind}" for ${key} (topk or relu)`);
-    return { hookPoint: parseSiteKey(key!), dSae, arch };
+    return { hookPoint: parseHookPoint(key!), dSae, arch };
   });
   const root = resolve(io.cwd, o.out ?? join(saeCacheDir(io.env), modelSlug(o.model ?? 'smollm2-135m')));
   const runKey = `.train-${specs.map((sp) => saeFolderName(sp)).join('+')}`;
