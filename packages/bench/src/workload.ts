@@ -1,3 +1,5 @@
+import { seededRng } from '@relp/tasks';
+
 /** The benchmark's data: deterministic prompts shared by the tfjs worker and the PyTorch script. */
 export interface Workload {
   readonly prompts: number;
@@ -14,20 +16,9 @@ export interface WorkloadPair {
   wrong: number;
 }
 
-/** mulberry32: the same sequence in TypeScript and in bench_torch.py. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function makePairs(w: Workload, vocab: number): WorkloadPair[] {
-  const r = mulberry32(w.seed);
+  // The mulberry32 stream, which bench_torch.py reproduces number for number.
+  const r = seededRng(w.seed);
   const tok = (): number => Math.floor(r() * vocab);
   const out: WorkloadPair[] = [];
   for (let i = 0; i < w.prompts; i++) {

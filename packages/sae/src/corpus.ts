@@ -1,16 +1,5 @@
 import { badInput } from '@relp/core';
-
-/** Seeded uniform numbers in [0, 1) (mulberry32): the same stream on every platform. */
-export function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRng } from '@relp/tasks';
 
 /** Fisher–Yates shuffle of a copy, driven by `rng`. */
 export function shuffled<T>(items: readonly T[], rng: () => number): T[] {
@@ -112,7 +101,7 @@ export function tokenWindows(
   if (!Number.isInteger(contextLength) || contextLength < 2)
     throw badInput(`context length must be an integer ≥ 2 (got ${contextLength})`);
   const body = bos === undefined ? contextLength : contextLength - 1;
-  const rng = seededUniform(seed);
+  const rng = seededRng(seed);
   const order = shuffled(
     documents.map((_, i) => i),
     rng,

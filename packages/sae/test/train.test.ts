@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LanguageModel, RunContext, type SiteKey } from '@relp/core';
 import { randomGpt2Model } from '@relp/models-gpt2';
+import { seededRng } from '@relp/tasks';
 import { describeEachBackend, expectBitIdentical, expectClose, installLeakGuard } from '@relp/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +14,6 @@ import {
   geometricMedian,
   type SaeTrainSpec,
   SparseAutoencoder,
-  seededUniform,
   type TrainerState,
   type TrainOptions,
   tokenWindows,
@@ -27,7 +27,7 @@ const tiny = (): LanguageModel => randomGpt2Model('tiny', 4, { initializerRange:
 
 /** Random token windows of length T (BOS 0 first), seeded. */
 function windows(n: number, T: number, vocab: number, seed: number): Int32Array[] {
-  const r = seededUniform(seed);
+  const r = seededRng(seed);
   return Array.from({ length: n }, () =>
     Int32Array.from({ length: T }, (_, i) => (i === 0 ? 0 : 1 + Math.floor(r() * (vocab - 1)))),
   );

@@ -1,6 +1,10 @@
 import type { Rng } from './types.js';
 
-/** mulberry32: a small, fast, well-distributed seeded PRNG (same seed → same prompts on every platform). */
+/**
+ * mulberry32: a small, fast, well-distributed seeded PRNG (same seed → same numbers on every platform). The one
+ * seeded uniform stream of the library packages: task prompts, the SAE corpus shuffle and the benchmark workload
+ * all draw from it.
+ */
 export function seededRng(seed: number): Rng {
   let s = seed >>> 0;
   return () => {

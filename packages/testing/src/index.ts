@@ -38,9 +38,16 @@ export async function useBackend(name: TestBackend): Promise<void> {
   await tf.ready();
 }
 
-/** Runs `body` once per backend inside a describe block that switches to that backend first. */
-export function describeEachBackend(title: string, body: (backend: TestBackend) => void): void {
-  for (const backend of testBackends()) {
+/**
+ * Runs `body` once per backend inside a describe block that switches to that backend first; `only` narrows the
+ * backends further (those of testBackends() it names).
+ */
+export function describeEachBackend(
+  title: string,
+  body: (backend: TestBackend) => void,
+  only?: readonly TestBackend[],
+): void {
+  for (const backend of testBackends().filter((b) => only === undefined || only.includes(b))) {
     describe(`${title} [${backend}]`, () => {
       beforeEach(async () => {
         await useBackend(backend);
@@ -118,7 +125,11 @@ export function readFixtureJson<T = unknown>(...parts: string[]): T {
   return JSON.parse(readFileSync(fixturePath(...parts), 'utf8')) as T;
 }
 
-/** A tiny deterministic PRNG (mulberry32) for tests that need random numbers without Math.random. */
+/**
+ * A tiny deterministic PRNG (mulberry32) for tests that need random numbers without Math.random. The same stream
+ * as @relp/tasks' seededRng (a tasks test holds them equal): this package cannot import it, as every package's tests,
+ * tasks' and core's included, import this one.
+ */
 export function seededRandom(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
