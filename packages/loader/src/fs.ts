@@ -37,6 +37,17 @@ export function dirname(path: string): string {
   return i === 0 ? '/' : path.slice(0, i);
 }
 
+/** The chunks of a streamed write as one array (file sinks buffer their chunks and store them whole). */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
 /** An in-memory LoaderFs (tests, and a fallback where no persistent storage exists). */
 export function createMemoryFs(initial: Record<string, Uint8Array | string> = {}): LoaderFs & {
   readonly files: Map<string, Uint8Array>;
@@ -72,13 +83,7 @@ export function createMemoryFs(initial: Record<string, Uint8Array | string> = {}
       let chunks: Uint8Array[] = [truncate ? new Uint8Array(0) : (files.get(path) ?? new Uint8Array(0))];
       put(path, chunks[0]!);
       const flush = () => {
-        const total = chunks.reduce((a, c) => a + c.byteLength, 0);
-        const out = new Uint8Array(total);
-        let at = 0;
-        for (const c of chunks) {
-          out.set(c, at);
-          at += c.byteLength;
-        }
+        const out = concatBytes(chunks);
         chunks = [out];
         put(path, out);
       };

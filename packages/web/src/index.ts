@@ -1,6 +1,6 @@
 export * from './components/circuit-graph.js';
 export * from './components/correlation-table.js';
-export { createTooltip, fmt, type Tooltip, tokenText } from './components/dom.js';
+export { createTooltip, type Tooltip, tokenText } from './components/dom.js';
 export * from './components/heatmap.js';
 export * from './components/scatter.js';
 export type { WasmPaths } from './runtime/backend.js';

@@ -1,5 +1,5 @@
-import { divergingColor } from '@relp/report';
-import { fmt, html, svg, tokenText } from './dom.js';
+import { divergingColor, fmt } from '@relp/report';
+import { html, svg, tokenText } from './dom.js';
 
 export interface CircuitNode {
   readonly id: string;

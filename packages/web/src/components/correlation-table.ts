@@ -1,20 +1,13 @@
+import type { Agreement } from '@relp/core';
+import { fixed } from '@relp/report';
 import { html } from './dom.js';
 
 /** One row: a method's agreement with activation patching on one site type (`compareGrids`' output). */
 export interface CorrelationRow {
   readonly method: string;
   readonly site: string;
-  readonly agreement: {
-    readonly pearson: number;
-    readonly spearman: number;
-    readonly topK: number;
-    readonly k: number;
-    readonly sign: number;
-    readonly cells: number;
-  };
+  readonly agreement: Agreement;
 }
-
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'NaN');
 
 /**
  * The correlation table: rows are methods, column groups are site types, each with Pearson, Spearman and
@@ -45,7 +38,7 @@ export function renderCorrelationTable(
         const v = a ? a[stat] : Number.NaN;
         tr.append(
           html('td', { 'data-method': m, 'data-site': s, 'data-stat': stat, 'data-value': String(v) }, [
-            a ? f3(v) : '—',
+            a ? fixed(v) : '—',
           ]),
         );
       }

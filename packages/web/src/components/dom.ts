@@ -57,18 +57,41 @@ export function createTooltip(host: HTMLElement): Tooltip {
   };
 }
 
+/** What a plot's frame holds: the figure, a tooltip over the plot, and the (empty) svg. */
+export interface PlotFrame {
+  readonly root: HTMLElement;
+  readonly tip: Tooltip;
+  readonly svg: SVGSVGElement;
+}
+
+/**
+ * The frame every plot shares: `<figure class="relp-{kind}">` with the caller's attributes, an optional caption,
+ * and a box holding a tooltip and a `width` × `height` svg labelled by the title (or the kind).
+ */
+export function plotFrame(
+  kind: string,
+  props: { readonly title?: string; readonly attrs?: Readonly<Record<string, string>> },
+  width: number,
+  height: number,
+): PlotFrame {
+  const root = html('figure', { class: `relp-${kind}`, ...props.attrs });
+  if (props.title) root.append(html('figcaption', {}, [props.title]));
+  const box = html('div', { class: 'relp-plot-box' });
+  root.append(box);
+  const tip = createTooltip(box);
+  const s = svg('svg', {
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    role: 'img',
+    'aria-label': props.title ?? kind,
+  });
+  box.append(s);
+  return { root, tip, svg: s };
+}
+
 /** Makes a token printable as a label: visible spaces and newlines, bounded length. */
 export function tokenText(s: string, max = 12): string {
   const v = s.replaceAll('\n', '⏎').replaceAll(' ', '·');
   return v.length > max ? `${v.slice(0, max - 1)}…` : v;
-}
-
-/** A compact number: 3 significant digits, exponent for very small or large magnitudes. */
-export function fmt(x: number, digits = 3): string {
-  if (Number.isNaN(x)) return 'NaN';
-  if (!Number.isFinite(x)) return x > 0 ? '∞' : '−∞';
-  if (x === 0) return '0';
-  const a = Math.abs(x);
-  if (a >= 1e4 || a < 1e-3) return x.toExponential(digits - 1);
-  return Number(x.toPrecision(digits)).toString();
 }

@@ -1,5 +1,5 @@
-import { divergingColor } from '@relp/report';
-import { createTooltip, fmt, html, svg, tokenText } from './dom.js';
+import { divergingColor, fmt } from '@relp/report';
+import { plotFrame, svg, tokenText } from './dom.js';
 
 export interface HeatmapProps {
   /** [layer][position] scores, as `AttributionResult.scores[site]` holds them (position granularity). */
@@ -50,18 +50,7 @@ export function renderHeatmap(container: HTMLElement, props: HeatmapProps): Heat
   const width = left + cols * cell + 16 + barW;
   const height = top + rows * cell + labelH;
 
-  const root = html('figure', { class: 'relp-heatmap', ...props.attrs });
-  if (props.title) root.append(html('figcaption', {}, [props.title]));
-  const box = html('div', { class: 'relp-plot-box' });
-  root.append(box);
-  const tip = createTooltip(box);
-  const s = svg('svg', {
-    width,
-    height,
-    viewBox: `0 0 ${width} ${height}`,
-    role: 'img',
-    'aria-label': props.title ?? 'heatmap',
-  });
+  const { root, tip, svg: s } = plotFrame('heatmap', props, width, height);
   const cells = svg('g', { class: 'cells' });
   props.grid.forEach((row, l) => {
     s.append(
@@ -118,7 +107,6 @@ export function renderHeatmap(container: HTMLElement, props: HeatmapProps): Heat
   const marker = svg('rect', { class: 'marker', width: cell - 1, height: cell - 1, fill: 'none' });
   marker.style.display = 'none';
   s.append(marker);
-  box.append(s);
 
   const cellOf = (target: EventTarget | null): SVGRectElement | undefined =>
     target instanceof SVGRectElement && target.dataset.value !== undefined ? target : undefined;

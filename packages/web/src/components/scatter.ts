@@ -1,5 +1,5 @@
-import { SERIES_COLORS } from '@relp/report';
-import { createTooltip, fmt, html, svg, tokenText } from './dom.js';
+import { fmt, SERIES_COLORS } from '@relp/report';
+import { html, plotFrame, svg, tokenText } from './dom.js';
 
 export interface ScatterSeries {
   /** Method label, e.g. "relp". */
@@ -42,18 +42,7 @@ export function renderScatter(container: HTMLElement, props: ScatterProps): HTML
   const sx = (v: number) => pad + ((v - lo) / (hi - lo)) * size;
   const sy = (v: number) => 12 + size - ((v - lo) / (hi - lo)) * size;
 
-  const root = html('figure', { class: 'relp-scatter', ...props.attrs });
-  if (props.title) root.append(html('figcaption', {}, [props.title]));
-  const box = html('div', { class: 'relp-plot-box' });
-  root.append(box);
-  const tip = createTooltip(box);
-  const s = svg('svg', {
-    width: w,
-    height: h,
-    viewBox: `0 0 ${w} ${h}`,
-    role: 'img',
-    'aria-label': props.title ?? 'scatter',
-  });
+  const { root, tip, svg: s } = plotFrame('scatter', props, w, h);
   s.append(
     svg('rect', { x: pad, y: 12, width: size, height: size, fill: 'none', stroke: '#bbb' }),
     svg('line', {
@@ -119,7 +108,6 @@ export function renderScatter(container: HTMLElement, props: ScatterProps): HTML
     ]);
   });
   points.addEventListener('pointerleave', () => tip.hide());
-  box.append(s);
   const legend = html('div', { class: 'relp-legend' });
   props.series.forEach((ser, k) => {
     const sw = html('span', { class: 'swatch' });

@@ -1,4 +1,4 @@
-import { createMemoryFs, type FileSink, type LoaderFs } from '@relp/loader';
+import { concatBytes, createMemoryFs, type FileSink, type LoaderFs } from '@relp/loader';
 
 const KEY_ORIGIN = 'https://relp.invalid/';
 
@@ -74,13 +74,7 @@ export async function cacheStorageFs(
       // Flush to the cache every 32 MiB so an interrupted download can resume from its .part entry.
       let pending = 0;
       const flush = async () => {
-        const total = chunks.reduce((a, x) => a + x.byteLength, 0);
-        const all = new Uint8Array(total);
-        let at = 0;
-        for (const x of chunks) {
-          all.set(x, at);
-          at += x.byteLength;
-        }
+        const all = concatBytes(chunks);
         chunks.length = 0;
         chunks.push(all);
         pending = 0;
