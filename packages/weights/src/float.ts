@@ -108,21 +108,22 @@ export function f32BitsToBf16Bits(x: number): number {
 }
 
 /** Converts float32 values to F16 bit patterns (round to nearest even). */
-export function f32ArrayToF16(
-  src: Float32Array,
-  out: Uint16Array = new Uint16Array(src.length),
-): Uint16Array {
-  const s = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < s.length; i++) out[i] = f32BitsToF16Bits(s[i]!);
-  return out;
+export function f32ArrayToF16(src: Float32Array, out?: Uint16Array): Uint16Array {
+  return f32ArrayTo16Bits(src, out, f32BitsToF16Bits);
 }
 
 /** Converts float32 values to BF16 bit patterns (round to nearest even). */
-export function f32ArrayToBf16(
+export function f32ArrayToBf16(src: Float32Array, out?: Uint16Array): Uint16Array {
+  return f32ArrayTo16Bits(src, out, f32BitsToBf16Bits);
+}
+
+function f32ArrayTo16Bits(
   src: Float32Array,
-  out: Uint16Array = new Uint16Array(src.length),
+  out: Uint16Array | undefined,
+  bits: (x: number) => number,
 ): Uint16Array {
+  const o = out ?? new Uint16Array(src.length);
   const s = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < s.length; i++) out[i] = f32BitsToBf16Bits(s[i]!);
-  return out;
+  for (let i = 0; i < s.length; i++) o[i] = bits(s[i]!);
+  return o;
 }

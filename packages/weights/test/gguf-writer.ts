@@ -40,6 +40,25 @@ const TYPE_ID: Record<TestValue['type'], number> = {
   f64: GgufValueType.FLOAT64,
 };
 
+type NumberValue = Extract<TestValue, { value: number }>;
+type BigIntValue = Extract<TestValue, { value: bigint }>;
+
+/** Byte size and little-endian writer of each numeric type. */
+const NUMBERS: Record<NumberValue['type'], [number, (d: DataView, x: number) => void]> = {
+  u8: [1, (d, x) => d.setUint8(0, x)],
+  i8: [1, (d, x) => d.setInt8(0, x)],
+  u16: [2, (d, x) => d.setUint16(0, x, true)],
+  i16: [2, (d, x) => d.setInt16(0, x, true)],
+  u32: [4, (d, x) => d.setUint32(0, x, true)],
+  i32: [4, (d, x) => d.setInt32(0, x, true)],
+  f32: [4, (d, x) => d.setFloat32(0, x, true)],
+  f64: [8, (d, x) => d.setFloat64(0, x, true)],
+};
+const BIGINTS: Record<BigIntValue['type'], (d: DataView, x: bigint) => void> = {
+  u64: (d, x) => d.setBigUint64(0, x, true),
+  i64: (d, x) => d.setBigInt64(0, x, true),
+};
+
 class Out {
   private chunks: Uint8Array[] = [];
   length = 0;
@@ -62,36 +81,6 @@ class Out {
   }
   value(v: TestValue): void {
     switch (v.type) {
-      case 'u8':
-        this.dv(1, (d) => d.setUint8(0, v.value));
-        break;
-      case 'i8':
-        this.dv(1, (d) => d.setInt8(0, v.value));
-        break;
-      case 'u16':
-        this.dv(2, (d) => d.setUint16(0, v.value, true));
-        break;
-      case 'i16':
-        this.dv(2, (d) => d.setInt16(0, v.value, true));
-        break;
-      case 'u32':
-        this.dv(4, (d) => d.setUint32(0, v.value, true));
-        break;
-      case 'i32':
-        this.dv(4, (d) => d.setInt32(0, v.value, true));
-        break;
-      case 'f32':
-        this.dv(4, (d) => d.setFloat32(0, v.value, true));
-        break;
-      case 'f64':
-        this.dv(8, (d) => d.setFloat64(0, v.value, true));
-        break;
-      case 'u64':
-        this.dv(8, (d) => d.setBigUint64(0, v.value, true));
-        break;
-      case 'i64':
-        this.dv(8, (d) => d.setBigInt64(0, v.value, true));
-        break;
       case 'bool':
         this.u8(v.value ? 1 : 0);
         break;
@@ -103,6 +92,16 @@ class Out {
         this.u64(v.items.length);
         for (const it of v.items) this.value(it);
         break;
+      case 'u64':
+      case 'i64': {
+        const set = BIGINTS[v.type];
+        this.dv(8, (d) => set(d, v.value));
+        break;
+      }
+      default: {
+        const [size, set] = NUMBERS[v.type];
+        this.dv(size, (d) => set(d, v.value));
+      }
     }
   }
   pad(align: number): void {

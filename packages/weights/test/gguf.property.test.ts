@@ -142,6 +142,18 @@ describe('GGUF property tests: parse or BAD_MODEL_FILE, never anything else', ()
     }),
     fc.record({ kind: fc.constant('u32' as const), at: fc.nat(), v: fc.nat() }),
   );
+  type Mutation = typeof mutation extends fc.Arbitrary<infer M> ? M : never;
+
+  /** Applies one mutation at byte `at` (in place, or by truncating); returns the bytes after it. */
+  const mutate = (b: Uint8Array, m: Mutation, at: number): Uint8Array => {
+    if (m.kind === 'flip') b[at]! ^= 1 << m.bit;
+    else if (m.kind === 'truncate') return b.subarray(0, at);
+    else if (m.kind === 'u64' && at + 8 <= b.length)
+      new DataView(b.buffer, b.byteOffset).setBigUint64(at, m.v, true);
+    else if (m.kind === 'u32' && at + 4 <= b.length)
+      new DataView(b.buffer, b.byteOffset).setUint32(at, m.v, true);
+    return b;
+  };
 
   it('mutated real files (byte flips, truncation, overwritten counts and offsets)', () => {
     fc.assert(
@@ -152,15 +164,7 @@ describe('GGUF property tests: parse or BAD_MODEL_FILE, never anything else', ()
           let b = seeds[which]!.slice();
           // Mutate mostly the header region, where counts, lengths and offsets live.
           const headerEnd = Math.min(b.length, 4096);
-          for (const m of muts) {
-            const at = m.at % headerEnd;
-            if (m.kind === 'flip') b[at]! ^= 1 << m.bit;
-            else if (m.kind === 'truncate') b = b.subarray(0, at);
-            else if (m.kind === 'u64' && at + 8 <= b.length)
-              new DataView(b.buffer, b.byteOffset).setBigUint64(at, m.v, true);
-            else if (m.kind === 'u32' && at + 4 <= b.length)
-              new DataView(b.buffer, b.byteOffset).setUint32(at, m.v, true);
-          }
+          for (const m of muts) b = mutate(b, m, m.at % headerEnd);
           exercise(b);
         },
       ),
@@ -174,13 +178,7 @@ describe('GGUF property tests: parse or BAD_MODEL_FILE, never anything else', ()
         let b = bytes;
         for (const m of muts) {
           if (b.length === 0) break;
-          const at = m.at % b.length;
-          if (m.kind === 'flip') b[at]! ^= 1 << m.bit;
-          else if (m.kind === 'truncate') b = b.subarray(0, at);
-          else if (m.kind === 'u64' && at + 8 <= b.length)
-            new DataView(b.buffer, b.byteOffset).setBigUint64(at, m.v, true);
-          else if (m.kind === 'u32' && at + 4 <= b.length)
-            new DataView(b.buffer, b.byteOffset).setUint32(at, m.v, true);
+          b = mutate(b, m, m.at % b.length);
         }
         exercise(b);
       }),

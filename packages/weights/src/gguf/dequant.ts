@@ -38,8 +38,8 @@ const KERNELS: ReadonlyMap<number, Kernel> = new Map<number, Kernel>([
   [GgmlType.Q8_0, dequantQ8_0],
   [GgmlType.Q2_K, dequantQ2_K],
   [GgmlType.Q3_K, dequantQ3_K],
-  [GgmlType.Q4_K, dequantQ4_K],
-  [GgmlType.Q5_K, dequantQ5_K],
+  [GgmlType.Q4_K, (src, out, n) => dequantQ45_K(src, out, n, false)],
+  [GgmlType.Q5_K, (src, out, n) => dequantQ45_K(src, out, n, true)],
   [GgmlType.Q6_K, dequantQ6_K],
 ]);
 
@@ -263,10 +263,15 @@ function scaleMinK4(src: Uint8Array, s: number, j: number): [number, number] {
   ];
 }
 
-function dequantQ4_K(src: Uint8Array, out: Float32Array, nBlocks: number): void {
-  // block_q4_K: d, dmin, scales[12], qs[128].
+/**
+ * Q4_K and Q5_K share a layout: d, dmin, scales[12], then (Q5_K only) qh[32], then qs[128]. Q5_K's fifth bit of
+ * element l of sub-block j is bit j of qh[l].
+ */
+function dequantQ45_K(src: Uint8Array, out: Float32Array, nBlocks: number, fifthBit: boolean): void {
+  const blockBytes = fifthBit ? 176 : 144;
+  const qsAt = fifthBit ? 48 : 16;
   for (let b = 0; b < nBlocks; b++) {
-    const base = b * 144;
+    const base = b * blockBytes;
     const d = f16At(src, base);
     const dmin = f16At(src, base + 2);
     const o = b * 256;
@@ -274,29 +279,11 @@ function dequantQ4_K(src: Uint8Array, out: Float32Array, nBlocks: number): void 
       const [sc, m] = scaleMinK4(src, base + 4, j);
       const d1 = fr(d * sc);
       const m1 = fr(dmin * m);
-      const qs = base + 16 + (j >> 1) * 32;
-      const shift = 4 * (j & 1);
-      for (let l = 0; l < 32; l++) out[o + j * 32 + l] = fr(d1 * ((src[qs + l]! >> shift) & 0x0f)) - m1;
-    }
-  }
-}
-
-function dequantQ5_K(src: Uint8Array, out: Float32Array, nBlocks: number): void {
-  // block_q5_K: d, dmin, scales[12], qh[32], qs[128].
-  for (let b = 0; b < nBlocks; b++) {
-    const base = b * 176;
-    const d = f16At(src, base);
-    const dmin = f16At(src, base + 2);
-    const o = b * 256;
-    for (let j = 0; j < 8; j++) {
-      const [sc, m] = scaleMinK4(src, base + 4, j);
-      const d1 = fr(d * sc);
-      const m1 = fr(dmin * m);
-      const qs = base + 48 + (j >> 1) * 32;
+      const qs = base + qsAt + (j >> 1) * 32;
       const shift = 4 * (j & 1);
       for (let l = 0; l < 32; l++) {
-        const q = ((src[qs + l]! >> shift) & 0x0f) | (((src[base + 16 + l]! >> j) & 1) << 4);
-        out[o + j * 32 + l] = fr(d1 * q) - m1;
+        const high = fifthBit ? ((src[base + 16 + l]! >> j) & 1) << 4 : 0;
+        out[o + j * 32 + l] = fr(d1 * (((src[qs + l]! >> shift) & 0x0f) | high)) - m1;
       }
     }
   }

@@ -156,19 +156,29 @@ class Cursor {
   }
 }
 
-/** Bytes per element of the fixed-size value types. */
-const SCALAR_SIZE: Readonly<Record<number, number>> = {
-  [GgufValueType.UINT8]: 1,
-  [GgufValueType.INT8]: 1,
-  [GgufValueType.UINT16]: 2,
-  [GgufValueType.INT16]: 2,
-  [GgufValueType.UINT32]: 4,
-  [GgufValueType.INT32]: 4,
-  [GgufValueType.FLOAT32]: 4,
-  [GgufValueType.BOOL]: 1,
-  [GgufValueType.UINT64]: 8,
-  [GgufValueType.INT64]: 8,
-  [GgufValueType.FLOAT64]: 8,
+type TypedCtor = {
+  new (n: number): GgufTypedArray;
+  readonly BYTES_PER_ELEMENT: number;
+};
+
+/**
+ * The fixed-size value types: bytes per element, how one is read, and the typed array that holds an array of them
+ * (all but BOOL, whose bytes are checked one by one).
+ */
+const SCALARS: Readonly<
+  Record<number, { size: number; get: (v: DataView, p: number) => number | bigint; array?: TypedCtor }>
+> = {
+  [GgufValueType.UINT8]: { size: 1, get: (v, p) => v.getUint8(p), array: Uint8Array },
+  [GgufValueType.INT8]: { size: 1, get: (v, p) => v.getInt8(p), array: Int8Array },
+  [GgufValueType.UINT16]: { size: 2, get: (v, p) => v.getUint16(p, true), array: Uint16Array },
+  [GgufValueType.INT16]: { size: 2, get: (v, p) => v.getInt16(p, true), array: Int16Array },
+  [GgufValueType.UINT32]: { size: 4, get: (v, p) => v.getUint32(p, true), array: Uint32Array },
+  [GgufValueType.INT32]: { size: 4, get: (v, p) => v.getInt32(p, true), array: Int32Array },
+  [GgufValueType.FLOAT32]: { size: 4, get: (v, p) => v.getFloat32(p, true), array: Float32Array },
+  [GgufValueType.BOOL]: { size: 1, get: (v, p) => v.getUint8(p) },
+  [GgufValueType.UINT64]: { size: 8, get: (v, p) => v.getBigUint64(p, true), array: BigUint64Array },
+  [GgufValueType.INT64]: { size: 8, get: (v, p) => v.getBigInt64(p, true), array: BigInt64Array },
+  [GgufValueType.FLOAT64]: { size: 8, get: (v, p) => v.getFloat64(p, true), array: Float64Array },
 };
 
 interface ParseState {
@@ -186,62 +196,19 @@ function valueType(c: Cursor, what: string): GgufValueType {
 }
 
 function readScalar(c: Cursor, type: GgufValueType, what: string): number | bigint | boolean {
-  const size = SCALAR_SIZE[type]!;
-  c.need(size, what);
-  const v = c.view;
+  const scalar = SCALARS[type];
+  if (scalar === undefined) throw badFile(`GGUF: value type ${type} is not a scalar (${what})`);
+  c.need(scalar.size, what);
   const p = c.pos;
-  c.pos += size;
-  switch (type) {
-    case GgufValueType.UINT8:
-      return v.getUint8(p);
-    case GgufValueType.INT8:
-      return v.getInt8(p);
-    case GgufValueType.UINT16:
-      return v.getUint16(p, true);
-    case GgufValueType.INT16:
-      return v.getInt16(p, true);
-    case GgufValueType.UINT32:
-      return v.getUint32(p, true);
-    case GgufValueType.INT32:
-      return v.getInt32(p, true);
-    case GgufValueType.FLOAT32:
-      return v.getFloat32(p, true);
-    case GgufValueType.BOOL: {
-      const b = v.getUint8(p);
-      if (b > 1) throw badFile(`GGUF: boolean ${what} has byte value ${b}`, { offset: p });
-      return b === 1;
-    }
-    case GgufValueType.UINT64:
-      return v.getBigUint64(p, true);
-    case GgufValueType.INT64:
-      return v.getBigInt64(p, true);
-    case GgufValueType.FLOAT64:
-      return v.getFloat64(p, true);
-    default:
-      throw badFile(`GGUF: value type ${type} is not a scalar (${what})`);
-  }
+  c.pos += scalar.size;
+  const x = scalar.get(c.view, p);
+  if (type !== GgufValueType.BOOL) return x;
+  if (x > 1) throw badFile(`GGUF: boolean ${what} has byte value ${x}`, { offset: p });
+  return x === 1;
 }
 
-type TypedCtor = {
-  new (n: number): GgufTypedArray;
-  readonly BYTES_PER_ELEMENT: number;
-};
-
-const TYPED: Readonly<Record<number, TypedCtor>> = {
-  [GgufValueType.UINT8]: Uint8Array,
-  [GgufValueType.INT8]: Int8Array,
-  [GgufValueType.UINT16]: Uint16Array,
-  [GgufValueType.INT16]: Int16Array,
-  [GgufValueType.UINT32]: Uint32Array,
-  [GgufValueType.INT32]: Int32Array,
-  [GgufValueType.FLOAT32]: Float32Array,
-  [GgufValueType.UINT64]: BigUint64Array,
-  [GgufValueType.INT64]: BigInt64Array,
-  [GgufValueType.FLOAT64]: Float64Array,
-};
-
 function readNumericArray(c: Cursor, type: GgufValueType, count: number): GgufTypedArray {
-  const Ctor = TYPED[type]!;
+  const Ctor = SCALARS[type]!.array!;
   const size = Ctor.BYTES_PER_ELEMENT;
   const nbytes = count * size;
   const src = c.bytes.subarray(c.pos, c.pos + nbytes);
@@ -268,10 +235,10 @@ function readArray(
   const itemType = valueType(c, `${what} element type`);
   // Smallest encoded size of one element: a guard against counts the remaining bytes cannot hold.
   const minSize =
-    itemType === GgufValueType.STRING ? 8 : itemType === GgufValueType.ARRAY ? 12 : SCALAR_SIZE[itemType]!;
+    itemType === GgufValueType.STRING ? 8 : itemType === GgufValueType.ARRAY ? 12 : SCALARS[itemType]!.size;
   const count = c.u64n(`${what} element count`, Math.floor(c.remaining / Math.max(1, minSize)));
-  if (TYPED[itemType] !== undefined) {
-    c.need(count * SCALAR_SIZE[itemType]!, what);
+  if (SCALARS[itemType]?.array !== undefined) {
+    c.need(count * SCALARS[itemType]!.size, what);
     return { itemType, value: readNumericArray(c, itemType, count) };
   }
   st.values += count;
