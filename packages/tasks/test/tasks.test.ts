@@ -24,6 +24,12 @@ function diffPositions(a: readonly number[], b: readonly number[]): number[] {
   return a.flatMap((t, i) => (t === b[i] ? [] : [i]));
 }
 
+/** `checkPairs` with the GPT-2 tokenizer; each kept pair comes with the positions where clean and corrupt differ. */
+function checkedDiffs(pairs: Parameters<typeof checkPairs>[0], options?: Parameters<typeof checkPairs>[2]) {
+  const checked = checkPairs(pairs, tok, options);
+  return { ...checked, diffs: checked.pairs.map((p) => [p, diffPositions(p.clean, p.corrupt)] as const) };
+}
+
 describe('IOI templates', () => {
   it('has the 15 templates of Wang et al. in both orders, each with one IO slot and two S slots', () => {
     expect(IOI_BABA_TEMPLATES).toHaveLength(15);
@@ -75,11 +81,9 @@ describe('IOI generator', () => {
   });
 
   it('s2-swap changes exactly the S2 token, to the IO token', () => {
-    const pairs = generateIoi({ n: 100, seed: 7, corruption: 's2-swap' });
-    const checked = checkPairs(pairs, tok);
+    const checked = checkedDiffs(generateIoi({ n: 100, seed: 7, corruption: 's2-swap' }));
     expect(checked.dropped).toEqual([]);
-    for (const p of checked.pairs) {
-      const d = diffPositions(p.clean, p.corrupt);
+    for (const [p, d] of checked.diffs) {
       expect(d).toHaveLength(1);
       const at = d[0]!;
       expect(p.clean[at]).toBe(p.wrong); // S2 in the clean prompt is the subject (the wrong answer)
@@ -91,11 +95,9 @@ describe('IOI generator', () => {
   });
 
   it('abc replaces the three name tokens by three distinct other names and nothing else', () => {
-    const pairs = generateIoi({ n: 60, seed: 11, corruption: 'abc' });
-    const checked = checkPairs(pairs, tok);
+    const checked = checkedDiffs(generateIoi({ n: 60, seed: 11, corruption: 'abc' }));
     expect(checked.dropped).toEqual([]);
-    for (const p of checked.pairs) {
-      const d = diffPositions(p.clean, p.corrupt);
+    for (const [p, d] of checked.diffs) {
       expect(d).toHaveLength(3);
       const names = d.map((i) => p.corrupt[i]!);
       expect(new Set(names).size).toBe(3);
@@ -112,12 +114,11 @@ describe('IOI reference demo set', () => {
     expect(pairs).toHaveLength(8);
     expect(pairs[0]!.clean).toBe('When John and Mary went to the shops, John gave the bag to');
     expect(pairs[7]!.clean).toBe('After Martin and Amy went to the park, Martin gave a drink to');
-    const checked = checkPairs(pairs, tok, { prependBos: true });
+    const checked = checkedDiffs(pairs, { prependBos: true });
     expect(checked.dropped).toEqual([]);
-    for (const p of checked.pairs) {
+    for (const [p, d] of checked.diffs) {
       expect(p.clean).toHaveLength(15);
       expect(p.clean[0]).toBe(50256);
-      const d = diffPositions(p.clean, p.corrupt);
       expect(d).toEqual([10]); // S2 position in the notebook's labels (" John_10")
       expect(p.clean[10]).toBe(p.wrong);
       expect(p.corrupt[10]).toBe(p.answer);
@@ -138,11 +139,9 @@ describe('IOI reference demo set', () => {
 
 describe('greater-than', () => {
   it('changes exactly the YY token to 01, with single-token two-digit answer above and wrong below YY', () => {
-    const pairs = generateGreaterThan({ n: 100, seed: 2 });
-    const checked = checkPairs(pairs, tok);
+    const checked = checkedDiffs(generateGreaterThan({ n: 100, seed: 2 }));
     expect(checked.pairs.length).toBeGreaterThan(80);
-    for (const p of checked.pairs) {
-      const d = diffPositions(p.clean, p.corrupt);
+    for (const [p, d] of checked.diffs) {
       expect(d).toHaveLength(1);
       expect(tok.decode([p.corrupt[d[0]!]!])).toBe('01');
       const yy = Number(tok.decode([p.clean[d[0]!]!]));
@@ -156,11 +155,9 @@ describe('greater-than', () => {
 describe('subject–verb agreement', () => {
   for (const structure of SVA_STRUCTURES) {
     it(`${structure}: the corrupt prompt flips the number of exactly the agreeing noun`, () => {
-      const pairs = generateSva({ n: 60, seed: 5, structure });
-      const checked = checkPairs(pairs, tok);
+      const checked = checkedDiffs(generateSva({ n: 60, seed: 5, structure }));
       expect(checked.pairs.length).toBeGreaterThan(30);
-      for (const p of checked.pairs) {
-        const d = diffPositions(p.clean, p.corrupt);
+      for (const [p, d] of checked.diffs) {
         expect(d).toHaveLength(1);
         const clean = tok.decode([p.clean[d[0]!]!]);
         const corrupt = tok.decode([p.corrupt[d[0]!]!]);
