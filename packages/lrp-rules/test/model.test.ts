@@ -16,6 +16,20 @@ installLeakGuard();
 
 const PRESETS: readonly RuleSet[] = [RELP, RELP_AH];
 
+/** Both presets refuse the model's nonlinearities with MISSING_RULE naming `kind`. */
+function expectMissingRule(model: LanguageModel, kind: RegExp): void {
+  for (const rules of PRESETS) {
+    let caught: unknown;
+    try {
+      checkRulesCover(rules, model.nonlinearities, model.architecture);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isRelpError(caught, 'MISSING_RULE'), String(caught)).toBe(true);
+    expect(String((caught as Error).message)).toMatch(kind);
+  }
+}
+
 /** |Σ resid0 · grad − m| / |m|: how far Gradient×Input at resid_pre[0] is from the metric. */
 function conservationError(r: RunResult): number {
   return Math.abs(dot64(r.resid0, r.grad) - r.metric) / Math.abs(r.metric);
@@ -72,16 +86,7 @@ describeEachBackend('rules on whole models', (backend) => {
         const extended: LanguageModel = Object.create(model, {
           nonlinearities: { value: [...model.nonlinearities, { slot: 'activation', kind: 'softplus' }] },
         });
-        for (const rules of PRESETS) {
-          let caught: unknown;
-          try {
-            checkRulesCover(rules, extended.nonlinearities, extended.architecture);
-          } catch (e) {
-            caught = e;
-          }
-          expect(isRelpError(caught, 'MISSING_RULE'), String(caught)).toBe(true);
-          expect(String((caught as Error).message)).toMatch(/softplus/);
-        }
+        expectMissingRule(extended, /softplus/);
         // AtP (no rules) has nothing to miss.
         expect(() => checkRulesCover(NO_RULES, extended.nonlinearities, extended.architecture)).not.toThrow();
       });
@@ -119,16 +124,7 @@ describe('Gemma 3 final-logit soft-capping', () => {
     const model = gemmaWithSoftcap();
     try {
       expect(model.nonlinearities).toContainEqual({ slot: 'activation', kind: 'final_logit_softcap' });
-      for (const rules of [RELP, RELP_AH]) {
-        let caught: unknown;
-        try {
-          checkRulesCover(rules, model.nonlinearities, model.architecture);
-        } catch (e) {
-          caught = e;
-        }
-        expect(isRelpError(caught, 'MISSING_RULE'), String(caught)).toBe(true);
-        expect(String((caught as Error).message)).toMatch(/final_logit_softcap/);
-      }
+      expectMissingRule(model, /final_logit_softcap/);
     } finally {
       model.dispose();
     }

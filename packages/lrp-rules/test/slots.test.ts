@@ -69,26 +69,28 @@ describeEachBackend('Identity-rule', () => {
         x.dispose();
       });
 
-      it('backward is dy·act(x)/x̃ (literal reference) and differs from the plain gradient', () => {
-        const xs = activationInputs(2);
-        const dys = new Float32Array(normals(seededRandom(3), N));
+      /** The rule's input gradient on seeded pre-activations and output gradient, with their arrays and tensors. */
+      const ruleGradient = (xSeed: number, dySeed: number) => {
+        const xs = activationInputs(xSeed);
+        const dys = new Float32Array(normals(seededRandom(dySeed), N));
         const x = tf.tensor(xs, SHAPE);
         const dy = tf.tensor(dys, SHAPE);
         const [dx] = vjp((t) => rule(kind, t), [x], dy);
+        return { xs, dys, x, dy, dx: dx! };
+      };
+
+      it('backward is dy·act(x)/x̃ (literal reference) and differs from the plain gradient', () => {
+        const { xs, dys, x, dy, dx } = ruleGradient(2, 3);
         const [plain] = vjp((t) => plainSlots.activation(kind, t), [x], dy);
-        expectAllClose(dx!, identityGradRef(kind, xs, dys), 1e-4, 1e-6, `${kind} rule gradient`);
-        expect(maxAbsDiff(dx!, plain!), 'rule gradient vs plain gradient').toBeGreaterThan(1e-2);
+        expectAllClose(dx, identityGradRef(kind, xs, dys), 1e-4, 1e-6, `${kind} rule gradient`);
+        expect(maxAbsDiff(dx, plain!), 'rule gradient vs plain gradient').toBeGreaterThan(1e-2);
         tf.dispose([x, dy]);
       });
 
       it('conserves Gradient×Input up to the stabiliser: Σ x·dx ≈ Σ y·dy', () => {
-        const xs = activationInputs(4);
-        const dys = new Float32Array(normals(seededRandom(5), N));
-        const x = tf.tensor(xs, SHAPE);
-        const dy = tf.tensor(dys, SHAPE);
-        const [dx] = vjp((t) => rule(kind, t), [x], dy);
+        const { xs, dys, x, dy, dx } = ruleGradient(4, 5);
         const ys = forward((t) => rule(kind, t), [x]);
-        const lhs = dot64(xs, dx!);
+        const lhs = dot64(xs, dx);
         const rhs = dot64(ys, dys);
         // Each term differs from y·dy by the factor x/x̃ = 1 − ε·(sign+[x=0])/x̃, plus float32 rounding.
         let bound = 0;
@@ -225,6 +227,15 @@ describeEachBackend('LN-rule normaliser (normScale)', () => {
 describeEachBackend('Half-rule', () => {
   const rule = halfRule.slots.gateProduct!;
 
+  /** Seeded factors a (of shape `aShape`) and up, and an output gradient dy, as arrays and as tensors. */
+  function gateInputs(seed: number, aShape: number[] = SHAPE) {
+    const rand = seededRandom(seed);
+    const as = normals(rand, tf.util.sizeFromShape(aShape));
+    const ups = normals(rand, N);
+    const dys = normals(rand, N);
+    return { as, ups, dys, a: tf.tensor(as, aShape), up: tf.tensor(ups, SHAPE), dy: tf.tensor(dys, SHAPE) };
+  }
+
   it('forward is bit-identical to the plain gate product', () => {
     const rand = seededRandom(20);
     const a = tf.tensor(normals(rand, N), SHAPE);
@@ -234,13 +245,7 @@ describeEachBackend('Half-rule', () => {
   });
 
   it('backward is da = ½·dy·up, dup = ½·dy·a (literal reference), half the plain gradient', () => {
-    const rand = seededRandom(21);
-    const as = normals(rand, N);
-    const ups = normals(rand, N);
-    const dys = normals(rand, N);
-    const a = tf.tensor(as, SHAPE);
-    const up = tf.tensor(ups, SHAPE);
-    const dy = tf.tensor(dys, SHAPE);
+    const { as, ups, dys, a, up, dy } = gateInputs(21);
     const [da, dup] = vjp(rule, [a, up], dy);
     const [pa, pup] = vjp(plainSlots.gateProduct, [a, up], dy);
     const ref = halfGradRef(as, ups, dys);
@@ -252,13 +257,7 @@ describeEachBackend('Half-rule', () => {
   });
 
   it('reduces the gradient of a broadcast factor to its shape', () => {
-    const rand = seededRandom(22);
-    const as = normals(rand, 8);
-    const ups = normals(rand, N);
-    const dys = normals(rand, N);
-    const a = tf.tensor(as, [8]);
-    const up = tf.tensor(ups, SHAPE);
-    const dy = tf.tensor(dys, SHAPE);
+    const { as, ups, dys, a, up, dy } = gateInputs(22, [8]);
     const [da, dup] = vjp(rule, [a, up], dy);
     const refDa = new Array<number>(8).fill(0);
     const refDup: number[] = [];
@@ -272,13 +271,7 @@ describeEachBackend('Half-rule', () => {
   });
 
   it('conserves Gradient×Input: Σ a·da + Σ up·dup = Σ y·dy', () => {
-    const rand = seededRandom(23);
-    const as = normals(rand, N);
-    const ups = normals(rand, N);
-    const dys = normals(rand, N);
-    const a = tf.tensor(as, SHAPE);
-    const up = tf.tensor(ups, SHAPE);
-    const dy = tf.tensor(dys, SHAPE);
+    const { as, ups, dys, a, up, dy } = gateInputs(23);
     const [da, dup] = vjp(rule, [a, up], dy);
     const ys = forward(rule, [a, up]);
     const lhs = dot64(as, da!) + dot64(ups, dup!);
