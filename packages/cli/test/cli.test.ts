@@ -31,23 +31,17 @@ async function run(
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'relp-cli-'));
 
+/** `relp <command> --model <the test model> --data <data>`, then `extra`. */
+const onModel = (command: string, data: string, ...extra: string[]) =>
+  run([command, '--model', model, '--data', data, ...extra]);
+const attribute = (data: string, method: string, ...extra: string[]) =>
+  onModel('attribute', data, '--method', method, ...extra);
+
 describe('relp attribute', () => {
   it('writes result.json with the contract keys and full provenance', async () => {
     const dir = tmp();
     const out = join(dir, 'result.json');
-    const r = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      pairs,
-      '--method',
-      'relp',
-      '--sites',
-      'resid_pre,attn_out,mlp_out,z',
-      '--out',
-      out,
-    ]);
+    const r = await attribute(pairs, 'relp', '--sites', 'resid_pre,attn_out,mlp_out,z', '--out', out);
     expect(r.err).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const res = JSON.parse(readFileSync(out, 'utf8'));
@@ -74,20 +68,15 @@ describe('relp attribute', () => {
   });
 
   it('activation patching with --normalize: the first patched position of resid_pre at layer 0 is exactly 1', async () => {
-    const r = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
+    const r = await attribute(
       pairs,
-      '--method',
       'activation-patching',
       '--sites',
       'resid_pre',
       '--normalize',
       '--json',
       '-q',
-    ]);
+    );
     expect(r.code).toBe(0);
     const res = JSON.parse(r.out);
     // Patching the whole residual at the only differing position of layer 0 restores the clean run.
@@ -99,18 +88,7 @@ describe('relp attribute', () => {
 describe('relp compare / circuit / demo', () => {
   it('compare writes a report whose HTML shows the table and names every SVG it writes', async () => {
     const dir = join(tmp(), 'report');
-    const r = await run([
-      'compare',
-      '--model',
-      model,
-      '--data',
-      pairs,
-      '--methods',
-      'atp,relp',
-      '--normalize',
-      '--out',
-      dir,
-    ]);
+    const r = await onModel('compare', pairs, '--methods', 'atp,relp', '--normalize', '--out', dir);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/relp\s+mlp_out\s+-?\d\.\d{3}\s+-?\d\.\d{3}/);
     const files = readdirSync(dir);
@@ -128,11 +106,8 @@ describe('relp compare / circuit / demo', () => {
 
   it('circuit writes JSON, DOT, SVG and the sweep curves; faithfulness of the whole universe is 1', async () => {
     const dir = join(tmp(), 'circ');
-    const r = await run([
+    const r = await onModel(
       'circuit',
-      '--model',
-      model,
-      '--data',
       pairs,
       '--methods',
       'atp',
@@ -144,7 +119,7 @@ describe('relp compare / circuit / demo', () => {
       '1e-3:1:4',
       '--out',
       dir,
-    ]);
+    );
     expect(r.code).toBe(0);
     const files = readdirSync(dir).sort();
     expect(files).toEqual(
@@ -217,17 +192,7 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     const dir = tmp();
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, `${readFileSync(pairs, 'utf8').split('\n')[0]}\n{"clean_ids": [1, 2}\n`);
-    const r = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      bad,
-      '--method',
-      'atp',
-      '--out',
-      join(dir, 'r.json'),
-    ]);
+    const r = await attribute(bad, 'atp', '--out', join(dir, 'r.json'));
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/bad\.jsonl:2: not valid JSON/);
     expect(existsSync(join(dir, 'r.json'))).toBe(false);
@@ -240,17 +205,7 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
       same,
       '{"clean_ids": [1, 2, 3], "corrupt_ids": [1, 2, 3], "answer_id": 4, "wrong_id": 5}\n',
     );
-    const r1 = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      same,
-      '--method',
-      'atp',
-      '--out',
-      join(dir, 'r.json'),
-    ]);
+    const r1 = await attribute(same, 'atp', '--out', join(dir, 'r.json'));
     expect(r1.code).toBe(2);
     expect(r1.err).toMatch(/identical/);
     const long = join(dir, 'long.jsonl');
@@ -259,17 +214,7 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
       long,
       JSON.stringify({ clean_ids: ids, corrupt_ids: [...ids.slice(0, -1), 77], answer_id: 4, wrong_id: 5 }),
     );
-    const r2 = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      long,
-      '--method',
-      'atp',
-      '--out',
-      join(dir, 'r.json'),
-    ]);
+    const r2 = await attribute(long, 'atp', '--out', join(dir, 'r.json'));
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/longer than the model's context/);
   });
@@ -278,70 +223,28 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     const dir = tmp();
     const out = join(dir, 'r.json');
     writeFileSync(out, 'keep');
-    const r = await run(['attribute', '--model', model, '--data', pairs, '--method', 'atp', '--out', out]);
+    const r = await attribute(pairs, 'atp', '--out', out);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/already exists; pass --force/);
     expect(readFileSync(out, 'utf8')).toBe('keep');
     const folder = join(dir, 'rep');
     writeFileSync(join(dir, 'marker'), '');
-    const r2 = await run(['compare', '--model', model, '--data', pairs, '--out', dir]);
+    const r2 = await onModel('compare', pairs, '--out', dir);
     expect(r2.code).toBe(2);
     expect(existsSync(folder)).toBe(false);
     expect(readdirSync(dir).sort()).toEqual(['marker', 'r.json']); // no temp folders left behind
-    const r3 = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      pairs,
-      '--method',
-      'atp',
-      '--out',
-      out,
-      '--force',
-      '-q',
-    ]);
+    const r3 = await attribute(pairs, 'atp', '--out', out, '--force', '-q');
     expect(r3.code).toBe(0);
     expect(JSON.parse(readFileSync(out, 'utf8')).method).toBe('atp');
   });
 
   it('bad flags and unknown methods are exit 2; --help is exit 0 with examples', async () => {
-    expect(
-      (await run(['attribute', '--model', model, '--data', pairs, '--method', 'foo', '--out', 'x.json']))
-        .code,
-    ).toBe(2);
-    expect(
-      (
-        await run([
-          'compare',
-          '--model',
-          model,
-          '--data',
-          pairs,
-          '--methods',
-          'atp,zzz',
-          '--out',
-          join(tmp(), 'c'),
-        ])
-      ).code,
-    ).toBe(2);
+    expect((await attribute(pairs, 'foo', '--out', 'x.json')).code).toBe(2);
+    expect((await onModel('compare', pairs, '--methods', 'atp,zzz', '--out', join(tmp(), 'c'))).code).toBe(2);
     expect((await run(['attribute', '--frobnicate'])).code).toBe(2);
-    expect(
-      (
-        await run([
-          'attribute',
-          '--model',
-          model,
-          '--data',
-          pairs,
-          '--method',
-          'atp',
-          '--sites',
-          'resid_pree',
-          '--json',
-        ])
-      ).err,
-    ).toMatch(/unknown site 'resid_pree'/);
+    expect((await attribute(pairs, 'atp', '--sites', 'resid_pree', '--json')).err).toMatch(
+      /unknown site 'resid_pree'/,
+    );
     for (const cmd of ['attribute', 'compare', 'circuit', 'demo', 'tasks']) {
       const h = await run([cmd, '--help']);
       expect(h.code).toBe(0);
@@ -365,18 +268,7 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
   });
 
   it('--backend webgpu in Node fails clearly (no navigator.gpu)', async () => {
-    const r = await run([
-      'attribute',
-      '--model',
-      model,
-      '--data',
-      pairs,
-      '--method',
-      'atp',
-      '--backend',
-      'webgpu',
-      '--json',
-    ]);
+    const r = await attribute(pairs, 'atp', '--backend', 'webgpu', '--json');
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/navigator\.gpu/);
   });
