@@ -14,12 +14,11 @@ import json
 import os
 import sys
 
-import safetensors
 import torch
-import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_fixtures import OUT, capture, init_weights, save_model, write_folder  # noqa: E402
+from llama_fixtures import capture, init_weights  # noqa: E402
+from model_common import expected_metadata, save_model, write_expected, write_versions  # noqa: E402
 
 # name, config kwargs, legacy (rewrite config.json the way the Hub's Gemma 3 checkpoints spell it), batch, seq
 CONFIGS = [
@@ -80,17 +79,8 @@ def main() -> None:
         print(name, model.config.layer_types, model.config.rope_parameters)
         tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
         tensors = capture(model, modeling_gemma3, tokens, gen, gemma=True)
-        total += write_folder(name, model, tensors, {"batch": str(batch), "seq": str(seq)})
-    with open(os.path.join(OUT, "gemma3-versions.json"), "w") as f:
-        json.dump({
-            "generator": "tools/oracles/gemma_fixtures.py",
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "safetensors": safetensors.__version__,
-            "python": sys.version.split()[0],
-            "fixtures": [c[0] for c in CONFIGS],
-        }, f, indent=2)
-        f.write("\n")
+        total += write_expected(name, tensors, expected_metadata(batch, seq))
+    write_versions("gemma3-versions.json", "tools/oracles/gemma_fixtures.py", [c[0] for c in CONFIGS])
     print(f"total {total / 1024:.0f} KiB")
 
 

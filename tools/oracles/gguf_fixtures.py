@@ -155,6 +155,14 @@ def summary(arr: np.ndarray, rng: np.random.Generator, n_samples: int = 16) -> d
     }
 
 
+def finish(w: GGUFWriter) -> None:
+    """Writes the header, the metadata and the tensors, and closes the file."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_tiny(rng: np.random.Generator) -> None:
     path = OUT / "tiny.gguf"
     w = GGUFWriter(str(path), "tinyarch")
@@ -199,10 +207,7 @@ def write_tiny(rng: np.random.Generator) -> None:
                             ("q2_k", (1, 256), T.Q2_K), ("q3_k", (1, 256), T.Q3_K), ("vec3d", (2, 2, 256), T.Q4_K)]:
         vals = raw_tensor(w, name, shape, qt, rng)
         expected[name] = {"type": qt.name, "shape": list(shape), **summary(vals, rng)}
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     (OUT / "tiny.expected.json").write_text(json.dumps(expected) + "\n")
 
 
@@ -234,17 +239,24 @@ def hf_check(path: Path, rng: np.random.Generator) -> dict:
     return {"config": {k: cfg[k] for k in keep if k in cfg}, "tensors": tensors}
 
 
-def write_tiny_llama(rng: np.random.Generator) -> None:
-    d, n_head, n_kv, hd, ff, layers, vocab = 32, 4, 2, 8, 256, 2, 40
-    path = OUT / "tiny-llama.gguf"
-    w = GGUFWriter(str(path), "llama")
-    w.add_name("tiny llama")
-    w.add_context_length(128)
+def model_writer(path: Path, arch: str, name: str, context: int, d: int, layers: int, ff: int, n_head: int,
+                 n_kv: int) -> GGUFWriter:
+    """A GGUFWriter for a tiny model, with the hyperparameters every architecture has (in llama.cpp's order)."""
+    w = GGUFWriter(str(path), arch)
+    w.add_name(name)
+    w.add_context_length(context)
     w.add_embedding_length(d)
     w.add_block_count(layers)
     w.add_feed_forward_length(ff)
     w.add_head_count(n_head)
     w.add_head_count_kv(n_kv)
+    return w
+
+
+def write_tiny_llama(rng: np.random.Generator) -> None:
+    d, n_head, n_kv, hd, ff, layers, vocab = 32, 4, 2, 8, 256, 2, 40
+    path = OUT / "tiny-llama.gguf"
+    w = model_writer(path, "llama", "tiny llama", 128, d, layers, ff, n_head, n_kv)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_dimension_count(hd)
@@ -264,24 +276,14 @@ def write_tiny_llama(rng: np.random.Generator) -> None:
         add(w, f"blk.{i}.ffn_down.weight", rng.standard_normal((d, ff)), T.Q8_0)
     add(w, "output_norm.weight", 1 + 0.1 * rng.standard_normal(d), T.F32)
     add(w, "output.weight", rng.standard_normal((vocab, d)), T.Q8_0)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     (OUT / "tiny-llama.expected.json").write_text(json.dumps(hf_check(path, rng)) + "\n")
 
 
 def write_tiny_gemma3(rng: np.random.Generator) -> None:
     d, n_head, n_kv, hd, ff, layers, vocab = 32, 2, 1, 16, 64, 6, 48
     path = OUT / "tiny-gemma3.gguf"
-    w = GGUFWriter(str(path), "gemma3")
-    w.add_name("tiny gemma3")
-    w.add_context_length(256)
-    w.add_embedding_length(d)
-    w.add_block_count(layers)
-    w.add_feed_forward_length(ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_kv)
+    w = model_writer(path, "gemma3", "tiny gemma3", 256, d, layers, ff, n_head, n_kv)
     w.add_key_length(hd)
     w.add_value_length(hd)
     w.add_rope_freq_base(1000000.0)
@@ -310,10 +312,7 @@ def write_tiny_gemma3(rng: np.random.Generator) -> None:
         add(w, f"blk.{i}.ffn_down.weight", rng.standard_normal((d, ff)), T.Q4_0 if i % 2 == 0 else T.Q4_1)
         norm(f"blk.{i}.post_ffw_norm.weight", d)
     norm("output_norm.weight", d)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     (OUT / "tiny-gemma3.expected.json").write_text(json.dumps(hf_check(path, rng)) + "\n")
 
 

@@ -22,8 +22,8 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT = os.path.join(ROOT, "fixtures", "models")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model_common import OUT, answer_and_wrong  # noqa: E402
 
 FIXTURES = [
     # name, config overrides, batch, seq, init scale, strip the `transformer.` prefix from weight names
@@ -201,8 +201,7 @@ def main():
         cfg = model.config
         B, T = fx["batch"], fx["seq"]
         tokens = torch.randint(0, cfg.vocab_size, (B, T), generator=gen)
-        answer = torch.randint(0, cfg.vocab_size, (B,), generator=gen)
-        wrong = (answer + 1 + torch.randint(0, cfg.vocab_size - 1, (B,), generator=gen)) % cfg.vocab_size
+        answer, wrong = answer_and_wrong(cfg.vocab_size, B, gen)
         acts = run(model, cfg, tokens, answer, wrong)
         acts["tokens"] = tokens.to(torch.int32)
         acts["metric_answer"] = answer.to(torch.int32)

@@ -8,23 +8,19 @@ For each configuration below this writes fixtures/models/<name>/ with
                                    difference w.r.t. resid_pre, attn_out, mlp_out, z and mlp_post
 Run from the repository root:  python3 tools/oracles/llama_fixtures.py
 
-`capture` is shared with tools/oracles/gemma_fixtures.py.
+`capture` and `init_weights` are shared with tools/oracles/gemma_fixtures.py; the rest with
+the other model oracles (model_common.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 
-import safetensors
-import safetensors.torch
 import torch
-import transformers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OUT = os.path.join(ROOT, "fixtures", "models")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model_common import OUT, Capture, expected_metadata, save_model, write_expected, write_versions  # noqa: E402
 
 
 def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -42,27 +38,9 @@ def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemm
     Hkv = config.num_key_value_heads
     dh = getattr(config, "head_dim", None) or config.hidden_size // H
     eps = config.rms_norm_eps
-    batch, seq = tokens.shape
 
-    acts: dict[str, torch.Tensor] = {}
-    grads_of: dict[str, torch.Tensor] = {}
-    hooks = []
-    rotary_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    orig_rotary = modeling.apply_rotary_pos_emb
-
-    def rotary_spy(q, k, cos, sin, *args, **kwargs):
-        qo, ko = orig_rotary(q, k, cos, sin, *args, **kwargs)
-        rotary_calls.append((qo, ko))
-        return qo, ko
-
-    modeling.apply_rotary_pos_emb = rotary_spy
-
-    def put(key: str, t: torch.Tensor, grad: bool = False) -> None:
-        acts[key] = t.detach().clone()
-        if grad:
-            t.retain_grad()
-            grads_of[key] = t
-
+    cap = Capture(modeling)
+    put = cap.put
     base = model.model
     for l, layer in enumerate(base.layers):
         attn = layer.self_attn
@@ -90,13 +68,7 @@ def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemm
             put(f"pattern.{l}", out[1])
 
         def pre_o(mod, args, l=l):
-            z = args[0]
-            b, t, _ = z.shape
-            put(f"z.{l}", z.view(b, t, H, dh))
-            grads_of[f"z.{l}"] = z
-            z.retain_grad()
-            w = mod.weight.detach()  # [d, H*dh] (out, in)
-            acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", z.detach().view(b, t, H, dh), w.view(-1, H, dh))
+            cap.put_z(l, args[0], mod.weight, H, dh)
 
         def post_attn_out(mod, args, out, l=l):
             put(f"attn_out.{l}", out, grad=True)
@@ -110,7 +82,7 @@ def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemm
         def post_mlp_out(mod, args, out, l=l):
             put(f"mlp_out.{l}", out, grad=True)
 
-        hooks += [
+        cap.hooks += [
             layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
             layer.register_forward_hook(post_layer, with_kwargs=True),
             layer.input_layernorm.register_forward_pre_hook(pre_ln1),
@@ -127,43 +99,13 @@ def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemm
     def pre_final(mod, args):
         put("ln_final_scale.0", rms_scale(args[0], eps))
 
-    hooks.append(base.norm.register_forward_pre_hook(pre_final))
+    cap.hooks.append(base.norm.register_forward_pre_hook(pre_final))
 
     try:
         out = model(input_ids=tokens, use_cache=False)
     finally:
-        modeling.apply_rotary_pos_emb = orig_rotary
-        for h in hooks:
-            h.remove()
-    logits = out.logits
-    assert len(rotary_calls) == config.num_hidden_layers, len(rotary_calls)
-    for l, (q, k) in enumerate(rotary_calls):
-        acts[f"q.{l}"] = q.detach().transpose(1, 2).clone()  # [B,H,T,dh] -> [B,T,H,dh]
-        acts[f"k.{l}"] = k.detach().transpose(1, 2).clone()
-
-    # Metric: sum over the batch of logit(answer) - logit(wrong) at the last position.
-    V = config.vocab_size
-    answer = torch.randint(0, V, (batch,), generator=gen)
-    wrong = (answer + 1 + torch.randint(0, V - 1, (batch,), generator=gen)) % V
-    last = logits[:, -1, :]
-    metric = (last.gather(1, answer[:, None]) - last.gather(1, wrong[:, None])).sum()
-    metric.backward()
-
-    tensors: dict[str, torch.Tensor] = {
-        "tokens": tokens.to(torch.int32),
-        "answer": answer.to(torch.int32),
-        "wrong": wrong.to(torch.int32),
-        "metric": metric.detach().reshape(1),
-        "logits": logits.detach(),
-    }
-    tensors.update(acts)
-    for key, t in grads_of.items():
-        assert t.grad is not None, key
-        g = t.grad.detach()
-        if key.startswith("z."):
-            g = g.view(batch, seq, H, dh)
-        tensors[f"grad.{key}"] = g
-    return {k: v.contiguous().float() if v.dtype != torch.int32 else v.contiguous() for k, v in tensors.items()}
+        cap.close()
+    return cap.expected(out.logits, tokens, gen, config.num_hidden_layers, H, dh)
 
 
 def init_weights(model: torch.nn.Module, gen: torch.Generator, *, norm_offset: float) -> None:
@@ -179,31 +121,6 @@ def init_weights(model: torch.nn.Module, gen: torch.Generator, *, norm_offset: f
                 p.copy_(0.5 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-
-
-def write_folder(name: str, model, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> int:
-    folder = os.path.join(OUT, name)
-    path = os.path.join(folder, "expected.safetensors")
-    safetensors.torch.save_file(tensors, path, metadata={
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "metric": "sum_b logits[b,-1,answer[b]] - logits[b,-1,wrong[b]]",
-        **meta,
-    })
-    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    print(f"{name}: {len(tensors)} tensors, {size / 1024:.0f} KiB, metric {tensors['metric'].item():.4f}")
-    return size
-
-
-def save_model(name: str, model) -> str:
-    folder = os.path.join(OUT, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    model.save_pretrained(folder, safe_serialization=True)
-    gen_cfg = os.path.join(folder, "generation_config.json")
-    if os.path.exists(gen_cfg):
-        os.remove(gen_cfg)
-    return folder
 
 
 # name, model class name, config kwargs, batch, seq
@@ -266,17 +183,8 @@ def main() -> None:
         model = model_cls.from_pretrained(folder, attn_implementation="eager").eval()
         tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
         tensors = capture(model, modeling, tokens, gen, gemma=False)
-        total += write_folder(name, model, tensors, {"batch": str(batch), "seq": str(seq)})
-    with open(os.path.join(OUT, "llama-versions.json"), "w") as f:
-        json.dump({
-            "generator": "tools/oracles/llama_fixtures.py",
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "safetensors": safetensors.__version__,
-            "python": sys.version.split()[0],
-            "fixtures": [c[0] for c in CONFIGS],
-        }, f, indent=2)
-        f.write("\n")
+        total += write_expected(name, tensors, expected_metadata(batch, seq))
+    write_versions("llama-versions.json", "tools/oracles/llama_fixtures.py", [c[0] for c in CONFIGS])
     print(f"total {total / 1024:.0f} KiB")
 
 

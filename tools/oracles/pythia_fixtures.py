@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 
-import safetensors
 import safetensors.torch
 import torch
-import transformers
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.models.gpt_neox import modeling_gpt_neox as mg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OUT = os.path.join(ROOT, "fixtures", "models")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model_common import OUT, Capture, expected_metadata, save_model, write_expected, write_versions  # noqa: E402
 
 # name, config, batch, seq, legacy (write config/weights the way real Pythia checkpoints spell them)
 CONFIGS = [
@@ -92,13 +89,7 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
     model = GPTNeoXForCausalLM(config).eval()
     init_weights(model, gen)
 
-    folder = os.path.join(OUT, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    model.save_pretrained(folder, safe_serialization=True)
-    gen_cfg = os.path.join(folder, "generation_config.json")
-    if os.path.exists(gen_cfg):
-        os.remove(gen_cfg)
+    folder = save_model(name, model)
     if legacy:
         # Rewrite the folder as a Pythia checkpoint spells it: rotary_pct / rotary_emb_base, embed_out.weight.
         with open(os.path.join(folder, "config.json")) as f:
@@ -122,24 +113,8 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
     eps = config.layer_norm_eps
     tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
 
-    acts: dict[str, torch.Tensor] = {}
-    grads_of: dict[str, torch.Tensor] = {}  # tensors whose gradient we want
-    hooks = []
-    rotary_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    orig_rotary = mg.apply_rotary_pos_emb
-
-    def rotary_spy(q, k, cos, sin, unsqueeze_dim=1):
-        qo, ko = orig_rotary(q, k, cos, sin, unsqueeze_dim)
-        rotary_calls.append((qo, ko))
-        return qo, ko
-
-    mg.apply_rotary_pos_emb = rotary_spy
-
-    def put(key: str, t: torch.Tensor, grad: bool = False) -> None:
-        acts[key] = t.detach().clone()
-        if grad:
-            t.retain_grad()
-            grads_of[key] = t
+    cap = Capture(mg)
+    put = cap.put
 
     base = model.gpt_neox
     for l, layer in enumerate(base.layers):
@@ -165,14 +140,7 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
             put(f"pattern.{l}", out[1])
 
         def pre_dense(mod, args, l=l):
-            z = args[0]
-            b, t, _ = z.shape
-            put(f"z.{l}", z.view(b, t, H, dh))
-            grads_of[f"z.{l}"] = z
-            z.retain_grad()
-            w = mod.weight  # [d, d] (out, in)
-            zh = z.detach().view(b, t, H, dh)
-            acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", zh, w.detach().view(-1, H, dh))
+            cap.put_z(l, args[0], mod.weight, H, dh)
 
         def post_dense(mod, args, out, l=l):
             put(f"attn_out.{l}", out, grad=True)
@@ -186,7 +154,7 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
         def post_mlp(mod, args, out, l=l):
             put(f"mlp_out.{l}", out, grad=True)
 
-        hooks += [
+        cap.hooks += [
             layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
             layer.register_forward_hook(post_layer, with_kwargs=True),
             layer.input_layernorm.register_forward_pre_hook(pre_ln1),
@@ -202,56 +170,15 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
 
     def pre_final(mod, args):
         put("ln_final_scale.0", ln_scale(args[0], eps))
-        put("final_resid", args[0])
 
-    hooks.append(base.final_layer_norm.register_forward_pre_hook(pre_final))
+    cap.hooks.append(base.final_layer_norm.register_forward_pre_hook(pre_final))
 
-    out = model(input_ids=tokens, use_cache=False)
-    mg.apply_rotary_pos_emb = orig_rotary
-    for h in hooks:
-        h.remove()
-    logits = out.logits
-    assert len(rotary_calls) == config.num_hidden_layers
-    for l, (q, k) in enumerate(rotary_calls):
-        acts[f"q.{l}"] = q.detach().transpose(1, 2).clone()  # [B,H,T,dh] -> [B,T,H,dh]
-        acts[f"k.{l}"] = k.detach().transpose(1, 2).clone()
-
-    # Metric: sum over the batch of logit(answer) - logit(wrong) at the last position.
-    answer = torch.randint(0, config.vocab_size, (batch,), generator=gen)
-    wrong = (answer + 1 + torch.randint(0, config.vocab_size - 1, (batch,), generator=gen)) % config.vocab_size
-    last = logits[:, -1, :]
-    metric = (last.gather(1, answer[:, None]) - last.gather(1, wrong[:, None])).sum()
-    metric.backward()
-
-    tensors: dict[str, torch.Tensor] = {
-        "tokens": tokens.to(torch.int32),
-        "answer": answer.to(torch.int32),
-        "wrong": wrong.to(torch.int32),
-        "metric": metric.detach().reshape(1),
-        "logits": logits.detach(),
-    }
-    for key, t in acts.items():
-        if key == "final_resid":
-            continue
-        tensors[key] = t
-    for key, t in grads_of.items():
-        assert t.grad is not None, key
-        g = t.grad.detach()
-        if key.startswith("z."):
-            g = g.view(batch, seq, H, dh)
-        tensors[f"grad.{key}"] = g
-    tensors = {k: v.contiguous().float() if v.dtype != torch.int32 else v.contiguous() for k, v in tensors.items()}
-    path = os.path.join(folder, "expected.safetensors")
-    safetensors.torch.save_file(tensors, path, metadata={
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "batch": str(batch),
-        "seq": str(seq),
-        "metric": "sum_b logits[b,-1,answer[b]] - logits[b,-1,wrong[b]]",
-    })
-    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    print(f"{name}: {len(tensors)} tensors, {size / 1024:.0f} KiB, metric {metric.item():.4f}")
-    return size
+    try:
+        out = model(input_ids=tokens, use_cache=False)
+    finally:
+        cap.close()
+    tensors = cap.expected(out.logits, tokens, gen, config.num_hidden_layers, H, dh)
+    return write_expected(name, tensors, expected_metadata(batch, seq))
 
 
 def main() -> None:
@@ -260,16 +187,7 @@ def main() -> None:
     total = 0
     for i, (name, cfg, batch, seq, legacy) in enumerate(CONFIGS):
         total += run_one(name, cfg, batch, seq, legacy, seed=1234 + i)
-    with open(os.path.join(OUT, "pythia-versions.json"), "w") as f:
-        json.dump({
-            "generator": "tools/oracles/pythia_fixtures.py",
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "safetensors": safetensors.__version__,
-            "python": sys.version.split()[0],
-            "fixtures": [c[0] for c in CONFIGS],
-        }, f, indent=2)
-        f.write("\n")
+    write_versions("pythia-versions.json", "tools/oracles/pythia_fixtures.py", [c[0] for c in CONFIGS])
     print(f"total {total / 1024:.0f} KiB")
 
 

@@ -1,0 +1,140 @@
+"""Helpers shared by the model parity oracles (pythia_fixtures.py, llama_fixtures.py, gemma_fixtures.py,
+gpt2_fixtures.py): the fixture folders, the logit-difference metric, the capture of a hooked forward pass and the
+files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "fixtures", "models")
+
+
+def save_model(name: str, model) -> str:
+    """A fresh fixtures/models/<name>/ holding the model as save_pretrained writes it (no generation_config.json)."""
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    gen_cfg = os.path.join(folder, "generation_config.json")
+    if os.path.exists(gen_cfg):
+        os.remove(gen_cfg)
+    return folder
+
+
+def answer_and_wrong(vocab: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random answer tokens and, per prompt, a different wrong token."""
+    answer = torch.randint(0, vocab, (batch,), generator=gen)
+    wrong = (answer + 1 + torch.randint(0, vocab - 1, (batch,), generator=gen)) % vocab
+    return answer, wrong
+
+
+class Capture:
+    """Activations and gradient handles of one hooked forward pass; q and k after rotary come from a spy on the
+    modeling module's apply_rotary_pos_emb, installed until `close`."""
+
+    def __init__(self, modeling) -> None:
+        self.acts: dict[str, torch.Tensor] = {}
+        self.grads_of: dict[str, torch.Tensor] = {}  # tensors whose gradient we want
+        self.hooks: list = []
+        self.rotary_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.modeling = modeling
+        self.orig_rotary = modeling.apply_rotary_pos_emb
+
+        def rotary_spy(q, k, cos, sin, *args, **kwargs):
+            qo, ko = self.orig_rotary(q, k, cos, sin, *args, **kwargs)
+            self.rotary_calls.append((qo, ko))
+            return qo, ko
+
+        modeling.apply_rotary_pos_emb = rotary_spy
+
+    def put(self, key: str, t: torch.Tensor, grad: bool = False) -> None:
+        self.acts[key] = t.detach().clone()
+        if grad:
+            t.retain_grad()
+            self.grads_of[key] = t
+
+    def put_z(self, l: int, z: torch.Tensor, weight: torch.Tensor, H: int, dh: int) -> None:
+        """z [B,T,H,dh] (with its gradient) and each head's result through the output projection `weight`."""
+        b, t, _ = z.shape
+        self.put(f"z.{l}", z.view(b, t, H, dh))
+        self.grads_of[f"z.{l}"] = z
+        z.retain_grad()
+        w = weight.detach()  # [d, H*dh] (out, in)
+        self.acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", z.detach().view(b, t, H, dh), w.view(-1, H, dh))
+
+    def close(self) -> None:
+        self.modeling.apply_rotary_pos_emb = self.orig_rotary
+        for h in self.hooks:
+            h.remove()
+
+    def expected(self, logits: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator, n_layers: int, H: int,
+                 dh: int) -> dict[str, torch.Tensor]:
+        """Backpropagates the metric (sum over the batch of logit(answer) − logit(wrong) at the last position) and
+        returns the tensors for expected.safetensors."""
+        assert len(self.rotary_calls) == n_layers, len(self.rotary_calls)
+        for l, (q, k) in enumerate(self.rotary_calls):
+            self.acts[f"q.{l}"] = q.detach().transpose(1, 2).clone()  # [B,H,T,dh] -> [B,T,H,dh]
+            self.acts[f"k.{l}"] = k.detach().transpose(1, 2).clone()
+        batch, seq = tokens.shape
+        answer, wrong = answer_and_wrong(logits.shape[-1], batch, gen)
+        last = logits[:, -1, :]
+        metric = (last.gather(1, answer[:, None]) - last.gather(1, wrong[:, None])).sum()
+        metric.backward()
+        tensors: dict[str, torch.Tensor] = {
+            "tokens": tokens.to(torch.int32),
+            "answer": answer.to(torch.int32),
+            "wrong": wrong.to(torch.int32),
+            "metric": metric.detach().reshape(1),
+            "logits": logits.detach(),
+        }
+        tensors.update(self.acts)
+        for key, t in self.grads_of.items():
+            assert t.grad is not None, key
+            g = t.grad.detach()
+            if key.startswith("z."):
+                g = g.view(batch, seq, H, dh)
+            tensors[f"grad.{key}"] = g
+        return {k: v.contiguous().float() if v.dtype != torch.int32 else v.contiguous() for k, v in tensors.items()}
+
+
+def expected_metadata(batch: int, seq: int) -> dict[str, str]:
+    """The metadata of expected.safetensors."""
+    return {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "metric": "sum_b logits[b,-1,answer[b]] - logits[b,-1,wrong[b]]",
+        "batch": str(batch),
+        "seq": str(seq),
+    }
+
+
+def write_expected(name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
+    """Writes fixtures/models/<name>/expected.safetensors; returns the folder's size in bytes."""
+    folder = os.path.join(OUT, name)
+    safetensors.torch.save_file(tensors, os.path.join(folder, "expected.safetensors"), metadata=metadata)
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    print(f"{name}: {len(tensors)} tensors, {size / 1024:.0f} KiB, metric {tensors['metric'].item():.4f}")
+    return size
+
+
+def write_versions(file: str, generator: str, fixtures: list[str]) -> None:
+    """fixtures/models/<file>: the generator, the exact library versions and the fixtures it wrote."""
+    with open(os.path.join(OUT, file), "w") as f:
+        json.dump({
+            "generator": generator,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "safetensors": safetensors.__version__,
+            "python": sys.version.split()[0],
+            "fixtures": fixtures,
+        }, f, indent=2)
+        f.write("\n")
