@@ -40,66 +40,23 @@ def capture(model, modeling, tokens: torch.Tensor, gen: torch.Generator, *, gemm
     eps = config.rms_norm_eps
 
     cap = Capture(modeling)
-    put = cap.put
+    scale = lambda x: rms_scale(x, eps)  # noqa: E731
     base = model.model
     for l, layer in enumerate(base.layers):
         attn = layer.self_attn
-        ln2 = layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
-
-        def pre_layer(mod, args, kwargs, l=l):
-            x = args[0] if args else kwargs["hidden_states"]
-            put(f"resid_pre.{l}", x, grad=True)
-
-        def post_layer(mod, args, kwargs, out, l=l):
-            put(f"resid_post.{l}", out[0] if isinstance(out, tuple) else out)
-
-        def pre_ln1(mod, args, l=l):
-            put(f"ln1_scale.{l}", rms_scale(args[0], eps))
-
-        def pre_ln2(mod, args, l=l):
-            put(f"ln2_scale.{l}", rms_scale(args[0], eps))
-            put(f"resid_mid.{l}", args[0])
-
-        def post_v(mod, args, out, l=l):
-            b, t, _ = out.shape
-            put(f"v.{l}", out.view(b, t, Hkv, dh))
-
-        def post_attn(mod, args, kwargs, out, l=l):
-            put(f"pattern.{l}", out[1])
-
-        def pre_o(mod, args, l=l):
-            cap.put_z(l, args[0], mod.weight, H, dh)
-
-        def post_attn_out(mod, args, out, l=l):
-            put(f"attn_out.{l}", out, grad=True)
-
-        def post_gate(mod, args, out, l=l):
-            put(f"mlp_pre.{l}", out)
-
-        def pre_down(mod, args, l=l):
-            put(f"mlp_post.{l}", args[0], grad=True)
-
-        def post_mlp_out(mod, args, out, l=l):
-            put(f"mlp_out.{l}", out, grad=True)
-
-        cap.hooks += [
-            layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
-            layer.register_forward_hook(post_layer, with_kwargs=True),
-            layer.input_layernorm.register_forward_pre_hook(pre_ln1),
-            ln2.register_forward_pre_hook(pre_ln2),
-            attn.v_proj.register_forward_hook(post_v),
-            attn.register_forward_hook(post_attn, with_kwargs=True),
-            attn.o_proj.register_forward_pre_hook(pre_o),
-            (layer.post_attention_layernorm if gemma else attn.o_proj).register_forward_hook(post_attn_out),
-            layer.mlp.gate_proj.register_forward_hook(post_gate),
-            layer.mlp.down_proj.register_forward_pre_hook(pre_down),
-            (layer.post_feedforward_layernorm if gemma else layer.mlp).register_forward_hook(post_mlp_out),
-        ]
-
-    def pre_final(mod, args):
-        put("ln_final_scale.0", rms_scale(args[0], eps))
-
-    cap.hooks.append(base.norm.register_forward_pre_hook(pre_final))
+        cap.hook_block(
+            l, layer, scale=scale, H=H, dh=dh,
+            ln1=layer.input_layernorm,
+            ln2=layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm,
+            v=(attn.v_proj, lambda out: out.view(*out.shape[:2], Hkv, dh)),
+            attn=attn,
+            o_proj=attn.o_proj,
+            attn_out=layer.post_attention_layernorm if gemma else attn.o_proj,
+            mlp_pre=layer.mlp.gate_proj,
+            mlp_down=layer.mlp.down_proj,
+            mlp_out=layer.post_feedforward_layernorm if gemma else layer.mlp,
+        )
+    cap.hook_final_norm(base.norm, scale)
 
     try:
         out = model(input_ids=tokens, use_cache=False)

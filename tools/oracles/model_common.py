@@ -71,6 +71,45 @@ class Capture:
         w = weight.detach()  # [d, H*dh] (out, in)
         self.acts[f"result.{l}"] = torch.einsum("bthi,ohi->btho", z.detach().view(b, t, H, dh), w.view(-1, H, dh))
 
+    def hook_block(self, l: int, layer, *, scale, ln1, ln2, v, attn, o_proj, attn_out, mlp_pre, mlp_down, mlp_out,
+                   H: int, dh: int, resid_mid: bool = True) -> None:
+        """Hooks decoder block `l` at every relp site. A family names its modules: the two norms (their inputs'
+        `scale`), `v` = (module, picks v [B,T,Hkv,dh] from its output), the attention module (its second output
+        is the pattern), `o_proj` (its input is z), the modules whose outputs are attn_out and mlp_pre, `mlp_down`
+        (its input is mlp_post) and the module whose output is mlp_out. `resid_mid`: the input of ln2 is the
+        residual stream between attention and MLP (not in a parallel block)."""
+        put = self.put
+        v_module, v_of = v
+
+        def pre_layer(mod, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            put(f"resid_pre.{l}", x, grad=True)
+
+        def post_layer(mod, args, kwargs, out):
+            put(f"resid_post.{l}", out[0] if isinstance(out, tuple) else out)
+
+        def pre_ln2(mod, args):
+            put(f"ln2_scale.{l}", scale(args[0]))
+            if resid_mid:
+                put(f"resid_mid.{l}", args[0])
+
+        self.hooks += [
+            layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
+            layer.register_forward_hook(post_layer, with_kwargs=True),
+            ln1.register_forward_pre_hook(lambda mod, args: put(f"ln1_scale.{l}", scale(args[0]))),
+            ln2.register_forward_pre_hook(pre_ln2),
+            v_module.register_forward_hook(lambda mod, args, out: put(f"v.{l}", v_of(out))),
+            attn.register_forward_hook(lambda mod, args, kwargs, out: put(f"pattern.{l}", out[1]), with_kwargs=True),
+            o_proj.register_forward_pre_hook(lambda mod, args: self.put_z(l, args[0], mod.weight, H, dh)),
+            attn_out.register_forward_hook(lambda mod, args, out: put(f"attn_out.{l}", out, grad=True)),
+            mlp_pre.register_forward_hook(lambda mod, args, out: put(f"mlp_pre.{l}", out)),
+            mlp_down.register_forward_pre_hook(lambda mod, args: put(f"mlp_post.{l}", args[0], grad=True)),
+            mlp_out.register_forward_hook(lambda mod, args, out: put(f"mlp_out.{l}", out, grad=True)),
+        ]
+
+    def hook_final_norm(self, norm, scale) -> None:
+        self.hooks.append(norm.register_forward_pre_hook(lambda mod, args: self.put("ln_final_scale.0", scale(args[0]))))
+
     def close(self) -> None:
         self.modeling.apply_rotary_pos_emb = self.orig_rotary
         for h in self.hooks:

@@ -114,64 +114,23 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
     tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
 
     cap = Capture(mg)
-    put = cap.put
-
+    scale = lambda x: ln_scale(x, eps)  # noqa: E731
     base = model.gpt_neox
     for l, layer in enumerate(base.layers):
-        def pre_layer(mod, args, kwargs, l=l):
-            put(f"resid_pre.{l}", args[0], grad=True)
-
-        def post_layer(mod, args, kwargs, out, l=l):
-            put(f"resid_post.{l}", out[0] if isinstance(out, tuple) else out)
-
-        def pre_ln1(mod, args, l=l):
-            put(f"ln1_scale.{l}", ln_scale(args[0], eps))
-
-        def pre_ln2(mod, args, l=l):
-            put(f"ln2_scale.{l}", ln_scale(args[0], eps))
-            if not config.use_parallel_residual:
-                put(f"resid_mid.{l}", args[0])
-
-        def post_qkv(mod, args, out, l=l):
-            b, t, _ = out.shape
-            put(f"v.{l}", out.view(b, t, H, 3 * dh)[..., 2 * dh:])
-
-        def post_attn(mod, args, kwargs, out, l=l):
-            put(f"pattern.{l}", out[1])
-
-        def pre_dense(mod, args, l=l):
-            cap.put_z(l, args[0], mod.weight, H, dh)
-
-        def post_dense(mod, args, out, l=l):
-            put(f"attn_out.{l}", out, grad=True)
-
-        def post_h4h(mod, args, out, l=l):
-            put(f"mlp_pre.{l}", out)
-
-        def pre_4hh(mod, args, l=l):
-            put(f"mlp_post.{l}", args[0], grad=True)
-
-        def post_mlp(mod, args, out, l=l):
-            put(f"mlp_out.{l}", out, grad=True)
-
-        cap.hooks += [
-            layer.register_forward_pre_hook(pre_layer, with_kwargs=True),
-            layer.register_forward_hook(post_layer, with_kwargs=True),
-            layer.input_layernorm.register_forward_pre_hook(pre_ln1),
-            layer.post_attention_layernorm.register_forward_pre_hook(pre_ln2),
-            layer.attention.query_key_value.register_forward_hook(post_qkv),
-            layer.attention.register_forward_hook(post_attn, with_kwargs=True),
-            layer.attention.dense.register_forward_pre_hook(pre_dense),
-            layer.attention.dense.register_forward_hook(post_dense),
-            layer.mlp.dense_h_to_4h.register_forward_hook(post_h4h),
-            layer.mlp.dense_4h_to_h.register_forward_pre_hook(pre_4hh),
-            layer.mlp.register_forward_hook(post_mlp),
-        ]
-
-    def pre_final(mod, args):
-        put("ln_final_scale.0", ln_scale(args[0], eps))
-
-    cap.hooks.append(base.final_layer_norm.register_forward_pre_hook(pre_final))
+        attn = layer.attention
+        cap.hook_block(
+            l, layer, scale=scale, H=H, dh=dh, resid_mid=not config.use_parallel_residual,
+            ln1=layer.input_layernorm,
+            ln2=layer.post_attention_layernorm,
+            v=(attn.query_key_value, lambda out: out.view(*out.shape[:2], H, 3 * dh)[..., 2 * dh:]),
+            attn=attn,
+            o_proj=attn.dense,
+            attn_out=attn.dense,
+            mlp_pre=layer.mlp.dense_h_to_4h,
+            mlp_down=layer.mlp.dense_4h_to_h,
+            mlp_out=layer.mlp,
+        )
+    cap.hook_final_norm(base.final_layer_norm, scale)
 
     try:
         out = model(input_ids=tokens, use_cache=False)
