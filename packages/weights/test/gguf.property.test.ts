@@ -161,7 +161,7 @@ describe('GGUF property tests: parse or BAD_MODEL_FILE, never anything else', ()
         fc.constantFrom(0, 1, 2),
         fc.array(mutation, { minLength: 1, maxLength: 4 }),
         (which, muts) => {
-          let b = seeds[which]!.slice();
+          let b: Uint8Array = seeds[which]!.slice();
           // Mutate mostly the header region, where counts, lengths and offsets live.
           const headerEnd = Math.min(b.length, 4096);
           for (const m of muts) b = mutate(b, m, m.at % headerEnd);
