@@ -1,12 +1,10 @@
-import * as tf from '@tensorflow/tfjs-core';
 import type { RopeScaling } from './decoder.js';
 import { ErrorCodes, RelpError } from './errors.js';
 import { type ActivationKind, isActivationKind } from './slots.js';
-import type { HostTensor, WeightMap } from './weights.js';
 
 /**
- * Reading Hugging Face checkpoints with typed errors: config.json fields (missing or invalid → BAD_MODEL_FILE
- * naming the field) and weights by name (missing or misshapen → BAD_MODEL_FILE naming the tensor).
+ * Reading Hugging Face config.json fields with typed errors (missing or invalid → BAD_MODEL_FILE naming the
+ * field; unsupported options → UNSUPPORTED). Weights are read by `WeightReader` (weight-reader.ts).
  */
 
 export type HfConfig = Readonly<Record<string, unknown>>;
@@ -114,58 +112,6 @@ export function hfActivation(name: string, field = 'hidden_act'): ActivationKind
     );
   }
   return kind;
-}
-
-/** A weight that must exist with exactly this shape. */
-export function requireWeight(weights: WeightMap, name: string, shape: readonly number[]): HostTensor {
-  const t = weights.get(name);
-  if (t === undefined) {
-    throw new RelpError(ErrorCodes.BadModelFile, `weight '${name}' is missing`, {
-      details: { tensor: name },
-    });
-  }
-  const same = t.shape.length === shape.length && t.shape.every((s, i) => s === shape[i]);
-  if (!same || t.data.length !== shape.reduce((a, c) => a * c, 1)) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `weight '${name}' has shape [${t.shape}], expected [${shape}]`,
-      { details: { tensor: name, shape: [...t.shape], expected: [...shape] } },
-    );
-  }
-  return t;
-}
-
-/** A weight as a tensor of the given shape (checked). */
-export function weightTensor(weights: WeightMap, name: string, shape: readonly number[]): tf.Tensor {
-  return tf.tensor(requireWeight(weights, name, shape).data, [...shape], 'float32');
-}
-
-/**
- * An nn.Linear weight stored [out, in], returned transposed as [in, out] (once, on the host) for
- * `tf.matMul(x2d, W)` without transpose flags.
- */
-export function linearWeight(weights: WeightMap, name: string, inDim: number, outDim: number): tf.Tensor2D {
-  const src = requireWeight(weights, name, [outDim, inDim]).data;
-  const dst = new Float32Array(inDim * outDim);
-  for (let o = 0; o < outDim; o++) {
-    const row = o * inDim;
-    for (let i = 0; i < inDim; i++) dst[i * outDim + o] = src[row + i]!;
-  }
-  return tf.tensor2d(dst, [inDim, outDim]);
-}
-
-/** A 1-D weight (bias, norm weight) of length n, optionally transformed element-wise in float32 (e.g. 1 + w). */
-export function vectorWeight(
-  weights: WeightMap,
-  name: string,
-  n: number,
-  map?: (x: number) => number,
-): tf.Tensor1D {
-  const src = requireWeight(weights, name, [n]).data;
-  if (map === undefined) return tf.tensor1d(src, 'float32');
-  const dst = new Float32Array(n);
-  for (let i = 0; i < n; i++) dst[i] = Math.fround(map(src[i]!));
-  return tf.tensor1d(dst, 'float32');
 }
 
 /** UNSUPPORTED naming a config field and its value. */

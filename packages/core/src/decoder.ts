@@ -13,17 +13,40 @@ import { Site, type SiteName } from './sites.js';
  */
 
 /**
- * A linear layer on the last axis: x [..., in] · W [in, out] (+ b [out]), computed as one 2-D matmul with no
- * transpose flags (the layout XNNPACK takes on wasm). `W` is the transpose of nn.Linear's [out, in] weight.
+ * A linear layer's weights: W [in, out] (the transpose of nn.Linear's [out, in]; GPT-2's Conv1D layout), an
+ * optional bias [out], and optionally Wᵀ [out, in] held for the backward pass. On wasm only matmuls without
+ * transpose flags reach XNNPACK, so the ordinary gradient dy·Wᵀ (a transposeB matmul) is 6–20× slower than
+ * matMul(dy, Wᵀ) with the copy, at twice the matrix's memory (`WeightReader`'s `transposedCopies`). Values are
+ * the same either way.
  */
-export function linear(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor {
-  const inDim = w.shape[0];
-  const outDim = w.shape[1];
+export interface Linear {
+  readonly w: tf.Tensor2D;
+  readonly b?: tf.Tensor1D | undefined;
+  readonly wT?: tf.Tensor2D | undefined;
+}
+
+/**
+ * A linear layer on the last axis: x [..., in] · W (+ b), computed as one 2-D matmul with no transpose flags
+ * (the layout XNNPACK takes on wasm); with `wT`, the gradient is matMul(dy, wT) (see `Linear`).
+ */
+export function linear(x: tf.Tensor, layer: Linear): tf.Tensor {
+  const { w, b, wT } = layer;
+  const [inDim, outDim] = w.shape;
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((a, c) => a * c, 1);
-  let y: tf.Tensor = tf.matMul(tf.reshape(x, [rows, inDim]) as tf.Tensor2D, w);
+  const x2d = tf.reshape(x, [rows, inDim]) as tf.Tensor2D;
+  let y: tf.Tensor = wT === undefined ? tf.matMul(x2d, w) : matMulTransposedGrad(x2d, w, wT);
   if (b !== undefined) y = tf.add(y, b);
   return tf.reshape(y, [...lead, outDim]);
+}
+
+/** x·W whose gradient with respect to x is matMul(dy, wT) (no transpose flags). Exact either way. */
+function matMulTransposedGrad(x: tf.Tensor2D, w: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: tf.matMul(args[0] as tf.Tensor2D, w),
+    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, wT),
+  }));
+  return f(x) as tf.Tensor2D;
 }
 
 /**
@@ -63,6 +86,11 @@ export interface RopeSpec {
   readonly theta: number;
   /** Number of rotated dimensions of each head (head_dim × partial_rotary_factor), even. */
   readonly dim: number;
+  /**
+   * The divisor of the frequency exponent, when it is not `dim`: GPT-NeoX divides by int(head_dim · rotary_pct),
+   * which is odd when `dim` was rounded up to an even number.
+   */
+  readonly frequencyDim?: number;
   readonly scaling: RopeScaling;
 }
 
@@ -70,16 +98,18 @@ const f32 = Math.fround;
 
 /**
  * The inverse frequencies [dim/2] as transformers computes them in float32:
- * 1 / theta^(arange(0, dim, 2) / dim), then the scaling type's adjustment.
+ * 1 / theta^(arange(0, dim, 2) / frequencyDim) (frequencyDim = dim unless given), then the scaling type's
+ * adjustment.
  */
 export function ropeInverseFrequencies(spec: RopeSpec): Float32Array {
   const { theta, dim, scaling } = spec;
+  const divisor = spec.frequencyDim ?? dim;
   if (!Number.isInteger(dim) || dim < 2 || dim % 2 !== 0) {
     throw new RelpError(ErrorCodes.BadModelFile, `rotary dimension ${dim} must be a positive even integer`);
   }
   const half = dim / 2;
   const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) inv[i] = f32(1 / f32(theta ** f32((2 * i) / dim)));
+  for (let i = 0; i < half; i++) inv[i] = f32(1 / f32(theta ** f32((2 * i) / divisor)));
   switch (scaling.type) {
     case 'default':
       break;
@@ -259,23 +289,17 @@ export function groupedQueryAttention(
  * patches of heads flow into the output; otherwise one 2-D matmul. The caller puts the output through attn_out
  * (after any post-norm).
  */
-export function attentionOutput(
-  ctx: RunContext,
-  layer: number,
-  z: tf.Tensor4D,
-  wO: tf.Tensor2D,
-  bO?: tf.Tensor1D,
-): tf.Tensor3D {
+export function attentionOutput(ctx: RunContext, layer: number, z: tf.Tensor4D, wO: Linear): tf.Tensor3D {
   const [b, t, h, dh] = z.shape;
-  const d = wO.shape[1];
+  const d = wO.w.shape[1];
   if (!ctx.wants(Site.Result, layer)) {
-    return linear(tf.reshape(z, [b, t, h * dh]), wO, bO) as tf.Tensor3D;
+    return linear(tf.reshape(z, [b, t, h * dh]), wO) as tf.Tensor3D;
   }
   const zh = tf.reshape(tf.transpose(z, [2, 0, 1, 3]), [h, b * t, dh]) as tf.Tensor3D;
-  const perHead = tf.matMul(zh, tf.reshape(wO, [h, dh, d]) as tf.Tensor3D);
+  const perHead = tf.matMul(zh, tf.reshape(wO.w, [h, dh, d]) as tf.Tensor3D);
   const result = ctx.site(Site.Result, layer, tf.transpose(tf.reshape(perHead, [h, b, t, d]), [1, 2, 0, 3]));
   const summed = tf.sum(result, 2);
-  return (bO === undefined ? summed : tf.add(summed, bO)) as tf.Tensor3D;
+  return (wO.b === undefined ? summed : tf.add(summed, wO.b)) as tf.Tensor3D;
 }
 
 /**
@@ -289,10 +313,17 @@ export function startLayerOf(input: ModelInput, dims: ModelDims): number {
     return 0;
   }
   const { resid, layer } = input;
-  if (resid.rank !== 3 || resid.shape[2] !== dims.dModel || resid.shape[0] < 1 || resid.shape[1] < 1) {
+  if (
+    !(resid instanceof tf.Tensor) ||
+    resid.rank !== 3 ||
+    resid.dtype !== 'float32' ||
+    resid.shape[2] !== dims.dModel ||
+    resid.shape[0] < 1 ||
+    resid.shape[1] < 1
+  ) {
     throw new RelpError(
       ErrorCodes.BadInput,
-      `resid must be [batch, seq, ${dims.dModel}], got [${resid.shape}]`,
+      `resid must be float32 [batch, seq, ${dims.dModel}], got ${resid?.dtype} [${resid?.shape}]`,
     );
   }
   if (resid.shape[1] > dims.contextLength) {
@@ -413,9 +444,14 @@ export function prefixAt(
  * gradient with respect to x is defined (relp never differentiates weights).
  */
 export function unembed(x: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
-  const f = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => ({
-    value: tf.matMul(inputs[0] as tf.Tensor2D, table, false, true),
-    gradFunc: (dy: tf.Tensor) => tf.transpose(tf.matMul(table, dy as tf.Tensor2D, true, true)),
-  }));
+  const f = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    // Saved, so a table made inside the forward pass's scope (a vocabulary restriction's rows) outlives it.
+    (inputs[1] as tf.GradSaveFunc)([table]);
+    return {
+      value: tf.matMul(inputs[0] as tf.Tensor2D, table, false, true),
+      gradFunc: (dy: tf.Tensor, [t]: tf.Tensor[]) =>
+        tf.transpose(tf.matMul(t!, dy as tf.Tensor2D, true, true)),
+    };
+  });
   return f(x) as tf.Tensor2D;
 }

@@ -1,2 +1,2 @@
 export { GEMMA3_MODEL_TYPES, type Gemma3Config, parseGemma3Config } from './config.js';
-export { Gemma3Model, gemma3Family } from './model.js';
+export { Gemma3Model, type Gemma3ModelOptions, gemma3Family } from './model.js';

@@ -5,4 +5,4 @@ export {
   parseLlamaConfig,
   parseRope,
 } from './config.js';
-export { LlamaModel, llamaFamily } from './model.js';
+export { LlamaModel, type LlamaModelOptions, llamaFamily } from './model.js';
