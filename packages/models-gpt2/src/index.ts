@@ -14,6 +14,5 @@ export {
   gpt2WeightShapes,
   type RandomGpt2Options,
   randomGpt2Weights,
-  requireWeight,
   seededNormal,
 } from './weights.js';

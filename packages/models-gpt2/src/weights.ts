@@ -1,4 +1,4 @@
-import { ErrorCodes, type HostTensor, RelpError, seededNormal, type WeightMap } from '@relp/core';
+import { type HostTensor, seededNormal, type WeightMap } from '@relp/core';
 import type { Gpt2Config } from './config.js';
 
 /** Per-block weight names, relative to `transformer.h.{l}.` (Conv1D weights are stored [in, out]). */
@@ -33,37 +33,6 @@ export function gpt2WeightShapes(c: Gpt2Config): Map<string, readonly number[]> 
   out.set('transformer.ln_f.bias', [c.dModel]);
   if (!c.tieWordEmbeddings) out.set('lm_head.weight', [c.vocabSize, c.dModel]);
   return out;
-}
-
-/**
- * Looks a weight up under its GPT2LMHeadModel name (`transformer.h.0.…`) or the bare GPT2Model name
- * (`h.0.…`, as the original gpt2 checkpoints store it), and checks its shape.
- */
-export function requireWeight(weights: WeightMap, name: string, shape: readonly number[]): HostTensor {
-  const bare = name.startsWith('transformer.') ? name.slice('transformer.'.length) : name;
-  const t = weights.get(name) ?? weights.get(bare);
-  if (t === undefined) {
-    throw new RelpError(ErrorCodes.BadModelFile, `GPT-2 checkpoint lacks weight '${name}'`, {
-      details: { weight: name },
-    });
-  }
-  const ok = t.shape.length === shape.length && t.shape.every((s, i) => s === shape[i]);
-  if (!ok) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `GPT-2 weight '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`,
-      { details: { weight: name, expected: [...shape], actual: [...t.shape] } },
-    );
-  }
-  const n = shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== n) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `GPT-2 weight '${name}' holds ${t.data.length} values, expected ${n} for shape [${shape.join(', ')}]`,
-      { details: { weight: name, expected: n, actual: t.data.length } },
-    );
-  }
-  return t;
 }
 
 /** Initialisation scales for random weights; defaults follow GPT2PreTrainedModel._init_weights. */
