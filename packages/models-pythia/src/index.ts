@@ -10,7 +10,7 @@ export {
   parsePythiaConfig,
   pythiaConfigJson,
 } from './config.js';
-export { PythiaModel, type PythiaModelOptions, rotaryTables } from './model.js';
+export { PythiaModel, type PythiaModelOptions } from './model.js';
 export { type RandomWeightOptions, randomPythiaWeights } from './random.js';
 
 /** The GPT-NeoX family (Pythia and other `gpt_neox` checkpoints) for the loader. */
