@@ -60,11 +60,6 @@ export class OfflineError extends Error {
   override readonly name = 'OfflineError';
 }
 
-/** The server said the file does not exist (404). */
-export class NotFoundError extends Error {
-  override readonly name = 'NotFoundError';
-}
-
 const SHA256_ETAG = /^(?:W\/)?"?([0-9a-f]{64})"?$/;
 
 function expectedSha256(res: ResponseLike): string | undefined {
@@ -116,7 +111,7 @@ function notAvailable(message: string, details: Record<string, unknown> = {}, ca
  * (and SHA-256, when the hub's ETag is one) check out, so the cache never holds a partial file under the final
  * name; an interrupted download resumes from its `.part` with an HTTP Range request.
  * Returns undefined when the server says the file does not exist (remembered in a `<file>.absent` marker).
- * Throws OfflineError when the network cannot be reached, NotFoundError never (404 → undefined), RelpError
+ * Throws OfflineError when the network cannot be reached (a 404 is undefined, not an error), RelpError
  * NOT_AVAILABLE for HTTP errors, interrupted transfers and failed checks.
  */
 export async function ensureHubFile(

@@ -10,10 +10,10 @@ import {
   OfflineError,
 } from './hub.js';
 
-export const CONFIG_FILE = 'config.json';
-export const WEIGHTS_FILE = 'model.safetensors';
-export const INDEX_FILE = 'model.safetensors.index.json';
-export const TOKENIZER_FILE = 'tokenizer.json';
+const CONFIG_FILE = 'config.json';
+const WEIGHTS_FILE = 'model.safetensors';
+const INDEX_FILE = 'model.safetensors.index.json';
+const TOKENIZER_FILE = 'tokenizer.json';
 
 /** A parsed model reference. */
 export type ModelRef =

@@ -65,8 +65,6 @@ export const MODELS: Readonly<Record<string, ModelSpec>> = {
   },
 };
 
-export type ModelAlias = keyof typeof MODELS;
-
 export function isModelAlias(s: string, registry: Readonly<Record<string, ModelSpec>> = MODELS): boolean {
   return Object.hasOwn(registry, s);
 }

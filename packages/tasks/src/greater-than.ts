@@ -177,8 +177,3 @@ export function generateGreaterThan(options: GreaterThanOptions): TextPair[] {
   }
   return out;
 }
-
-/** Dropped later by the tokenizer check if "17YY" does not split as "17" + "YY" (Hanna et al. do the same). */
-export function greaterThanYears(): number[] {
-  return Array.from({ length: 97 }, (_, i) => i + 2);
-}

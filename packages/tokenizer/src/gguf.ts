@@ -4,7 +4,7 @@ import { Tokenizer } from './tokenizer.js';
 import type { AddedTokenJson, TokenizerJson } from './types.js';
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
-export const GgufTokenType = {
+const GgufTokenType = {
   Normal: 1,
   Unknown: 2,
   Control: 3,

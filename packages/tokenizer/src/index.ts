@@ -2,7 +2,6 @@ export { BYTE_TO_CHAR, byteLevelTokenBytes, CHAR_TO_BYTE, toByteLevel } from './
 export { formatTokenBytes, formatTokenText, type LabelOptions } from './display.js';
 export {
   type GgufSpecialTokens,
-  GgufTokenType,
   ggufSpecialTokens,
   mergesFromScores,
   tokenizerFromGgufMetadata,

@@ -1,7 +1,7 @@
 import { divergingColor, fmt } from '@relp/report';
 import { html, svg, tokenText } from './dom.js';
 
-export interface CircuitNode {
+export interface CircuitGraphNode {
   readonly id: string;
   readonly site: string;
   readonly layer: number;
@@ -13,7 +13,7 @@ export interface CircuitNode {
   readonly scores: Readonly<Record<string, number>>;
 }
 
-export interface CircuitEdge {
+export interface CircuitGraphEdge {
   readonly from: string;
   readonly to: string;
   /** "residual" (same position, later in the stream) or "attention" (from an earlier position). */
@@ -21,8 +21,8 @@ export interface CircuitEdge {
 }
 
 export interface CircuitGraphData {
-  readonly nodes: readonly CircuitNode[];
-  readonly edges: readonly CircuitEdge[];
+  readonly nodes: readonly CircuitGraphNode[];
+  readonly edges: readonly CircuitGraphEdge[];
   /** The method whose scores selected the nodes. */
   readonly method: string;
   readonly nLayers: number;
@@ -47,7 +47,7 @@ const SITE_ORDER: Readonly<Record<string, number>> = {
   resid_post: 4,
 };
 
-const order = (n: Pick<CircuitNode, 'layer' | 'site'>) => n.layer * 10 + (SITE_ORDER[n.site] ?? 5);
+const order = (n: Pick<CircuitGraphNode, 'layer' | 'site'>) => n.layer * 10 + (SITE_ORDER[n.site] ?? 5);
 
 /**
  * Selects a circuit: the `topK` cells by |score| of `results[method]` over its position-granularity sites, and
@@ -62,7 +62,7 @@ export function circuitFromResults(
 ): CircuitGraphData {
   const chosen = results.find((r) => r.label === options.method) ?? results[0];
   if (!chosen) return { nodes: [], edges: [], method: '', nLayers: 0, seqLen: 0 };
-  const cells: CircuitNode[] = [];
+  const cells: CircuitGraphNode[] = [];
   let nLayers = 0;
   let seqLen = 0;
   for (const [site, grid] of Object.entries(chosen.scores)) {
@@ -91,7 +91,7 @@ export function circuitFromResults(
     });
   }
   const nodes = cells.sort((a, b) => Math.abs(b.score) - Math.abs(a.score)).slice(0, options.topK ?? 20);
-  const edges: CircuitEdge[] = [];
+  const edges: CircuitGraphEdge[] = [];
   for (const b of nodes) {
     const before = nodes.filter((a) => order(a) < order(b));
     const same = before.filter((a) => a.position === b.position).sort((x, y) => order(y) - order(x))[0];
@@ -121,7 +121,7 @@ export interface CircuitGraphView {
 export function renderCircuitGraph(
   container: HTMLElement,
   data: CircuitGraphData,
-  options: { readonly onSelect?: (node: CircuitNode | undefined) => void } = {},
+  options: { readonly onSelect?: (node: CircuitGraphNode | undefined) => void } = {},
 ): CircuitGraphView {
   const colW = 64;
   const rowH = 26;
@@ -129,7 +129,7 @@ export function renderCircuitGraph(
   const width = 60 + Math.max(1, data.seqLen) * colW;
   const height = 30 + Math.max(1, data.nLayers) * rowsPerLayer * rowH;
   const maxAbs = Math.max(1e-30, ...data.nodes.map((n) => Math.abs(n.score)));
-  const pos = (n: CircuitNode) => ({
+  const pos = (n: CircuitGraphNode) => ({
     x: 60 + n.position * colW + colW / 2,
     y: height - 20 - (n.layer * rowsPerLayer + (SITE_ORDER[n.site] ?? 3) * (rowsPerLayer / 5) + 0.5) * rowH,
   });

@@ -24,8 +24,8 @@ import { type GgufFile, type GgufParseOptions, type GgufTensorInfo, parseGguf } 
 export const GGUF_SUPPORTED_ARCHITECTURES = ['llama', 'qwen2', 'qwen3', 'gemma3'] as const;
 export type GgufArchitecture = (typeof GGUF_SUPPORTED_ARCHITECTURES)[number];
 
-/** An HF-style config (config.json keys). Extra keys depend on the architecture. */
-export interface HfConfig {
+/** The HF-style config (config.json keys) a GGUF file's metadata gives. Extra keys depend on the architecture. */
+export interface GgufHfConfig {
   model_type: string;
   architectures: string[];
   hidden_size: number;
@@ -96,8 +96,8 @@ function ropeScaling(file: GgufFile, arch: string): Record<string, unknown> | nu
   return out;
 }
 
-function tokenIds(file: GgufFile): Pick<HfConfig, 'bos_token_id' | 'eos_token_id' | 'pad_token_id'> {
-  const out: Pick<HfConfig, 'bos_token_id' | 'eos_token_id' | 'pad_token_id'> = {};
+function tokenIds(file: GgufFile): Pick<GgufHfConfig, 'bos_token_id' | 'eos_token_id' | 'pad_token_id'> {
+  const out: Pick<GgufHfConfig, 'bos_token_id' | 'eos_token_id' | 'pad_token_id'> = {};
   const bos = metaNumber(file, 'tokenizer.ggml.bos_token_id');
   const eos = metaNumber(file, 'tokenizer.ggml.eos_token_id');
   const pad = metaNumber(file, 'tokenizer.ggml.padding_token_id');
@@ -112,7 +112,7 @@ function tokenIds(file: GgufFile): Pick<HfConfig, 'bos_token_id' | 'eos_token_id
  * "gemma3_text"). Values absent from the metadata take llama.cpp's built-in values for the architecture (which
  * transformers' defaults match for the Gemma 3 sizes below 27B).
  */
-export function ggufConfig(input: FileInput): HfConfig {
+export function ggufConfig(input: FileInput): GgufHfConfig {
   const file = asFile(input);
   const arch = ggufArchitecture(file);
   const k = (s: string) => `${arch}.${s}`;

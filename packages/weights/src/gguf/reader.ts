@@ -472,8 +472,3 @@ export function parseGguf(
 function align(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
-
-/** The name of a metadata value type ("UINT32"). */
-export function ggufValueTypeName(type: number): string {
-  return GGUF_VALUE_TYPE_NAMES[type] ?? `type ${type}`;
-}

@@ -8,17 +8,6 @@ import { metaBool, metaNumber, metaString, metaStringArray } from './metadata.js
 import type { GgufFile, GgufParseOptions, GgufValue } from './reader.js';
 import { parseGguf } from './reader.js';
 
-/** llama.cpp's token types (tokenizer.ggml.token_type). */
-export const GgufTokenType = {
-  UNDEFINED: 0,
-  NORMAL: 1,
-  UNKNOWN: 2,
-  CONTROL: 3,
-  USER_DEFINED: 4,
-  UNUSED: 5,
-  BYTE: 6,
-} as const;
-
 export interface GgufTokenizerMetadata {
   /** tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece), "bert", "t5", … */
   readonly model: string;
@@ -27,7 +16,7 @@ export interface GgufTokenizerMetadata {
   readonly tokens: readonly string[];
   /** Per token (SentencePiece scores). */
   readonly scores?: Float32Array;
-  /** Per token, GgufTokenType values. */
+  /** Per token, llama.cpp's token type (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte). */
   readonly tokenTypes?: Int32Array;
   /** BPE merges, "a b" strings. */
   readonly merges?: readonly string[];
