@@ -455,3 +455,14 @@ export function unembed(x: tf.Tensor2D, table: tf.Tensor2D): tf.Tensor2D {
   });
   return f(x) as tf.Tensor2D;
 }
+
+/**
+ * Logits [B,T,V] of x [B,T,d] against an unembedding table [V,d] (`unembed`); with `vocab` ids only those rows of
+ * the table, [B,T,V'].
+ */
+export function unembedLogits(x: tf.Tensor3D, table: tf.Tensor2D, vocab?: tf.Tensor1D): tf.Tensor3D {
+  const [b, t, d] = x.shape;
+  const rows = vocab === undefined ? table : (tf.gather(table, vocab) as tf.Tensor2D);
+  const logits = unembed(tf.reshape(x, [b * t, d]) as tf.Tensor2D, rows);
+  return tf.reshape(logits, [b, t, rows.shape[0]]) as tf.Tensor3D;
+}

@@ -4,7 +4,9 @@ import {
   attentionOutput,
   type BlockAttention,
   DecoderModel,
+  type DecoderModelOptions,
   type DecoderSpec,
+  decoderDims,
   groupedQueryAttention,
   type HfConfig,
   linear,
@@ -12,18 +14,15 @@ import {
   type RunContext,
   rmsNorm,
   Site,
-  unembed,
+  unembedLogits,
   type WeightMap,
   WeightReader,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { GEMMA3_MODEL_TYPES, type Gemma3Config, parseGemma3Config } from './config.js';
 
-/** Construction options. */
-export interface Gemma3ModelOptions {
-  /** Hold Wᵀ of every block matrix for the backward pass (core's `Linear`). Default: on wasm only. */
-  readonly transposedCopies?: boolean;
-}
+/** Construction options: `transposedCopies` (core's `DecoderModelOptions`). */
+export type Gemma3ModelOptions = DecoderModelOptions;
 
 /** Where the text model's weights live: Gemma3ForCausalLM, or the language model inside Gemma3ForConditionalGeneration. */
 const PREFIXES = [
@@ -76,16 +75,7 @@ type Plan = ReturnType<typeof gemmaWeights>;
 function gemmaSpec(c: Gemma3Config, weights: WeightMap, options: Gemma3ModelOptions): DecoderSpec<Plan> {
   return {
     architecture: 'gemma3_text',
-    dims: {
-      nLayers: c.nLayers,
-      dModel: c.dModel,
-      nHeads: c.nHeads,
-      nKvHeads: c.nKvHeads,
-      dHead: c.dHead,
-      dMlp: c.dMlp,
-      vocabSize: c.vocabSize,
-      contextLength: c.contextLength,
-    },
+    dims: decoderDims(c),
     sites: ALL_SITES,
     nonlinearities: [
       { slot: 'normalize', kind: 'rmsnorm' },
@@ -169,13 +159,9 @@ export class Gemma3Model extends DecoderModel<Plan> {
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
     const x = rmsNorm(ctx, resid, this.weights.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
-    const [b, t] = x.shape as [number, number, number];
-    const full = this.weights.lmHead ?? this.weights.embed;
-    const table = vocab ? tf.gather(full, vocab) : full;
-    let logits: tf.Tensor = unembed(tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D, table);
+    const logits = unembedLogits(x as tf.Tensor3D, this.weights.lmHead ?? this.weights.embed, vocab);
     const cap = this.config.finalLogitSoftcapping;
-    if (cap !== undefined) logits = tf.mul(tf.tanh(tf.div(logits, cap)), cap);
-    return tf.reshape(logits, [b, t, table.shape[0]]) as tf.Tensor3D;
+    return cap === undefined ? logits : (tf.mul(tf.tanh(tf.div(logits, cap)), cap) as tf.Tensor3D);
   }
 }
 

@@ -1,50 +1,24 @@
 import {
+  ALL_SITES,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
+  type DecoderModelOptions,
   type DecoderSpec,
+  decoderDims,
   groupedQueryAttention,
   layerNorm,
   linear,
   type RunContext,
   Site,
-  type SiteName,
   type WeightMap,
   WeightReader,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Gpt2Config } from './config.js';
 
-/** Construction options. */
-export interface Gpt2ModelOptions {
-  /**
-   * Hold a transposed copy of every block matrix so the backward pass computes dx = dy·Wᵀ as a matmul
-   * without transpose flags (core's `Linear`). On wasm that runs on XNNPACK: 6–15× faster than tfjs's
-   * transposeB loop at GPT-2-small shapes (bench/backward-matmul.bench.ts), at the price of twice the block
-   * weights' memory. Forward values do not change. Default: true when the model is built on the wasm backend
-   * (`wantsTransposedWeightCopies`), false elsewhere, where the transpose flag costs nothing.
-   */
-  readonly transposedCopies?: boolean;
-}
-
-const GPT2_SITES: readonly SiteName[] = [
-  Site.ResidPre,
-  Site.ResidMid,
-  Site.ResidPost,
-  Site.AttnOut,
-  Site.MlpOut,
-  Site.Q,
-  Site.K,
-  Site.V,
-  Site.Pattern,
-  Site.Z,
-  Site.Result,
-  Site.MlpPre,
-  Site.MlpPost,
-  Site.Ln1Scale,
-  Site.Ln2Scale,
-  Site.LnFinalScale,
-];
+/** Construction options: `transposedCopies` (core's `DecoderModelOptions`). */
+export type Gpt2ModelOptions = DecoderModelOptions;
 
 /** GPT2LMHeadModel's weights (`transformer.` or bare GPT2Model names); Conv1D matrices are stored [in, out]. */
 function gpt2Weights(c: Gpt2Config, r: WeightReader) {
@@ -81,17 +55,8 @@ function gpt2Spec(c: Gpt2Config, weights: WeightMap, options: Gpt2ModelOptions):
   });
   return {
     architecture: 'gpt2',
-    dims: {
-      nLayers: c.nLayers,
-      dModel: c.dModel,
-      nHeads: c.nHeads,
-      nKvHeads: c.nHeads,
-      dHead: c.dHead,
-      dMlp: c.dMlp,
-      vocabSize: c.vocabSize,
-      contextLength: c.contextLength,
-    },
-    sites: GPT2_SITES,
+    dims: decoderDims(c),
+    sites: ALL_SITES,
     nonlinearities: [
       { slot: 'normalize', kind: 'layernorm' },
       { slot: 'activation', kind: c.activation },

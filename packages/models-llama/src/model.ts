@@ -4,7 +4,9 @@ import {
   attentionOutput,
   type BlockAttention,
   DecoderModel,
+  type DecoderModelOptions,
   type DecoderSpec,
+  decoderDims,
   groupedQueryAttention,
   type HfConfig,
   linear,
@@ -12,18 +14,15 @@ import {
   type RunContext,
   rmsNorm,
   Site,
-  unembed,
+  unembedLogits,
   type WeightMap,
   WeightReader,
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { LLAMA_MODEL_TYPES, type LlamaConfig, parseLlamaConfig } from './config.js';
 
-/** Construction options. */
-export interface LlamaModelOptions {
-  /** Hold Wᵀ of every block matrix for the backward pass (core's `Linear`). Default: on wasm only. */
-  readonly transposedCopies?: boolean;
-}
+/** Construction options: `transposedCopies` (core's `DecoderModelOptions`). */
+export type LlamaModelOptions = DecoderModelOptions;
 
 /** The weights, named as in HF checkpoints (`model.layers.{l}.…`). */
 function llamaWeights(c: LlamaConfig, r: WeightReader) {
@@ -57,16 +56,7 @@ type Plan = ReturnType<typeof llamaWeights>;
 function llamaSpec(c: LlamaConfig, weights: WeightMap, options: LlamaModelOptions): DecoderSpec<Plan> {
   return {
     architecture: c.modelType,
-    dims: {
-      nLayers: c.nLayers,
-      dModel: c.dModel,
-      nHeads: c.nHeads,
-      nKvHeads: c.nKvHeads,
-      dHead: c.dHead,
-      dMlp: c.dMlp,
-      vocabSize: c.vocabSize,
-      contextLength: c.contextLength,
-    },
+    dims: decoderDims(c),
     sites: ALL_SITES,
     nonlinearities: [
       { slot: 'normalize', kind: 'rmsnorm' },
@@ -125,11 +115,7 @@ export class LlamaModel extends DecoderModel<Plan> {
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
     const x = rmsNorm(ctx, resid, this.weights.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
-    const [b, t] = x.shape as [number, number, number];
-    const full = this.weights.lmHead ?? this.weights.embed;
-    const table = vocab ? tf.gather(full, vocab) : full;
-    const logits = unembed(tf.reshape(x, [b * t, this.dims.dModel]) as tf.Tensor2D, table);
-    return tf.reshape(logits, [b, t, table.shape[0]]) as tf.Tensor3D;
+    return unembedLogits(x as tf.Tensor3D, this.weights.lmHead ?? this.weights.embed, vocab);
   }
 }
 

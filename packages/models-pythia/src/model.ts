@@ -1,9 +1,12 @@
 import {
+  ALL_SITES,
   applyRotary,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
+  type DecoderModelOptions,
   type DecoderSpec,
+  decoderDims,
   ErrorCodes,
   groupedQueryAttention,
   layerNorm,
@@ -12,7 +15,6 @@ import {
   type RopeSpec,
   type RunContext,
   Site,
-  type SiteName,
   transposeHost,
   type WeightMap,
   WeightReader,
@@ -20,14 +22,8 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import type { PythiaConfig } from './config.js';
 
-export interface PythiaModelOptions {
-  /**
-   * Keep a transposed copy of every weight matrix so backward passes run without transpose flags (core's
-   * `Linear`): much faster gradients on wasm, at twice the weight memory. Default: true when built on the wasm
-   * backend (`wantsTransposedWeightCopies`), false elsewhere, where the transpose flag costs nothing.
-   */
-  readonly transposedCopies?: boolean;
-}
+/** Construction options: `transposedCopies` (core's `DecoderModelOptions`). */
+export type PythiaModelOptions = DecoderModelOptions;
 
 /**
  * query_key_value [3d, d] (+ bias [3d]) with HF's per-head row order (h, q|k|v, j) reordered to (q|k|v, h, j), as
@@ -96,27 +92,15 @@ function rotarySpec(c: PythiaConfig, dh: number): RopeSpec {
 function pythiaSpec(c: PythiaConfig, weights: WeightMap, options: PythiaModelOptions): DecoderSpec<Plan> {
   const dh = c.dModel / c.nHeads;
   const rope = rotarySpec(c, dh);
-  const sites: SiteName[] = [Site.ResidPre, Site.Ln1Scale, Site.Q, Site.K, Site.V, Site.Pattern, Site.Z];
-  sites.push(Site.Result, Site.AttnOut);
-  if (!c.parallelResidual) sites.push(Site.ResidMid);
-  sites.push(Site.Ln2Scale, Site.MlpPre, Site.MlpPost, Site.MlpOut, Site.ResidPost, Site.LnFinalScale);
   const r = new WeightReader(weights, {
     prefixes: ['', 'gpt_neox.'],
     transposedCopies: options.transposedCopies,
   });
   return {
     architecture: 'gpt_neox',
-    dims: {
-      nLayers: c.nLayers,
-      dModel: c.dModel,
-      nHeads: c.nHeads,
-      nKvHeads: c.nHeads,
-      dHead: dh,
-      dMlp: c.dMlp,
-      vocabSize: c.vocabSize,
-      contextLength: c.contextLength,
-    },
-    sites,
+    dims: decoderDims(c),
+    // A parallel-residual block has no resid_mid.
+    sites: c.parallelResidual ? ALL_SITES.filter((s) => s !== Site.ResidMid) : ALL_SITES,
     nonlinearities: [
       { slot: 'normalize', kind: 'layernorm' },
       { slot: 'attention_softmax', kind: 'softmax' },
