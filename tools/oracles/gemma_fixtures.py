@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from llama_fixtures import capture, init_weights  # noqa: E402
-from model_common import expected_metadata, save_model, write_expected, write_versions  # noqa: E402
+from model_common import write_fixture, write_versions  # noqa: E402
 
 # name, config kwargs, legacy (rewrite config.json the way the Hub's Gemma 3 checkpoints spell it), batch, seq
 CONFIGS = [
@@ -59,10 +59,8 @@ def main() -> None:
     for i, (name, cfg, legacy, batch, seq) in enumerate(CONFIGS):
         gen = torch.Generator().manual_seed(8765 + i)
         config = Gemma3TextConfig(**cfg, hidden_activation="gelu_pytorch_tanh", attn_implementation="eager")
-        model = Gemma3ForCausalLM(config).eval()
-        init_weights(model, gen, norm_offset=0.0)
-        folder = save_model(name, model)
-        if legacy:
+
+        def rewrite(folder: str, cfg=cfg) -> None:
             path = os.path.join(folder, "config.json")
             with open(path) as f:
                 cj = json.load(f)
@@ -74,12 +72,18 @@ def main() -> None:
             cj["sliding_window_pattern"] = cfg["sliding_window_pattern"]
             with open(path, "w") as f:
                 json.dump(cj, f, indent=2, sort_keys=True)
-        model = Gemma3ForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
-        assert model.config.layer_types == (cfg.get("layer_types") or model.config.layer_types)
-        print(name, model.config.layer_types, model.config.rope_parameters)
-        tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
-        tensors = capture(model, modeling_gemma3, tokens, gen, gemma=True)
-        total += write_expected(name, tensors, expected_metadata(batch, seq))
+
+        def check(model, name=name, cfg=cfg) -> None:
+            assert model.config.layer_types == (cfg.get("layer_types") or model.config.layer_types)
+            print(name, model.config.layer_types, model.config.rope_parameters)
+
+        total += write_fixture(
+            name, config, Gemma3ForCausalLM, batch, seq, gen,
+            init=lambda m, g: init_weights(m, g, norm_offset=0.0),
+            capture=lambda m, t, g: capture(m, modeling_gemma3, t, g, gemma=True),
+            rewrite=rewrite if legacy else None,
+            check=check,
+        )
     write_versions("gemma3-versions.json", "tools/oracles/gemma_fixtures.py", [c[0] for c in CONFIGS])
     print(f"total {total / 1024:.0f} KiB")
 

@@ -20,7 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model_common import OUT, Capture, expected_metadata, save_model, write_expected, write_versions  # noqa: E402
+from model_common import OUT, Capture, write_fixture, write_versions  # noqa: E402
 
 
 def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -133,14 +133,11 @@ def main() -> None:
         gen = torch.Generator().manual_seed(4321 + i)
         config_cls, model_cls, modeling = classes[kind]
         config = config_cls(**cfg, hidden_act="silu", attn_implementation="eager")
-        model = model_cls(config).eval()
-        init_weights(model, gen, norm_offset=1.0)
-        folder = save_model(name, model)
-        # The reference is what HF makes of the files, not the in-memory model.
-        model = model_cls.from_pretrained(folder, attn_implementation="eager").eval()
-        tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
-        tensors = capture(model, modeling, tokens, gen, gemma=False)
-        total += write_expected(name, tensors, expected_metadata(batch, seq))
+        total += write_fixture(
+            name, config, model_cls, batch, seq, gen,
+            init=lambda m, g: init_weights(m, g, norm_offset=1.0),
+            capture=lambda m, t, g, modeling=modeling: capture(m, modeling, t, g, gemma=False),
+        )
     write_versions("llama-versions.json", "tools/oracles/llama_fixtures.py", [c[0] for c in CONFIGS])
     print(f"total {total / 1024:.0f} KiB")
 

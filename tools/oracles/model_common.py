@@ -30,6 +30,24 @@ def save_model(name: str, model) -> str:
     return folder
 
 
+def write_fixture(name: str, config, model_cls, batch: int, seq: int, gen: torch.Generator, *, init, capture,
+                  rewrite=None, check=None) -> int:
+    """The flow of every family's fixture: random weights (`init(model, gen)`), the HF folder (`rewrite(folder)`
+    may respell it as real checkpoints do), the model reloaded from the folder (the reference is what HF makes of
+    the files, not the in-memory model; `check(model)` looks at it), random tokens, `capture(model, tokens, gen)`
+    and expected.safetensors. Returns the folder's size in bytes."""
+    model = model_cls(config).eval()
+    init(model, gen)
+    folder = save_model(name, model)
+    if rewrite is not None:
+        rewrite(folder)
+    model = model_cls.from_pretrained(folder, attn_implementation="eager").eval()
+    if check is not None:
+        check(model)
+    tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
+    return write_expected(name, capture(model, tokens, gen), expected_metadata(batch, seq))
+
+
 def answer_and_wrong(vocab: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random answer tokens and, per prompt, a different wrong token."""
     answer = torch.randint(0, vocab, (batch,), generator=gen)

@@ -23,7 +23,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.models.gpt_neox import modeling_gpt_neox as mg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model_common import OUT, Capture, expected_metadata, save_model, write_expected, write_versions  # noqa: E402
+from model_common import OUT, Capture, write_fixture, write_versions  # noqa: E402
 
 # name, config, batch, seq, legacy (write config/weights the way real Pythia checkpoints spell them)
 CONFIGS = [
@@ -82,37 +82,12 @@ def ln_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.sqrt((xc * xc).mean(-1, keepdim=True) + eps)
 
 
-def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int) -> int:
-    gen = torch.Generator().manual_seed(seed)
-    config = GPTNeoXConfig(**cfg, hidden_act="gelu", attention_bias=True, tie_word_embeddings=False,
-                           attn_implementation="eager")
-    model = GPTNeoXForCausalLM(config).eval()
-    init_weights(model, gen)
-
-    folder = save_model(name, model)
-    if legacy:
-        # Rewrite the folder as a Pythia checkpoint spells it: rotary_pct / rotary_emb_base, embed_out.weight.
-        with open(os.path.join(folder, "config.json")) as f:
-            cj = json.load(f)
-        rp = cj.pop("rope_parameters")
-        cj["rotary_pct"] = rp["partial_rotary_factor"]
-        cj["rotary_emb_base"] = rp["rope_theta"]
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(cj, f, indent=2, sort_keys=True)
-        path = os.path.join(folder, "model.safetensors")
-        w = safetensors.torch.load_file(path)
-        w = {("embed_out.weight" if k == "lm_head.weight" else k): v for k, v in w.items()}
-        safetensors.torch.save_file(w, path, metadata={"format": "pt"})
-    # Reload from the folder: the reference is what HF makes of the files, not the in-memory model.
-    model = GPTNeoXForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
-    hp = model.config.rope_parameters
-    assert abs(hp["partial_rotary_factor"] - (cfg.get("rotary_pct") or cfg["rope_parameters"]["partial_rotary_factor"])) < 1e-9, hp
-
+def capture(model, tokens: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Runs the model once with hooks at every relp site and backpropagates a logit difference."""
+    config = model.config
     H = config.num_attention_heads
     dh = config.hidden_size // H
     eps = config.layer_norm_eps
-    tokens = torch.randint(0, config.vocab_size, (batch, seq), generator=gen)
-
     cap = Capture(mg)
     scale = lambda x: ln_scale(x, eps)  # noqa: E731
     base = model.gpt_neox
@@ -136,8 +111,36 @@ def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int)
         out = model(input_ids=tokens, use_cache=False)
     finally:
         cap.close()
-    tensors = cap.expected(out.logits, tokens, gen, config.num_hidden_layers, H, dh)
-    return write_expected(name, tensors, expected_metadata(batch, seq))
+    return cap.expected(out.logits, tokens, gen, config.num_hidden_layers, H, dh)
+
+
+def legacy_spelling(folder: str) -> None:
+    """Rewrites the folder as a Pythia checkpoint spells it: rotary_pct / rotary_emb_base, embed_out.weight."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cj = json.load(f)
+    rp = cj.pop("rope_parameters")
+    cj["rotary_pct"] = rp["partial_rotary_factor"]
+    cj["rotary_emb_base"] = rp["rope_theta"]
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cj, f, indent=2, sort_keys=True)
+    path = os.path.join(folder, "model.safetensors")
+    w = safetensors.torch.load_file(path)
+    w = {("embed_out.weight" if k == "lm_head.weight" else k): v for k, v in w.items()}
+    safetensors.torch.save_file(w, path, metadata={"format": "pt"})
+
+
+def run_one(name: str, cfg: dict, batch: int, seq: int, legacy: bool, seed: int) -> int:
+    gen = torch.Generator().manual_seed(seed)
+    config = GPTNeoXConfig(**cfg, hidden_act="gelu", attention_bias=True, tie_word_embeddings=False,
+                           attn_implementation="eager")
+
+    def check(model) -> None:
+        hp = model.config.rope_parameters
+        want = cfg.get("rotary_pct") or cfg["rope_parameters"]["partial_rotary_factor"]
+        assert abs(hp["partial_rotary_factor"] - want) < 1e-9, hp
+
+    return write_fixture(name, config, GPTNeoXForCausalLM, batch, seq, gen, init=init_weights, capture=capture,
+                         rewrite=legacy_spelling if legacy else None, check=check)
 
 
 def main() -> None:
