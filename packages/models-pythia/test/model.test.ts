@@ -1,5 +1,11 @@
-import { ErrorCodes, type HostTensor, isRelpError, RunContext, type WeightMap } from '@relp/core';
+import { ErrorCodes, type HostTensor, RunContext, type WeightMap } from '@relp/core';
 import { describeEachBackend, expectBitIdentical, expectClose, installLeakGuard } from '@relp/testing';
+import {
+  expectRelpError,
+  loadModelFixture as loadFixture,
+  type ModelFixture,
+  fixtureTokens as tokensOf,
+} from '@relp/testing/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import {
@@ -11,21 +17,11 @@ import {
   randomPythiaModel,
   randomPythiaWeights,
 } from '../src/index.js';
-import { loadFixture, modelOf, tokensOf } from './fixtures.js';
 
 installLeakGuard();
 
-function expectCode(fn: () => unknown, code: string, text?: RegExp): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(isRelpError(e), String(e)).toBe(true);
-    expect((e as { code: string }).code, String(e)).toBe(code);
-    if (text) expect(String((e as Error).message)).toMatch(text);
-    return;
-  }
-  throw new Error(`expected a RelpError ${code}`);
-}
+const modelOf = (f: ModelFixture, weights: WeightMap = f.weights): PythiaModel =>
+  pythiaFamily.fromHfConfig(f.config, weights) as PythiaModel;
 
 function renamed(w: WeightMap, rename: (n: string) => string | undefined): WeightMap {
   const m = new Map<string, HostTensor>();
@@ -61,25 +57,33 @@ describe('parsePythiaConfig', () => {
 
   it('names missing and invalid fields; refuses unsupported options', () => {
     const { hidden_size: _, ...noHidden } = base;
-    expectCode(() => parsePythiaConfig(noHidden), ErrorCodes.BadModelFile, /hidden_size/);
-    expectCode(() => parsePythiaConfig({ ...base, vocab_size: 'x' }), ErrorCodes.BadModelFile, /vocab_size/);
-    expectCode(
+    expectRelpError(() => parsePythiaConfig(noHidden), ErrorCodes.BadModelFile, /hidden_size/);
+    expectRelpError(
+      () => parsePythiaConfig({ ...base, vocab_size: 'x' }),
+      ErrorCodes.BadModelFile,
+      /vocab_size/,
+    );
+    expectRelpError(
       () => parsePythiaConfig({ ...base, num_attention_heads: 5 }),
       ErrorCodes.BadModelFile,
       /heads/,
     );
-    expectCode(
+    expectRelpError(
       () => parsePythiaConfig({ ...base, rope_parameters: { rope_type: 'linear', factor: 2 } }),
       ErrorCodes.Unsupported,
       /rope_type/,
     );
-    expectCode(
+    expectRelpError(
       () => parsePythiaConfig({ ...base, hidden_act: 'gelu_fast' }),
       ErrorCodes.Unsupported,
       /gelu_fast/,
     );
-    expectCode(() => parsePythiaConfig({ ...base, model_type: 'llama' }), ErrorCodes.Unsupported, /llama/);
-    expectCode(
+    expectRelpError(
+      () => parsePythiaConfig({ ...base, model_type: 'llama' }),
+      ErrorCodes.Unsupported,
+      /llama/,
+    );
+    expectRelpError(
       () => parsePythiaConfig({ ...base, use_parallel_residual: 'yes' }),
       ErrorCodes.BadModelFile,
       /use_parallel_residual/,
@@ -127,11 +131,11 @@ describeEachBackend('PythiaModel', () => {
   it('reports missing and misshapen weights', () => {
     const f = loadFixture('pythia-tiny-par');
     const noUnembed = renamed(f.weights, (n) => (n === 'embed_out.weight' ? undefined : n));
-    expectCode(() => modelOf(f, noUnembed), ErrorCodes.BadModelFile, /embed_out\.weight/);
+    expectRelpError(() => modelOf(f, noUnembed), ErrorCodes.BadModelFile, /embed_out\.weight/);
     const noQkv = renamed(f.weights, (n) =>
       n.includes('layers.1.attention.query_key_value.bias') ? undefined : n,
     );
-    expectCode(
+    expectRelpError(
       () => modelOf(f, noQkv),
       ErrorCodes.BadModelFile,
       /layers\.1\.attention\.query_key_value\.bias/,
@@ -145,82 +149,15 @@ describeEachBackend('PythiaModel', () => {
       },
       names: () => f.weights.names(),
     };
-    expectCode(() => modelOf(f, wrong), ErrorCodes.BadModelFile, /shape \[32,64\], expected \[64,32\]/);
+    expectRelpError(() => modelOf(f, wrong), ErrorCodes.BadModelFile, /shape \[32,64\], expected \[64,32\]/);
   });
 
-  it('refuses bad tokens, unknown sites, bad readouts and start layers', () => {
-    const f = loadFixture('pythia-tiny-par');
-    const model = modelOf(f);
-    const V = model.dims.vocabSize;
-    const ctx = new RunContext();
-    const run = (t: tf.Tensor2D): void => {
-      try {
-        model.forward({ tokens: t }, ctx);
-      } finally {
-        t.dispose();
-      }
-    };
-    expectCode(() => run(tf.tensor2d([[0, V]], [1, 2], 'int32')), ErrorCodes.BadTokens, /vocabulary/);
-    expectCode(() => run(tf.tensor2d([[-1, 0]], [1, 2], 'int32')), ErrorCodes.BadTokens);
-    expectCode(() => run(tf.tensor2d([[0, 1]], [1, 2], 'float32')), ErrorCodes.BadTokens, /int32/);
-    expectCode(
-      () => run(tf.zeros([1, model.dims.contextLength + 1], 'int32')),
-      ErrorCodes.BadTokens,
-      /context/,
-    );
-    const tokens = tokensOf(f);
-    expectCode(
-      () => model.forward({ tokens }, new RunContext({ cache: ['resid_mid.0'] })),
-      ErrorCodes.UnknownSite,
-      /resid_mid\.0/,
-    );
-    expectCode(
-      () => model.forward({ tokens }, new RunContext({ cache: ['mlp_out.2'] })),
-      ErrorCodes.UnknownSite,
-    );
-    expectCode(
-      () => model.forward({ tokens }, new RunContext({ cache: ['ln_final_scale.1'] })),
-      ErrorCodes.UnknownSite,
-    );
-    expectCode(() => model.forward({ tokens }, ctx, { readout: [0] }), ErrorCodes.BadInput);
-    expectCode(() => model.forward({ tokens }, ctx, { readout: [0, f.seq] }), ErrorCodes.BadInput);
-    const resid = model.embed(tokens);
-    expectCode(() => model.forward({ resid, layer: 3 }, ctx), ErrorCodes.BadInput);
-    const ac = new AbortController();
-    ac.abort();
-    expectCode(() => model.forward({ tokens }, new RunContext({ signal: ac.signal })), ErrorCodes.Aborted);
-    tf.dispose([tokens, resid]);
-    model.dispose();
-    expectCode(() => model.embed(tokens), ErrorCodes.BadInput, /disposed/);
-  });
-
-  it('leaves no tensors behind over repeated runs', () => {
-    const f = loadFixture('pythia-sequential');
-    const model = modelOf(f);
-    const tokens = tokensOf(f);
-    const counts: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const ctx = new RunContext({ cache: ['result.1', 'pattern.0'] });
-      const logits = model.forward({ tokens }, ctx, i === 2 ? { readout: [1, 2] } : {});
-      ctx.dispose();
-      logits.dispose();
-      const zero = tf.zeros([f.batch, f.seq, model.dims.dModel]);
-      const g = tf.grad((d: tf.Tensor) =>
-        tf.sum(model.forward({ tokens }, new RunContext({ deltas: new Map([['mlp_out.0', d]]) }))),
-      )(zero);
-      tf.dispose([g, zero]);
-      counts.push(tf.memory().numTensors);
-    }
-    expect(new Set(counts).size, `tensor counts ${counts}`).toBe(1);
-    tokens.dispose();
-    model.dispose();
-  });
-
+  // Bad tokens, unknown sites, readouts, start layers, abort, dispose and leaks: the conformance suite.
   it('gives the same logits and gradients with and without backward copies', () => {
     const f = loadFixture('pythia-full-rotary');
     const tokens = tokensOf(f);
     const run = (copies: boolean): [Float32Array, Float32Array] => {
-      const model = new PythiaModel(parsePythiaConfig(f.config), f.weights, { backwardCopies: copies });
+      const model = new PythiaModel(parsePythiaConfig(f.config), f.weights, { transposedCopies: copies });
       const zero = tf.zeros([f.batch, f.seq, model.dims.dModel]);
       let logits: Float32Array = new Float32Array();
       const g = tf.grad((d: tf.Tensor) => {

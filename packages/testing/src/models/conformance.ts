@@ -409,7 +409,7 @@ function modelTests(spec: FamilyConformance, m: ConformanceModel, backend: TestB
         expect(ctx.slotCalls).toEqual(spec.slotCalls(model.dims.nLayers));
         for (const n of model.nonlinearities) expect(ctx.slotCalls[n.slot], n.slot).toBeGreaterThan(0);
         // Under a gradient tape the rules' custom gradients are live; their forward values must not change.
-        let taped = new Float32Array();
+        let taped: Float32Array = new Float32Array();
         const zero = tf.zeros([B, T, model.dims.dModel]);
         const g = tf.grad((x: tf.Tensor) => {
           const deltas = new Map([[siteKey(Site.ResidPre, 0), x]]);
