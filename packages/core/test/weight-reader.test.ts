@@ -1,0 +1,125 @@
+import { describeEachBackend, expectBitIdentical, installLeakGuard } from '@relp/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect, it } from 'vitest';
+import {
+  buildWeights,
+  deferred,
+  ErrorCodes,
+  type HostTensor,
+  isRelpError,
+  linear,
+  ropeInverseFrequencies,
+  unembedLogits,
+  WeightReader,
+  weightMapFromRecord,
+} from '../src/index.js';
+
+installLeakGuard();
+
+function expectCode(f: () => unknown, code: string, text: RegExp): void {
+  let caught: unknown;
+  try {
+    f();
+  } catch (e) {
+    caught = e;
+  }
+  expect(isRelpError(caught), String(caught)).toBe(true);
+  expect((caught as { code: string }).code).toBe(code);
+  expect((caught as Error).message).toMatch(text);
+}
+
+const host = (shape: number[], from = 1): HostTensor => ({
+  shape,
+  data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => from + i),
+});
+
+describeEachBackend('WeightReader and buildWeights', () => {
+  const weights = weightMapFromRecord({
+    'body.fc.weight': host([3, 2]), // nn.Linear [out, in]
+    'body.fc.bias': host([3], 10),
+    'conv.weight': host([2, 3]), // Conv1D [in, out]
+    'head.weight': host([4, 2]),
+  });
+
+  it('tries the prefixes and aliases in order; errors name the first candidate', () => {
+    const r = new WeightReader(weights, { prefixes: ['body.', ''] });
+    expect(r.host('fc.weight', [3, 2]).data[0]).toBe(1);
+    expect(r.has('conv.weight')).toBe(true);
+    expect(r.has('missing', { aliases: ['head.weight'] })).toBe(true);
+    expect(r.has('head.weight', { root: true })).toBe(true);
+    expect(r.has('fc.weight', { root: true })).toBe(false);
+    expectCode(() => r.host('nothing', [1]), ErrorCodes.BadModelFile, /'body\.nothing' is missing/);
+    expectCode(
+      () => r.host('fc.weight', [2, 3]),
+      ErrorCodes.BadModelFile,
+      /'body\.fc\.weight' has shape \[3,2\], expected \[2,3\]/,
+    );
+  });
+
+  it('linear layers from either storage are [in, out], with an exact transposed copy when asked', () => {
+    const r = new WeightReader(weights, { transposedCopies: true });
+    const { weights: w, tensors } = buildWeights({
+      fc: r.linear('body.fc.weight', 2, 3, { bias: 'body.fc.bias' }),
+      conv: r.linear('conv.weight', 2, 3, { stored: 'in_out', transposedCopy: false }),
+    });
+    expect(w.fc.w.shape).toEqual([2, 3]);
+    expect(Array.from(w.fc.w.dataSync())).toEqual([1, 3, 5, 2, 4, 6]);
+    expect(Array.from(w.fc.b!.dataSync())).toEqual([10, 11, 12]);
+    expectBitIdentical(w.fc.wT!.dataSync() as Float32Array, weights.get('body.fc.weight')!.data, 'wT');
+    expect(w.conv.wT).toBeUndefined();
+    expect(Array.from(w.conv.w.dataSync())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(tensors).toHaveLength(4);
+    // The copy changes the backward pass's kernels only, not its values.
+    const x = tf.tensor2d([0.5, -1, 2, 0.25], [2, 2]);
+    const g = (layer: typeof w.fc) => tf.grad((v: tf.Tensor) => tf.sum(tf.square(linear(v, layer))))(x);
+    const [withCopy, without] = [g(w.fc), g({ w: w.fc.w, b: w.fc.b })];
+    expectBitIdentical(withCopy.dataSync() as Float32Array, without.dataSync() as Float32Array, 'grad');
+    tf.dispose([x, withCopy, without, ...tensors]);
+  });
+
+  it('checks every weight before creating a tensor, and frees what it made when a creation fails', () => {
+    const r = new WeightReader(weights);
+    const before = tf.memory().numTensors;
+    expectCode(
+      () => buildWeights({ a: r.tensor('head.weight', [4, 2]), b: r.tensor('nope', [1]) }),
+      ErrorCodes.BadModelFile,
+      /nope/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    const plan = {
+      a: r.tensor('head.weight', [4, 2]),
+      layers: [r.vector('body.fc.bias', 3, (v) => v + 1)],
+      broken: deferred(() => {
+        throw new Error('out of memory');
+      }),
+    };
+    expect(() => buildWeights(plan)).toThrow('out of memory');
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describeEachBackend('decoder helpers', () => {
+  it('a vocabulary-restricted unembedding has a gradient after its forward scope ends', () => {
+    const table = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+    const vocab = tf.tensor1d([2, 0], 'int32');
+    const x = tf.tensor3d([0.5, -1, 2, 0.25], [1, 2, 2]);
+    // tf.tidy frees the gathered rows when the forward pass returns; the backward pass still needs them.
+    const g = tf.grad((v: tf.Tensor) => tf.tidy(() => tf.sum(unembedLogits(v as tf.Tensor3D, table, vocab))))(
+      x,
+    );
+    // d/dx Σ_j x·row_j = Σ of the chosen rows = [5+1, 6+2] at every position.
+    expect(Array.from(g.dataSync())).toEqual([6, 8, 6, 8]);
+    tf.dispose([table, vocab, x, g]);
+  });
+
+  it("GPT-NeoX's frequency divisor: int(dh·pct) may be odd while the rotated width is even", () => {
+    const inv = ropeInverseFrequencies({
+      theta: 10000,
+      dim: 6,
+      frequencyDim: 5,
+      scaling: { type: 'default' },
+    });
+    const f = Math.fround;
+    expect(Array.from(inv)).toEqual([0, 2, 4].map((e) => f(1 / f(10000 ** f(e / 5)))));
+  });
+});
