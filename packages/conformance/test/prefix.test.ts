@@ -2,20 +2,20 @@ import { Site, type SiteRequest } from '@relp/core';
 import { randomGpt2Model } from '@relp/models-gpt2';
 import { randomPythiaModel } from '@relp/models-pythia';
 import { describeEachBackend, installLeakGuard } from '@relp/testing';
-import { it } from 'vitest';
 import {
   expectBadPrefixRefused,
   expectFastPatchingEqualsNaive,
   expectJoinedRunMatchesFullRun,
   expectPrefixRunMatchesFullRun,
-} from '../../models-llama/test/prefix-helper.js';
+} from '@relp/testing/models';
+import { it } from 'vitest';
 
 /**
  * Prefix runs (core's KvPrefix: the residual at positions ≥ offset plus the cached keys/values of the earlier
  * positions) on GPT-2 (absolute position embeddings, so nothing positional inside the blocks) and Pythia
  * (partial rotary at absolute positions, parallel residual), and fast activation patching (which uses them)
  * against the naive way for every site and granularity, incl. a padded row read out before patched positions.
- * The Llama/Qwen2 (GQA, sliding window) and Gemma 3 cases live in those packages' prefix tests.
+ * The Llama/Qwen2 (GQA, sliding window) and Gemma 3 cases live in those packages' conformance tests.
  */
 installLeakGuard();
 
