@@ -55,7 +55,7 @@ export async function metricAndSiteGrads(
 }
 
 /**
- * Attribution patching, and relevance patching when the job has LRP rules (METHOD.md §1): a source run
+ * Attribution patching, and relevance patching when the job has LRP rules (docs/method.md §8–§9): a source run
  * recording the sites, a base run recording them with gradients of the metric, then
  * score = Σ_batch Σ_hidden (a_source − a_base) · ∂m/∂a per position (and head or neuron).
  * Costs 2 forward passes and 1 backward pass whatever the number of sites.
