@@ -1,5 +1,6 @@
 import type { AttributionResult, BackendChoice } from '@relp/core';
 import type { CorrelationRow } from '../components/correlation-table.js';
+import type { RunMethodsOptions } from '../experiment.js';
 import type { WasmPaths } from '../runtime/backend.js';
 import type { ShownError } from '../runtime/errors.js';
 import type { PickedFile } from '../runtime/fs.js';
@@ -26,21 +27,16 @@ export type DataChoice =
     }
   | { readonly kind: 'pairs'; readonly text: string };
 
-export interface RunRequest {
+/**
+ * One run: the model, the data, where to run, and `runMethods`' options (methods, sites, normalisation, IG steps,
+ * patched rows per pass) except the abort signal and the progress callback, which stay inside the worker.
+ */
+export interface RunRequest extends Omit<RunMethodsOptions, 'signal' | 'onProgress'> {
   readonly model: ModelChoice;
   readonly data: DataChoice;
-  /** activation-patching, atp, relp, relp-ah, ig. */
-  readonly methods: readonly string[];
-  /** Position-granularity sites; default resid_pre, attn_out, mlp_out. */
-  readonly sites?: readonly string[];
-  /** Scores of the normalised metric (default true). */
-  readonly normalize?: boolean;
-  readonly igSteps?: number;
   /** "auto", "webgpu", "wasm" or "cpu". */
   readonly backend?: string;
   readonly wasmPaths?: WasmPaths;
-  /** Patched rows per forward pass for activation patching (memory bound). */
-  readonly maxBatchRows?: number;
 }
 
 export interface ModelSummary {
