@@ -1,5 +1,4 @@
-import { Site } from '@relp/core';
-import { modelFromFixture, runFamilyConformance } from '@relp/testing/models';
+import { modelFromFixture, PATCHING_SITES, runFamilyConformance } from '@relp/testing/models';
 import { llamaFamily } from '../src/index.js';
 
 // Parity with transformers on the fixtures of tools/oracles/llama_fixtures.py — grouped-query attention
@@ -29,21 +28,7 @@ runFamilyConformance({
     [0, 4],
   ],
   patching: {
-    sites: [
-      { site: Site.ResidPre },
-      { site: Site.AttnOut },
-      { site: Site.MlpOut },
-      { site: Site.ResidMid },
-      { site: Site.Z, granularity: 'head' },
-      { site: Site.MlpPost, granularity: 'neuron', layers: [1] },
-      { site: Site.K, granularity: 'head' },
-      { site: Site.V },
-      { site: Site.Q },
-      { site: Site.Pattern, granularity: 'head' },
-      { site: Site.Ln1Scale },
-      { site: Site.Ln2Scale },
-      { site: Site.LnFinalScale },
-    ],
+    sites: PATCHING_SITES,
     timeout: 300_000,
   },
 });

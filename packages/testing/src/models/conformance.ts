@@ -82,6 +82,26 @@ export interface FamilyConformance {
 }
 
 const ATOL = 1e-4;
+
+/**
+ * Sites for `patching`: each kind of site fast patching handles on its own path (residual-like, per-head, per-neuron,
+ * keys/values read from the prefix, the pattern, the norms' scales and the final norm's readout rows).
+ */
+export const PATCHING_SITES: readonly SiteRequest[] = [
+  { site: Site.ResidPre },
+  { site: Site.AttnOut },
+  { site: Site.MlpOut },
+  { site: Site.ResidMid },
+  { site: Site.Z, granularity: 'head' },
+  { site: Site.MlpPost, granularity: 'neuron', layers: [1] },
+  { site: Site.K, granularity: 'head' },
+  { site: Site.V },
+  { site: Site.Q },
+  { site: Site.Pattern, granularity: 'head' },
+  { site: Site.Ln1Scale },
+  { site: Site.Ln2Scale },
+  { site: Site.LnFinalScale },
+];
 const PRESETS = [RELP, RELP_AH] as const;
 
 /** Every (site, layer) key a model declares. */
