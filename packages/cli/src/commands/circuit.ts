@@ -40,7 +40,7 @@ export function parseThresholds(s: string): number[] {
 }
 
 /** Renders DOT to SVG with @viz-js/viz (Graphviz compiled to WebAssembly; works offline). */
-async function renderDot(dot: string): Promise<string | undefined> {
+export async function renderDot(dot: string): Promise<string | undefined> {
   try {
     const { instance } = await import('@viz-js/viz');
     const viz = await instance();

@@ -1,41 +1,34 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { logThresholds, makePairBatch, type PairBatch, parseSiteKey } from '@relp/core';
+import { resolve } from 'node:path';
+import { makePairBatch, parseSiteKey } from '@relp/core';
 import { badInput } from '@relp/core/errors';
-import { circuitCurvesSvg, type Figure, fixed, formatTable, renderHtml, type Section } from '@relp/report';
 import {
-  attributeFeatures,
-  type FeatureAttributionResult,
+  circuitCurvesSvg,
+  type Figure,
+  featureCircuitHtml,
+  fixed,
+  formatTable,
+  renderHtml,
+  type Section,
+} from '@relp/report';
+import {
   FeatureCircuitEvaluator,
   type FeatureContext,
   featureCircuitToDot,
   featureNodeId,
   featureNodesFromResult,
-  type PositionMode,
   type ScoredFeatureNode,
-  type SparseAutoencoder,
   selectFeatureNodes,
   sweepFeatureCircuits,
   tokenWindows,
   topActivatingContexts,
 } from '@relp/sae';
-import { brownCorpus, listCachedSaes, loadSaeFolder } from '@relp/sae/node';
+import { brownCorpus } from '@relp/sae/node';
 import type { CliIo } from '../io.js';
-import { type MethodSpec, parseMethodList } from '../methods.js';
-import { checkWritable, toJson, writeFileAtomic, writeFolderAtomic } from '../output.js';
-import { type CommonOptions, loadData, openSession, type Session, sessionProvenance } from '../session.js';
-
-export interface SaeAttributeOptions extends CommonOptions {
-  readonly sae: string;
-  readonly method: string;
-  readonly positions: string;
-  readonly normalize?: boolean;
-  readonly direction?: string;
-  readonly igSteps?: number;
-  readonly maxBatchRows?: number;
-  readonly top: number;
-  readonly out?: string;
-}
+import { parseMethodList } from '../methods.js';
+import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
+import { type CommonOptions, loadData, openSession, sessionProvenance } from '../session.js';
+import { parseThresholds, renderDot } from './circuit.js';
+import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
 
 export interface SaeCircuitOptions extends CommonOptions {
   readonly sae: string;
@@ -55,196 +48,6 @@ export interface SaeCircuitOptions extends CommonOptions {
   readonly contextLength: number;
   readonly text?: string;
   readonly out: string;
-}
-
-/**
- * SAEs from a comma-separated list: each entry a SAELens folder (cfg.json), or a folder holding such folders (all
- * of them, e.g. ~/.cache/relp/saes/smollm2-135m); `site.layer` entries of `only` keep those sites.
- */
-export async function loadSaes(
-  list: string,
-  cwd: string,
-  only?: readonly string[],
-): Promise<SparseAutoencoder[]> {
-  const entries = list
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (entries.length === 0) throw badInput('no SAE given: pass --sae <folder>[,<folder>…]');
-  const folders: string[] = [];
-  for (const e of entries) {
-    const dir = resolve(cwd, e.replace(/^~(?=\/)/, process.env.HOME ?? '~'));
-    if (!existsSync(dir)) throw badInput(`SAE folder ${dir} does not exist`);
-    if (existsSync(join(dir, 'cfg.json'))) folders.push(dir);
-    else {
-      const found = await listCachedSaes(dir);
-      if (found.length === 0) throw badInput(`${dir} holds no SAELens SAE folder (cfg.json)`);
-      folders.push(...found.map((f) => f.path).sort());
-    }
-  }
-  const saes: SparseAutoencoder[] = [];
-  try {
-    for (const f of folders) saes.push(await loadSaeFolder(f));
-  } catch (e) {
-    for (const s of saes) s.dispose();
-    throw e;
-  }
-  const kept = only ? saes.filter((s) => only.includes(`${s.hookPoint.site}.${s.hookPoint.layer}`)) : saes;
-  for (const s of saes) if (!kept.includes(s)) s.dispose();
-  if (kept.length === 0) throw badInput(`no SAE at the sites ${only?.join(', ')}`);
-  return kept;
-}
-
-function positionsOf(s: string): PositionMode {
-  if (s !== 'sum' && s !== 'each') throw badInput(`--positions must be sum or each (got ${s})`);
-  return s;
-}
-
-async function attributeOne(
-  s: Session,
-  batch: PairBatch,
-  saes: readonly SparseAutoencoder[],
-  m: MethodSpec,
-  o: {
-    positions: PositionMode;
-    normalize: boolean;
-    direction?: string;
-    igSteps?: number;
-    maxBatchRows?: number;
-  },
-): Promise<FeatureAttributionResult> {
-  if (o.direction !== undefined && o.direction !== 'denoising' && o.direction !== 'noising') {
-    throw badInput('--direction must be denoising or noising');
-  }
-  const r = await attributeFeatures(s.loaded.model, batch, saes, {
-    method: m.kind,
-    label: m.name,
-    ...(m.rules ? { rules: m.rules } : {}),
-    positions: o.positions,
-    normalize: o.normalize,
-    ...(o.direction ? { direction: o.direction as 'denoising' | 'noising' } : {}),
-    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
-    onProgress: s.progress.labelled(m.name),
-  });
-  s.progress.stop();
-  s.log.info(
-    `${m.name}: ${r.cost.forwardPasses} forward, ${r.cost.backwardPasses} backward, ${r.cost.seconds.toFixed(2)} s, ` +
-      `peak ${(r.cost.peakTensorBytes / 2 ** 20).toFixed(0)} MiB`,
-  );
-  return r;
-}
-
-function saeInfo(saes: readonly SparseAutoencoder[]) {
-  return saes.map((x) => ({
-    site: `${x.hookPoint.site}.${x.hookPoint.layer}`,
-    dSae: x.dSae,
-    activation: x.activation.kind === 'topk' ? `topk(${x.activation.k})` : x.activation.kind,
-    provenance: x.provenance,
-  }));
-}
-
-/** `relp sae attribute`: feature and error scores at every SAE site with one method; result.json. */
-export async function saeAttributeCommand(o: SaeAttributeOptions, io: CliIo): Promise<void> {
-  const [m] = parseMethodList(o.method);
-  const positions = positionsOf(o.positions);
-  if (o.out) checkWritable(o.out, o.force === true, 'output file');
-  const s = await openSession(o, io);
-  const data = await loadData(s, o);
-  const saes = await loadSaes(o.sae, io.cwd);
-  try {
-    const r = await attributeOne(s, data.batch, saes, m!, {
-      positions,
-      normalize: o.normalize === true,
-      ...(o.direction ? { direction: o.direction } : {}),
-      ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-      ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
-    });
-    const prov = sessionProvenance(s, data, { method: m!.name, saes: saeInfo(saes), positions });
-    const nodes = featureNodesFromResult(r);
-    const top = selectFeatureNodes(nodes, { mode: 'top-k', value: o.top });
-    const out = { ...r, top: top.map((n) => ({ id: featureNodeId(n), ...n })), provenance: prov };
-    if (o.out) await writeFileAtomic(o.out, toJson(out), o.force === true);
-    if (o.json) {
-      io.stdout.write(toJson(out));
-      return;
-    }
-    const table = {
-      header: ['node', 'score'],
-      rows: top.map((n) => [featureNodeId(n), n.score.toPrecision(4)]),
-    };
-    io.stdout.write(
-      `${m!.name}: m(clean) = ${r.metric.clean.toPrecision(5)}, m(corrupt) = ${r.metric.corrupt.toPrecision(5)}; ` +
-        `${r.cost.forwardPasses} forward + ${r.cost.backwardPasses} backward passes, ${r.cost.seconds.toFixed(2)} s\n` +
-        `${formatTable(table)}\n${o.out ? `wrote ${o.out}\n` : ''}`,
-    );
-  } finally {
-    for (const x of saes) x.dispose();
-  }
-}
-
-function parseThresholds(s: string): number[] {
-  const parts = s.split(':').map(Number);
-  if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
-    throw badInput(`--thresholds takes lo:hi:steps, e.g. 1e-4:1:15 (got ${s})`);
-  }
-  return logThresholds(parts[0]!, parts[1]!, parts[2]!);
-}
-
-async function renderDot(dot: string): Promise<string | undefined> {
-  try {
-    const { instance } = await import('@viz-js/viz');
-    const viz = await instance();
-    return viz.renderString(dot, { format: 'svg' });
-  } catch {
-    return undefined;
-  }
-}
-
-function escHtml(s: string): string {
-  return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
-}
-
-/** A page listing each circuit feature with its top-activating contexts, the firing token highlighted. */
-function featuresHtml(
-  title: string,
-  nodes: readonly ScoredFeatureNode[],
-  contexts: ReadonlyMap<string, readonly FeatureContext[]>,
-  source: string,
-): string {
-  const rows = nodes
-    .map((n) => {
-      const id = featureNodeId({ ...n, position: undefined } as ScoredFeatureNode);
-      const cs = n.kind === 'error' ? [] : (contexts.get(id) ?? []);
-      const ctx = cs
-        .map((c) => {
-          const lo = Math.max(0, c.position - 12);
-          const hi = Math.min(c.tokens.length, c.position + 4);
-          const text = c.tokens
-            .slice(lo, hi)
-            .map((t, j) =>
-              lo + j === c.position
-                ? `<mark title="${c.activation.toPrecision(3)}">${escHtml(t)}</mark>`
-                : escHtml(t),
-            )
-            .join('');
-          return `<div class="ctx">${c.activation.toFixed(2)} · …${text}…</div>`;
-        })
-        .join('');
-      return `<tr><td>${escHtml(featureNodeId(n))}</td><td>${n.score.toPrecision(3)}</td><td>${
-        n.kind === 'error' ? '<i>SAE error term</i>' : ctx || '<i>no activation in the sampled text</i>'
-      }</td></tr>`;
-    })
-    .join('\n');
-  return `<!doctype html><html><head><meta charset="utf-8"><title>${escHtml(title)}</title><style>
-body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}
-td,th{border-bottom:1px solid #ddd;padding:.3em .6em;vertical-align:top;text-align:left}
-.ctx{font-family:monospace;white-space:pre-wrap;margin:.15em 0}mark{background:#ffb74d}
-</style></head><body><h1>${escHtml(title)}</h1><p>Top-activating contexts from ${escHtml(source)}.</p>
-<table><tr><th>node</th><th>score</th><th>top-activating contexts (activation · text, firing token marked)</th></tr>
-${rows}
-</table></body></html>
-`;
 }
 
 /**
@@ -441,10 +244,17 @@ export async function saeCircuitCommand(o: SaeCircuitOptions, io: CliIo): Promis
           : {}),
       }));
       files[`circuit-${name}.json`] = toJson({ ...(circuits[name] as object), nodes: withContexts });
-      files[`features-${name}.html`] = featuresHtml(
+      files[`features-${name}.html`] = featureCircuitHtml(
         `${name} feature circuit`,
-        chosen,
-        contexts,
+        chosen.map((n) => ({
+          id: featureNodeId(n),
+          score: n.score,
+          error: n.kind === 'error',
+          contexts:
+            n.kind === 'error'
+              ? []
+              : (contexts.get(featureNodeId({ ...n, position: undefined } as ScoredFeatureNode)) ?? []),
+        })),
         contextSource,
       );
     }

@@ -1,0 +1,104 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { PairBatch } from '@relp/core';
+import { badInput } from '@relp/core/errors';
+import {
+  attributeFeatures,
+  type FeatureAttributionResult,
+  type PositionMode,
+  type SparseAutoencoder,
+} from '@relp/sae';
+import { listCachedSaes, loadSaeFolder } from '@relp/sae/node';
+import type { MethodSpec } from '../methods.js';
+import type { Session } from '../session.js';
+
+// What `relp sae attribute` and `relp sae circuit` share: loading SAEs, reading --positions, one method's run.
+
+/**
+ * SAEs from a comma-separated list: each entry a SAELens folder (cfg.json), or a folder holding such folders (all
+ * of them, e.g. ~/.cache/relp/saes/smollm2-135m); `site.layer` entries of `only` keep those sites.
+ */
+export async function loadSaes(
+  list: string,
+  cwd: string,
+  only?: readonly string[],
+): Promise<SparseAutoencoder[]> {
+  const entries = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (entries.length === 0) throw badInput('no SAE given: pass --sae <folder>[,<folder>…]');
+  const folders: string[] = [];
+  for (const e of entries) {
+    const dir = resolve(cwd, e.replace(/^~(?=\/)/, process.env.HOME ?? '~'));
+    if (!existsSync(dir)) throw badInput(`SAE folder ${dir} does not exist`);
+    if (existsSync(join(dir, 'cfg.json'))) folders.push(dir);
+    else {
+      const found = await listCachedSaes(dir);
+      if (found.length === 0) throw badInput(`${dir} holds no SAELens SAE folder (cfg.json)`);
+      folders.push(...found.map((f) => f.path).sort());
+    }
+  }
+  const saes: SparseAutoencoder[] = [];
+  try {
+    for (const f of folders) saes.push(await loadSaeFolder(f));
+  } catch (e) {
+    for (const s of saes) s.dispose();
+    throw e;
+  }
+  const kept = only ? saes.filter((s) => only.includes(`${s.hookPoint.site}.${s.hookPoint.layer}`)) : saes;
+  for (const s of saes) if (!kept.includes(s)) s.dispose();
+  if (kept.length === 0) throw badInput(`no SAE at the sites ${only?.join(', ')}`);
+  return kept;
+}
+
+export function positionsOf(s: string): PositionMode {
+  if (s !== 'sum' && s !== 'each') throw badInput(`--positions must be sum or each (got ${s})`);
+  return s;
+}
+
+/** One method's feature attribution, its cost logged. */
+export async function attributeOne(
+  s: Session,
+  batch: PairBatch,
+  saes: readonly SparseAutoencoder[],
+  m: MethodSpec,
+  o: {
+    positions: PositionMode;
+    normalize: boolean;
+    direction?: string;
+    igSteps?: number;
+    maxBatchRows?: number;
+  },
+): Promise<FeatureAttributionResult> {
+  if (o.direction !== undefined && o.direction !== 'denoising' && o.direction !== 'noising') {
+    throw badInput('--direction must be denoising or noising');
+  }
+  const r = await attributeFeatures(s.loaded.model, batch, saes, {
+    method: m.kind,
+    label: m.name,
+    ...(m.rules ? { rules: m.rules } : {}),
+    positions: o.positions,
+    normalize: o.normalize,
+    ...(o.direction ? { direction: o.direction as 'denoising' | 'noising' } : {}),
+    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
+    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
+    onProgress: s.progress.labelled(m.name),
+  });
+  s.progress.stop();
+  s.log.info(
+    `${m.name}: ${r.cost.forwardPasses} forward, ${r.cost.backwardPasses} backward, ${r.cost.seconds.toFixed(2)} s, ` +
+      `peak ${(r.cost.peakTensorBytes / 2 ** 20).toFixed(0)} MiB`,
+  );
+  return r;
+}
+
+/** What the provenance records of each SAE. */
+export function saeInfo(saes: readonly SparseAutoencoder[]) {
+  return saes.map((x) => ({
+    site: `${x.hookPoint.site}.${x.hookPoint.layer}`,
+    dSae: x.dSae,
+    activation: x.activation.kind === 'topk' ? `topk(${x.activation.k})` : x.activation.kind,
+    provenance: x.provenance,
+  }));
+}
