@@ -6,6 +6,7 @@ import {
   nodeId,
   nodesFromScores,
   type SelectBy,
+  type SweepPoint,
   selectNodes,
   sweepThresholds,
 } from '@relp/core';
@@ -37,6 +38,18 @@ export function parseThresholds(s: string): number[] {
     throw badInput(`--thresholds takes lo:hi:steps, e.g. 1e-4:1:15 (got ${s})`);
   }
   return logThresholds(parts[0]!, parts[1]!, parts[2]!);
+}
+
+/** A sweep point as curves.json records it. */
+export function curvePoint(p: SweepPoint) {
+  return {
+    threshold: p.threshold,
+    nodes: p.nodes,
+    faithfulness: p.faithfulness,
+    completeness: p.completeness,
+    mCircuit: p.mCircuit,
+    mComplement: p.mComplement,
+  };
 }
 
 /** Renders DOT to SVG with @viz-js/viz (Graphviz compiled to WebAssembly; works offline). */
@@ -116,14 +129,7 @@ export async function circuitCommand(o: CircuitOptions, io: CliIo): Promise<void
           onProgress: s.progress.labelled(`${m.name} sweep`),
         });
         s.progress.stop();
-        curves[m.name] = pts.map((p) => ({
-          threshold: p.threshold,
-          nodes: p.nodes,
-          faithfulness: p.faithfulness,
-          completeness: p.completeness,
-          mCircuit: p.mCircuit,
-          mComplement: p.mComplement,
-        }));
+        curves[m.name] = pts.map(curvePoint);
       }
     }
     const mFull = evaluator!.mFull;

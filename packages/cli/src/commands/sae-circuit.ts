@@ -27,7 +27,7 @@ import type { CliIo } from '../io.js';
 import { parseMethodList } from '../methods.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
 import { type CommonOptions, loadData, openSession, sessionProvenance } from '../session.js';
-import { parseThresholds, renderDot } from './circuit.js';
+import { curvePoint, parseThresholds, renderDot } from './circuit.js';
 import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
 
 export interface SaeCircuitOptions extends CommonOptions {
@@ -120,14 +120,7 @@ export async function saeCircuitCommand(o: SaeCircuitOptions, io: CliIo): Promis
         onProgress: s.progress.labelled(`${m.name} sweep`),
       });
       s.progress.stop();
-      curves[m.name] = pts.map((p) => ({
-        threshold: p.threshold,
-        nodes: p.nodes,
-        faithfulness: p.faithfulness,
-        completeness: p.completeness,
-        mCircuit: p.mCircuit,
-        mComplement: p.mComplement,
-      }));
+      curves[m.name] = pts.map(curvePoint);
       if (ks.length > 0) {
         const tk = await sweepFeatureCircuits(evaluator, scored, ks, {
           mode: 'top-k',
