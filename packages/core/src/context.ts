@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCodes, RelpError } from './errors.js';
 import type { PeakBytes } from './memory.js';
-import { type SiteKey, type SiteName, siteKey } from './sites.js';
+import { type SiteDef, type SiteKey, type SiteName, siteKey } from './sites.js';
 import {
   type ActivationKind,
   NO_RULES,
@@ -21,8 +21,11 @@ export interface Patch {
   readonly value: tf.Tensor;
 }
 
-/** A user transform at a site, e.g. an SAE splice. Must not dispose its input. */
-export type SiteHook = (x: tf.Tensor, site: SiteName, layer: number) => tf.Tensor;
+/**
+ * A user transform at a site, e.g. an SAE splice; `ctx` is the run's context (a splice visits its own run-time
+ * sites through it). Must not dispose its input.
+ */
+export type SiteHook = (x: tf.Tensor, site: string, layer: number, ctx: RunContext) => tf.Tensor;
 
 export interface RunContextOptions {
   /** Sites whose activations are recorded (kept tensors; the caller disposes them, see `takeCache`). */
@@ -39,6 +42,11 @@ export interface RunContextOptions {
   readonly signal?: AbortSignal;
   /** Sampled at every site, for the peak memory a method reports. */
   readonly peak?: PeakBytes;
+  /**
+   * Run-time sites (not the model's own, e.g. an SAE's features) that hooks of this run visit with `site`:
+   * keys of them are valid requests (checkRequestedSites).
+   */
+  readonly extraSites?: readonly SiteDef[];
 }
 
 /**
@@ -48,6 +56,7 @@ export interface RunContextOptions {
  */
 export class RunContext {
   readonly rules: RuleSet;
+  readonly extraSites: readonly SiteDef[];
   private readonly slots: SlotFunctions;
   private readonly cacheKeys: ReadonlySet<SiteKey>;
   private readonly patches: ReadonlyMap<SiteKey, readonly Patch[]>;
@@ -67,6 +76,7 @@ export class RunContext {
 
   constructor(options: RunContextOptions = {}) {
     this.rules = options.rules ?? NO_RULES;
+    this.extraSites = options.extraSites ?? [];
     this.slots = { ...plainSlots, ...this.rules.slots };
     this.cacheKeys = new Set(options.cache ?? []);
     this.patches = options.patches ?? new Map();
@@ -87,13 +97,13 @@ export class RunContext {
   }
 
   /** Whether anything is attached at a site: models skip optional work (per-head results) when not. */
-  wants(site: SiteName, layer: number): boolean {
+  wants(site: SiteName | SiteDef, layer: number): boolean {
     const key = siteKey(site, layer);
     return this.cacheKeys.has(key) || this.patches.has(key) || this.deltas.has(key) || this.hooks.has(key);
   }
 
   /** Called by models at every site; returns the (possibly patched) activation to continue with. */
-  site(site: SiteName, layer: number, x: tf.Tensor): tf.Tensor {
+  site(site: SiteName | SiteDef, layer: number, x: tf.Tensor): tf.Tensor {
     const key = siteKey(site, layer);
     this.visited.add(key);
     this.peak?.sample();
@@ -101,7 +111,10 @@ export class RunContext {
     const patches = this.patches.get(key);
     if (patches) for (const p of patches) out = tf.where(p.mask, p.value, out);
     const hooks = this.hooks.get(key);
-    if (hooks) for (const h of hooks) out = h(out, site, layer);
+    if (hooks) {
+      const name = typeof site === 'string' ? site : site.name;
+      for (const h of hooks) out = h(out, name, layer, this);
+    }
     if (this.cacheKeys.has(key)) {
       const previous = this.recorded.get(key);
       if (previous) previous.dispose();

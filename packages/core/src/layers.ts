@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from './context.js';
 import { ErrorCodes, RelpError } from './errors.js';
-import { parseSiteKey, Site, type SiteName } from './sites.js';
+import { type SiteName, siteKeyExists } from './sites.js';
 
 /**
  * Small building blocks every model family shares, written once so each family calls the rule slots and the
@@ -125,14 +125,14 @@ export function checkTokens(tokens: tf.Tensor, vocabSize: number, contextLength:
 
 /**
  * Raises UNKNOWN_SITE for any site the context asks for that the model does not have (a name missing from
- * `sites`, e.g. resid_mid of a parallel-residual model, or a layer out of range). Sites a run merely skips
- * (a `{resid, layer}` start) are the caller's to check with `ctx.assertAllVisited()`.
+ * `sites`, e.g. resid_mid of a parallel-residual model, or a layer out of range: the table in sites.ts says
+ * how many layers each site has). Run-time sites the context declares (`ctx.extraSites`, e.g. an SAE's
+ * features) are checked against their own definitions. Sites a run merely skips (a `{resid, layer}` start)
+ * are the caller's to check with `ctx.assertAllVisited()`.
  */
 export function checkRequestedSites(ctx: RunContext, sites: readonly SiteName[], nLayers: number): void {
   for (const key of ctx.requestedKeys()) {
-    const { site, layer } = parseSiteKey(key);
-    const layers = site === Site.LnFinalScale ? 1 : nLayers;
-    if (!sites.includes(site) || !Number.isInteger(layer) || layer < 0 || layer >= layers) {
+    if (!siteKeyExists(key, sites, { nLayers }, ctx.extraSites)) {
       throw new RelpError(ErrorCodes.UnknownSite, `this model has no site ${key}`, {
         details: { site: key },
       });

@@ -118,40 +118,6 @@ export interface LanguageModel {
   dispose(): void;
 }
 
-/** Shape of a site's activation for a batch of B sequences of T tokens. */
-export function siteShape(dims: ModelDims, site: SiteName, batch: number, seq: number): number[] {
-  switch (site) {
-    case 'resid_pre':
-    case 'resid_mid':
-    case 'resid_post':
-    case 'attn_out':
-    case 'mlp_out':
-      return [batch, seq, dims.dModel];
-    case 'z':
-    case 'q':
-      return [batch, seq, dims.nHeads, dims.dHead];
-    case 'k':
-    case 'v':
-      return [batch, seq, dims.nKvHeads, dims.dHead];
-    case 'result':
-      return [batch, seq, dims.nHeads, dims.dModel];
-    case 'pattern':
-      return [batch, dims.nHeads, seq, seq];
-    case 'mlp_pre':
-    case 'mlp_post':
-      return [batch, seq, dims.dMlp];
-    case 'ln1_scale':
-    case 'ln2_scale':
-    case 'ln_final_scale':
-      return [batch, seq, 1];
-  }
-}
-
-/** Layers at which a site exists: the final norm's scale at layer 0 only, every other site at every block. */
-export function siteLayers(dims: ModelDims, site: SiteName): number {
-  return site === 'ln_final_scale' ? 1 : dims.nLayers;
-}
-
 /** Reads a model family's config (config.json or GGUF metadata mapped to the same keys) and builds a model. */
 export interface ModelFamily {
   /** Family name, e.g. "gpt2". */

@@ -1,21 +1,23 @@
 import {
   badInput,
-  batchTokens,
+  type CircuitEvaluation,
+  CircuitEvaluator,
+  type CircuitNode,
+  type CircuitScorer,
   type LanguageModel,
-  logitDiff,
   type Metric,
   type PairBatch,
-  type Patch,
   type Progress,
   parseSiteKey,
-  RunContext,
-  readMetric,
+  type SelectOptions,
   type SiteKey,
+  type SweepPoint,
+  selectNodes,
+  sweepThresholds,
 } from '@relp/core';
-import * as tf from '@tensorflow/tfjs-core';
 import type { FeatureAttributionResult, PositionMode } from './attribution.js';
 import type { SparseAutoencoder } from './sae.js';
-import { checkSaes, type SaeNodeOptions, SaeSplice } from './splice.js';
+import { SaeSplice } from './splice.js';
 
 /**
  * A node of a sparse feature circuit: one SAE feature, or the SAE's error term, at a site; at one position, or
@@ -59,50 +61,18 @@ export function featureNodesFromResult(result: FeatureAttributionResult): Scored
   return out;
 }
 
-export interface FeatureSelect {
-  /** `threshold`: |score| (or score) ≥ value; `top-k`: the value largest. */
-  readonly mode: 'threshold' | 'top-k';
-  readonly value: number;
-  readonly by?: 'abs' | 'signed';
-}
+/** How a feature circuit is selected from scored nodes (core's node selection). */
+export type FeatureSelect = SelectOptions;
 
-/** Selects a circuit from scored nodes (ties in top-k broken by the nodes' order). */
+/** Selects a circuit from scored feature nodes (ties in top-k broken by the nodes' order). */
 export function selectFeatureNodes(
   nodes: readonly ScoredFeatureNode[],
   options: FeatureSelect,
 ): ScoredFeatureNode[] {
-  const by = options.by ?? 'abs';
-  if (by !== 'abs' && by !== 'signed')
-    throw badInput(`node selection by '${String(by)}': choose abs or signed`);
-  const k = (n: ScoredFeatureNode) => (by === 'abs' ? Math.abs(n.score) : n.score);
-  if (options.mode === 'threshold') {
-    if (!Number.isFinite(options.value)) throw badInput(`threshold must be finite (got ${options.value})`);
-    return nodes.filter((n) => Number.isFinite(n.score) && k(n) >= options.value);
-  }
-  if (options.mode === 'top-k') {
-    if (!Number.isInteger(options.value) || options.value < 0)
-      throw badInput(`top-k needs a non-negative integer (got ${options.value})`);
-    return nodes
-      .map((n, i) => [n, i] as const)
-      .filter(([n]) => Number.isFinite(n.score))
-      .sort((a, b) => k(b[0]) - k(a[0]) || a[1] - b[1])
-      .slice(0, options.value)
-      .map(([n]) => n);
-  }
-  throw badInput(`unknown selection mode '${String(options.mode)}': choose threshold or top-k`);
+  return selectNodes(nodes, options);
 }
 
-export interface FeatureCircuitEvaluation {
-  readonly nodes: number;
-  /** m(C): every node outside C mean-ablated. */
-  readonly mCircuit: number;
-  /** m(M∖C): C mean-ablated. */
-  readonly mComplement: number;
-  /** (m(C) − m(∅)) / (m(M) − m(∅)). */
-  readonly faithfulness: number;
-  /** (m(M∖C) − m(∅)) / (m(M) − m(∅)): near 0 for a complete circuit. */
-  readonly completeness: number;
-}
+export type FeatureCircuitEvaluation = CircuitEvaluation;
 
 export interface FeatureCircuitEvalOptions {
   /** Nodes per feature summed over positions (default) or per position. */
@@ -112,39 +82,33 @@ export interface FeatureCircuitEvalOptions {
   readonly onProgress?: (p: Progress) => void;
 }
 
-interface SlotMeans {
-  readonly sae: SparseAutoencoder;
-  /** [1, T_test, dSae] and [1, T_test, dIn]: the discovery set's means, aligned to the evaluation batch. */
-  readonly features: tf.Tensor;
-  readonly error: tf.Tensor;
-}
-
 /**
- * Faithfulness and completeness of sparse feature circuits (Marks et al. 2024; METHOD.md §6). The node universe is
- * every feature and error node of the SAEs; ablated nodes take their mean over the discovery set's clean prompts
- * (per position, over the prompts long enough to have it; positions of the evaluation batch beyond the
- * discovery set's longest prompt take the mean over all its tokens). Runs are on the evaluation batch's clean
- * prompts. m(M) is the run with nothing ablated (the model itself: the splice is exact), m(∅) the run with every
- * node ablated. Each `evaluate` costs two forward passes.
+ * Faithfulness and completeness of sparse feature circuits (Marks et al. 2024; docs/method.md §15), by core's circuit
+ * evaluator on the SAEs' sites. The node universe is every feature and error node of the SAEs; ablated nodes take
+ * their mean over the discovery set's clean prompts (per position, over the prompts long enough to have it;
+ * positions of the evaluation batch beyond the discovery set's longest prompt take the mean over all its tokens).
+ * Runs are on the evaluation batch's clean prompts. m(M) is the run with nothing ablated (the model itself: the
+ * splice is exact), m(∅) the run with every node ablated. A node summed over positions is the feature (or error)
+ * at every position. Each `evaluate` costs two forward passes.
  */
-export class FeatureCircuitEvaluator {
-  private readonly slots = new Map<SiteKey, SlotMeans>();
-  private readonly tokens: tf.Tensor2D;
-  private readonly readout: number[] | undefined;
-  mFull = Number.NaN;
-  mEmpty = Number.NaN;
-  forwardPasses = 0;
-
+export class FeatureCircuitEvaluator implements CircuitScorer<FeatureNode> {
   private constructor(
-    readonly model: LanguageModel,
+    private readonly core: CircuitEvaluator,
+    private readonly splice: SaeSplice,
     readonly batch: PairBatch,
-    readonly saes: ReadonlyMap<SiteKey, SparseAutoencoder>,
     readonly positions: PositionMode,
-    readonly metric: Metric,
-    private readonly signal: AbortSignal | undefined,
-  ) {
-    this.tokens = batchTokens(batch, 'clean');
-    this.readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
+  ) {}
+
+  get mFull(): number {
+    return this.core.mFull;
+  }
+
+  get mEmpty(): number {
+    return this.core.mEmpty;
+  }
+
+  get forwardPasses(): number {
+    return this.core.forwardPasses;
   }
 
   /** `discovery`: where the means come from; `evaluation`: the held-out pairs the circuit is scored on. */
@@ -157,194 +121,81 @@ export class FeatureCircuitEvaluator {
   ): Promise<FeatureCircuitEvaluator> {
     const positions = options.positions ?? 'sum';
     if (positions !== 'sum' && positions !== 'each') throw badInput(`positions must be 'sum' or 'each'`);
-    const bySite = checkSaes(model, saes);
-    const ev = new FeatureCircuitEvaluator(
-      model,
-      evaluation,
-      bySite,
-      positions,
-      options.metric ?? logitDiff,
-      options.signal,
+    const splice = new SaeSplice(model, saes);
+    const universe = universeOf(splice, positions, evaluation.seqLen).flatMap((n) =>
+      circuitNodes(splice, n, evaluation.seqLen),
     );
-    try {
-      await ev.computeMeans(discovery);
-      ev.mFull = await ev.run(() => false);
-      ev.mEmpty = await ev.run(() => true);
-    } catch (e) {
-      ev.dispose();
-      throw e;
-    }
-    return ev;
-  }
-
-  private async computeMeans(discovery: PairBatch): Promise<void> {
-    const tokens = batchTokens(discovery, 'clean');
-    const splice = new SaeSplice(this.saes, new Map([...this.saes.keys()].map((k) => [k, { cache: true }])));
-    const ctx = new RunContext({ hooks: splice.hooks(), signal: this.signal });
-    try {
-      tf.tidy(() => {
-        this.model.forward({ tokens }, ctx, {
-          readout: this.metric.readout === 'last' ? [...discovery.lastPositions] : undefined,
-        });
-      });
-      this.forwardPasses++;
-      splice.assertAllVisited();
-      const acts = splice.takeCache();
-      const T = this.batch.seqLen;
-      for (const [key, a] of acts) {
-        const [features, error] = tf.tidy(() => [
-          alignedMean(a.features, discovery, T),
-          alignedMean(a.error, discovery, T),
-        ]);
-        tf.dispose([a.features, a.error]);
-        this.slots.set(key, {
-          sae: this.saes.get(key)!,
-          features: tf.keep(features!),
-          error: tf.keep(error!),
-        });
-      }
-    } finally {
-      ctx.dispose();
-      splice.dispose();
-      tokens.dispose();
-    }
-  }
-
-  /** The metric on the evaluation batch with the nodes for which `ablated` holds mean-ablated. */
-  private async run(ablated: (n: FeatureNode) => boolean): Promise<number> {
-    const T = this.batch.seqLen;
-    const P = this.positions === 'each' ? T : 1;
-    const owned: tf.Tensor[] = [];
-    const nodes = new Map<SiteKey, SaeNodeOptions>();
-    try {
-      for (const [key, slot] of this.slots) {
-        const F = slot.sae.dSae;
-        const fm = new Uint8Array(P * F);
-        const em = new Uint8Array(P);
-        let any = false;
-        for (let p = 0; p < P; p++) {
-          const position = this.positions === 'each' ? p : undefined;
-          for (let i = 0; i < F; i++) {
-            if (
-              ablated({ key, kind: 'feature', index: i, ...(position === undefined ? {} : { position }) })
-            ) {
-              fm[p * F + i] = 1;
-              any = true;
-            }
-          }
-          if (ablated({ key, kind: 'error', index: 0, ...(position === undefined ? {} : { position }) })) {
-            em[p] = 1;
-            any = true;
-          }
-        }
-        if (!any) continue;
-        const fMask = tf.tensor3d(fm, [1, P, F], 'bool');
-        const eMask = tf.tensor3d(em, [1, P, 1], 'bool');
-        owned.push(fMask, eMask);
-        const fp: Patch = { mask: fMask, value: slot.features };
-        const ep: Patch = { mask: eMask, value: slot.error };
-        nodes.set(key, { featurePatches: [fp], errorPatches: [ep] });
-      }
-      const splice = new SaeSplice(this.saes, nodes);
-      const ctx = new RunContext({ hooks: splice.hooks(), signal: this.signal });
-      try {
-        const value = tf.tidy(() =>
-          this.metric.compute(
-            this.model.forward({ tokens: this.tokens }, ctx, { readout: this.readout }),
-            this.batch,
-          ),
-        );
-        this.forwardPasses++;
-        return await readMetric(value, this.metric, 'ablated').finally(() => value.dispose());
-      } finally {
-        ctx.dispose();
-        splice.dispose();
-      }
-    } finally {
-      tf.dispose(owned);
-    }
+    const core = await CircuitEvaluator.create(model, evaluation, universe, {
+      ablation: 'mean',
+      meansFrom: discovery,
+      ...(options.metric ? { metric: options.metric } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      extraSites: splice.extraSites,
+      hooks: splice.hooks(),
+    });
+    return new FeatureCircuitEvaluator(core, splice, evaluation, positions);
   }
 
   /** Every node the evaluator ablates: features and errors of each SAE (per position of the evaluation batch). */
   universe(): FeatureNode[] {
-    const out: FeatureNode[] = [];
-    const ps =
-      this.positions === 'each' ? Array.from({ length: this.batch.seqLen }, (_, t) => t) : [undefined];
-    for (const [key, slot] of this.slots) {
-      for (const p of ps) {
-        const at = p === undefined ? {} : { position: p };
-        for (let i = 0; i < slot.sae.dSae; i++) out.push({ key, kind: 'feature', index: i, ...at });
-        out.push({ key, kind: 'error', index: 0, ...at });
-      }
-    }
-    return out;
+    return universeOf(this.splice, this.positions, this.batch.seqLen);
   }
 
   /** m(C), m(M∖C), faithfulness and completeness of a circuit. */
   async evaluate(circuit: Iterable<FeatureNode>): Promise<FeatureCircuitEvaluation> {
     const ids = new Set<string>();
+    const nodes: CircuitNode[] = [];
     for (const n of circuit) {
-      const slot = this.slots.get(n.key);
-      if (!slot) throw badInput(`node ${featureNodeId(n)}: no SAE at ${n.key}`);
+      const s = this.splice.sites.get(n.key);
+      if (!s) throw badInput(`node ${featureNodeId(n)}: no SAE at ${n.key}`);
       if ((n.position === undefined) !== (this.positions === 'sum')) {
         throw badInput(
           `node ${featureNodeId(n)}: the evaluator's nodes are ${this.positions === 'sum' ? 'summed over positions' : 'per position'}`,
         );
       }
-      if (n.kind === 'feature' && (!Number.isInteger(n.index) || n.index < 0 || n.index >= slot.sae.dSae)) {
-        throw badInput(`node ${featureNodeId(n)}: feature outside 0..${slot.sae.dSae - 1}`);
+      if (n.kind === 'feature' && (!Number.isInteger(n.index) || n.index < 0 || n.index >= s.sae.dSae)) {
+        throw badInput(`node ${featureNodeId(n)}: feature outside 0..${s.sae.dSae - 1}`);
       }
       if (n.position !== undefined && (n.position < 0 || n.position >= this.batch.seqLen)) {
         throw badInput(`node ${featureNodeId(n)}: position outside 0..${this.batch.seqLen - 1}`);
       }
-      ids.add(featureNodeId(n.kind === 'error' ? { ...n, index: 0 } : n));
+      const id = featureNodeId(n.kind === 'error' ? { ...n, index: 0 } : n);
+      if (ids.has(id)) continue;
+      ids.add(id);
+      nodes.push(...circuitNodes(this.splice, n, this.batch.seqLen));
     }
-    const inC = (n: FeatureNode) => ids.has(featureNodeId(n));
-    const mCircuit = await this.run((n) => !inC(n));
-    const mComplement = await this.run(inC);
-    const span = this.mFull - this.mEmpty;
-    const norm = (m: number) => (span === 0 ? Number.NaN : (m - this.mEmpty) / span);
-    return {
-      nodes: ids.size,
-      mCircuit,
-      mComplement,
-      faithfulness: norm(mCircuit),
-      completeness: norm(mComplement),
-    };
+    return { ...(await this.core.evaluate(nodes)), nodes: ids.size };
   }
 
   dispose(): void {
-    this.tokens.dispose();
-    for (const s of this.slots.values()) tf.dispose([s.features, s.error]);
-    this.slots.clear();
+    this.core.dispose();
   }
 }
 
-/**
- * Mean of x [B,T,d] over the prompts of `batch` per position (rows shorter than a position do not count), as
- * [1,T_out,d]; positions ≥ T (or that no prompt reaches) take the mean over every real token.
- */
-function alignedMean(x: tf.Tensor, batch: PairBatch, tOut: number): tf.Tensor {
-  const { size, seqLen, lastPositions } = batch;
-  const w = new Float32Array(size * seqLen);
-  for (let b = 0; b < size; b++) for (let t = 0; t <= lastPositions[b]!; t++) w[b * seqLen + t] = 1;
-  const wt = tf.tensor3d(w, [size, seqLen, 1]);
-  const num = tf.sum(tf.mul(x, wt), 0, true); // [1,T,d]
-  const den = tf.sum(wt, 0, true); // [1,T,1]
-  const perPos = tf.div(num, tf.maximum(den, 1));
-  const overall = tf.div(tf.sum(num, 1, true), tf.maximum(tf.sum(den, 1, true), 1)); // [1,1,d]
-  const counts = den.dataSync();
-  const parts: tf.Tensor[] = [];
-  for (let t = 0; t < tOut; t++) {
-    parts.push(t < seqLen && counts[t]! > 0 ? tf.slice(perPos, [0, t, 0], [1, 1, -1]) : overall);
+function universeOf(splice: SaeSplice, positions: PositionMode, T: number): FeatureNode[] {
+  const out: FeatureNode[] = [];
+  const ps = positions === 'each' ? Array.from({ length: T }, (_, t) => t) : [undefined];
+  for (const [key, s] of splice.sites) {
+    for (const p of ps) {
+      const at = p === undefined ? {} : { position: p };
+      for (let i = 0; i < s.sae.dSae; i++) out.push({ key, kind: 'feature', index: i, ...at });
+      out.push({ key, kind: 'error', index: 0, ...at });
+    }
   }
-  return tf.concat(parts, 1);
+  return out;
 }
 
-export interface FeatureSweepPoint extends FeatureCircuitEvaluation {
-  /** The threshold (threshold sweeps) or k (top-k sweeps). */
-  readonly threshold: number;
+/** The core circuit nodes of a feature node: at its position, or (summed over positions) at each position. */
+function circuitNodes(splice: SaeSplice, n: FeatureNode, T: number): CircuitNode[] {
+  const s = splice.sites.get(n.key)!;
+  const site = n.kind === 'feature' ? s.features.name : s.error.name;
+  const unit = n.kind === 'feature' ? { unit: n.index } : {};
+  const ps = n.position === undefined ? Array.from({ length: T }, (_, t) => t) : [n.position];
+  return ps.map((position) => ({ site, layer: 0, position, ...unit }));
 }
+
+export type FeatureSweepPoint = SweepPoint;
 
 /**
  * The curve against the number of nodes: each threshold (or k) selects a circuit, evaluated by faithfulness and
@@ -356,23 +207,7 @@ export async function sweepFeatureCircuits(
   values: readonly number[],
   options: { mode?: 'threshold' | 'top-k'; by?: 'abs' | 'signed'; onProgress?: (p: Progress) => void } = {},
 ): Promise<FeatureSweepPoint[]> {
-  const out: FeatureSweepPoint[] = [];
-  let prevKey = '';
-  let prev: FeatureCircuitEvaluation | undefined;
-  for (const [i, value] of values.entries()) {
-    const nodes = selectFeatureNodes(scored, {
-      mode: options.mode ?? 'threshold',
-      value,
-      by: options.by ?? 'abs',
-    });
-    const key = nodes.map(featureNodeId).join(',');
-    const ev = key === prevKey && prev ? prev : await evaluator.evaluate(nodes);
-    prevKey = key;
-    prev = ev;
-    out.push({ threshold: value, ...ev });
-    options.onProgress?.({ phase: 'circuits', done: i + 1, total: values.length });
-  }
-  return out;
+  return sweepThresholds(evaluator, scored, values, { ...options, phase: 'circuits' });
 }
 
 /** One top-activating context of a feature: tokens of a text window, the position, the activation. */

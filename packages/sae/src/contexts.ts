@@ -1,4 +1,4 @@
-import { badInput, type LanguageModel, type Progress, RunContext, type SiteKey } from '@relp/core';
+import { badInput, type LanguageModel, type Progress, type SiteKey } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { SparseAutoencoder } from './sae.js';
 import { checkSaes, SaeSplice } from './splice.js';
@@ -54,7 +54,11 @@ export async function topActivatingContexts(
     list.sort((x, y) => y.activation - x.activation);
     if (list.length > topN) list.pop();
   };
-  const saesTracked = new Map([...tracked.keys()].map((k) => [k, bySite.get(k)!]));
+  const splice = new SaeSplice(
+    model,
+    [...tracked.keys()].map((k) => bySite.get(k)!),
+  );
+  const featureKeys = new Map([...splice.sites].map(([k, s]) => [s.featuresKey, k]));
   for (let start = 0; start < windows.length; start += bs) {
     const chunk = windows.slice(start, start + bs);
     const tokens = tf.tensor2d(
@@ -62,12 +66,8 @@ export async function topActivatingContexts(
       [chunk.length, T],
       'int32',
     );
-    const splice = new SaeSplice(
-      saesTracked,
-      new Map([...saesTracked.keys()].map((k) => [k, { cache: true }])),
-    );
-    const ctx = new RunContext({
-      hooks: splice.hooks(),
+    const ctx = splice.context({
+      cache: featureKeys.keys(),
       ...(options.signal ? { signal: options.signal } : {}),
     });
     try {
@@ -75,12 +75,12 @@ export async function topActivatingContexts(
       tf.tidy(() => {
         model.forward({ tokens }, ctx, { readout: chunk.map(() => 0) });
       });
-      const acts = splice.takeCache();
-      for (const [key, a] of acts) {
+      for (const [fk, features] of ctx.takeCache()) {
+        const key = featureKeys.get(fk)!;
         const idx = tracked.get(key)!;
-        const sel = tf.tidy(() => tf.gather(a.features, tf.tensor1d(idx, 'int32'), 2)); // [b,T,n]
+        const sel = tf.tidy(() => tf.gather(features, tf.tensor1d(idx, 'int32'), 2)); // [b,T,n]
         const data = await sel.data();
-        tf.dispose([sel, a.features, a.error]);
+        tf.dispose([sel, features]);
         const lists = out.get(key)!;
         const n = idx.length;
         for (let b = 0; b < chunk.length; b++) {
@@ -100,7 +100,6 @@ export async function topActivatingContexts(
       }
     } finally {
       ctx.dispose();
-      splice.dispose();
       tokens.dispose();
     }
     options.onProgress?.({

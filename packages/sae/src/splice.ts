@@ -1,7 +1,11 @@
 import {
   badInput,
+  type JobRuns,
   type LanguageModel,
-  type Patch,
+  type ModelDims,
+  RunContext,
+  type RunContextOptions,
+  type SiteDef,
   type SiteHook,
   type SiteKey,
   siteKey,
@@ -9,29 +13,6 @@ import {
 } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { SparseAutoencoder } from './sae.js';
-
-/** The two node kinds an SAE adds at its site: the feature activations f and the error term err = x − x̂. */
-export type SaeNodeKind = 'features' | 'error';
-
-/** Features [B,T,dSae] and error [B,T,dIn] of one SAE in one run. */
-export interface SaeActs {
-  readonly features: tf.Tensor;
-  readonly error: tf.Tensor;
-}
-
-/** What one run does with one SAE's nodes (all optional; absent means "leave alone"). */
-export interface SaeNodeOptions {
-  /** Patches of the features (mask and value broadcast against [B,T,dSae]), applied in order. */
-  readonly featurePatches?: readonly Patch[];
-  /** Patches of the error term (against [B,T,dIn]). */
-  readonly errorPatches?: readonly Patch[];
-  /** Zero tensors [B,T,dSae] added to the features: gradients with respect to them are ∂m/∂f. */
-  readonly featureDelta?: tf.Tensor;
-  /** Zero tensors [B,T,dIn] added to the error term: gradients with respect to them are ∂m/∂err. */
-  readonly errorDelta?: tf.Tensor;
-  /** Record the (patched, pre-delta) features and error of this run. */
-  readonly cache?: boolean;
-}
 
 /** The site key an SAE is spliced at. */
 export function saeKey(sae: SparseAutoencoder): SiteKey {
@@ -147,78 +128,111 @@ function reduceTo(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
   return tf.reshape(tf.sum(g, axes, true), shape as number[]);
 }
 
+/** The two sites an SAE adds at its host site: its features f [B,T,dSae] and its error err = x − decode(f) [B,T,dIn]. */
+export interface SaeSites {
+  readonly sae: SparseAutoencoder;
+  /** The host site's key, e.g. resid_post.3. */
+  readonly host: SiteKey;
+  readonly features: SiteDef;
+  readonly error: SiteDef;
+  /** The keys of the two sites (each has one layer, 0). */
+  readonly featuresKey: SiteKey;
+  readonly errorKey: SiteKey;
+}
+
 /**
- * SAEs spliced into one run: hooks for a RunContext (`hooks()`), the nodes' patches, deltas and caches. Make a fresh
- * splice per run, as a RunContext is made per run: nothing survives it. `dispose` frees recorded activations nobody
- * took (on error paths).
+ * The run-time sites of an SAE at host key h: `h/features` (a feature axis) and `h/error`, each with one layer (0)
+ * that belongs to the host's block, so a run that changes them starts at that block.
+ */
+export function saeSites(sae: SparseAutoencoder): SaeSites {
+  const host = saeKey(sae);
+  const block = sae.hookPoint.layer;
+  const common = {
+    layers: () => 1,
+    block: () => block,
+    readoutOnly: false,
+    circuitNodes: true,
+    // The two make up the host's activation: IG interpolates them together.
+    group: host,
+    // Most features are equal (often 0) on both runs: patching runs only those that differ.
+    sparse: true,
+  };
+  const features: SiteDef = Object.freeze({
+    ...common,
+    name: `${host}/features`,
+    description: `features of the SAE at ${host}`,
+    shape: (_dims: ModelDims, b: number, t: number) => [b, t, sae.dSae],
+    axes: { position: 1, feature: 2, rank: 3 },
+    defaultGranularity: 'feature' as const,
+  });
+  const error: SiteDef = Object.freeze({
+    ...common,
+    name: `${host}/error`,
+    description: `error term x − decode(f) of the SAE at ${host}`,
+    shape: (_dims: ModelDims, b: number, t: number) => [b, t, sae.dIn],
+    axes: { position: 1, rank: 3 },
+    defaultGranularity: 'position' as const,
+  });
+  return { sae, host, features, error, featuresKey: siteKey(features, 0), errorKey: siteKey(error, 0) };
+}
+
+/**
+ * SAEs spliced into runs as sites of the engine: a hook at each SAE's host site encodes x, visits the SAE's
+ * features and error through the run's context (`ctx.site`: that is where patches, deltas and caches of those
+ * sites act), and continues with x + (decode(f′) − decode(f)) + (err′ − err). When the run asks nothing of an SAE's
+ * sites the hook returns x itself (no encoder work), and when it changes nothing it returns x too: the spliced
+ * model is the model, bit for bit. Holds no run state: one splice serves any number of runs.
  */
 export class SaeSplice {
-  private readonly recorded = new Map<SiteKey, SaeActs>();
-  private readonly visited = new Set<SiteKey>();
+  /** By host key, in the order given. */
+  readonly sites: ReadonlyMap<SiteKey, SaeSites>;
+  readonly saes: ReadonlyMap<SiteKey, SparseAutoencoder>;
 
-  constructor(
-    readonly saes: ReadonlyMap<SiteKey, SparseAutoencoder>,
-    private readonly nodes: ReadonlyMap<SiteKey, SaeNodeOptions> = new Map(),
-  ) {
-    for (const key of nodes.keys()) {
-      if (!saes.has(key)) throw badInput(`SAE node options for ${key}, where no SAE is spliced`);
-    }
+  constructor(model: LanguageModel, saes: readonly SparseAutoencoder[]) {
+    this.saes = checkSaes(model, saes);
+    this.sites = new Map([...this.saes].map(([k, sae]) => [k, saeSites(sae)]));
   }
 
-  /** Hooks for `RunContextOptions.hooks`, one per SAE site. */
+  /** The run-time site definitions (features and error of every SAE). */
+  get extraSites(): SiteDef[] {
+    return [...this.sites.values()].flatMap((s) => [s.features, s.error]);
+  }
+
+  /** The features and error keys of every SAE, in order. */
+  nodeKeys(): SiteKey[] {
+    return [...this.sites.values()].flatMap((s) => [s.featuresKey, s.errorKey]);
+  }
+
+  /** Hooks for `RunContextOptions.hooks`, one per host site. */
   hooks(): Map<SiteKey, SiteHook[]> {
     const out = new Map<SiteKey, SiteHook[]>();
-    for (const [key, sae] of this.saes) out.set(key, [(x) => this.apply(key, sae, x)]);
+    for (const [key, s] of this.sites) out.set(key, [(x, _site, _layer, ctx) => spliceAt(s, x, ctx)]);
     return out;
   }
 
-  private apply(key: SiteKey, sae: SparseAutoencoder, x: tf.Tensor): tf.Tensor {
-    this.visited.add(key);
-    const opts = this.nodes.get(key);
-    // Nothing asked of this SAE in this run: the activation continues untouched (no encoder work).
-    if (
-      !opts ||
-      (!opts.cache &&
-        !opts.featurePatches?.length &&
-        !opts.errorPatches?.length &&
-        !opts.featureDelta &&
-        !opts.errorDelta)
-    ) {
-      return x;
-    }
-    const { f, err } = detachedEncode(sae, x);
-    let fp = f;
-    let ep = err;
-    for (const p of opts.featurePatches ?? []) fp = tf.where(p.mask, p.value, fp);
-    for (const p of opts.errorPatches ?? []) ep = tf.where(p.mask, p.value, ep);
-    if (opts.cache) {
-      const previous = this.recorded.get(key);
-      if (previous) tf.dispose([previous.features, previous.error]);
-      this.recorded.set(key, { features: tf.keep(tf.clone(fp)), error: tf.keep(tf.clone(ep)) });
-    }
-    if (opts.featureDelta) fp = tf.add(fp, opts.featureDelta);
-    if (opts.errorDelta) ep = tf.add(ep, opts.errorDelta);
-    // Nothing to change and nothing to differentiate: the activation itself continues, bit for bit.
-    if (fp === f && ep === err) return x;
-    return spliceOut(sae, x, f, err, fp, ep);
+  /** What every run of an attribution job carries: the sites and the hooks. */
+  runs(): JobRuns {
+    return { extraSites: this.extraSites, hooks: this.hooks() };
   }
 
-  /** Whether the run reached every spliced site. */
-  assertAllVisited(): void {
-    for (const key of this.saes.keys()) {
-      if (!this.visited.has(key)) throw badInput(`the run never reached the SAE site ${key}`);
-    }
+  /** A run context with the SAEs spliced in (its own hooks, if any, run after the splice's). */
+  context(options: RunContextOptions = {}): RunContext {
+    const hooks = this.hooks();
+    for (const [k, hs] of options.hooks ?? []) hooks.set(k, [...(hooks.get(k) ?? []), ...hs]);
+    return new RunContext({
+      ...options,
+      hooks,
+      extraSites: [...this.extraSites, ...(options.extraSites ?? [])],
+    });
   }
+}
 
-  /** Hands the recorded features and errors to the caller (who disposes them). */
-  takeCache(): Map<SiteKey, SaeActs> {
-    const out = new Map(this.recorded);
-    this.recorded.clear();
-    return out;
-  }
-
-  dispose(): void {
-    for (const a of this.recorded.values()) tf.dispose([a.features, a.error]);
-    this.recorded.clear();
-  }
+function spliceAt(s: SaeSites, x: tf.Tensor, ctx: RunContext): tf.Tensor {
+  if (!ctx.wants(s.features, 0) && !ctx.wants(s.error, 0)) return x;
+  const { f, err } = detachedEncode(s.sae, x);
+  const fp = ctx.site(s.features, 0, f);
+  const ep = ctx.site(s.error, 0, err);
+  // Nothing to change and nothing to differentiate: the activation itself continues, bit for bit.
+  if (fp === f && ep === err) return x;
+  return spliceOut(s.sae, x, f, err, fp, ep);
 }

@@ -4,7 +4,6 @@ import {
   Job,
   logitDiff,
   metricAndSiteGrads,
-  RunContext,
   Site,
   type SiteKey,
   siteKey,
@@ -13,14 +12,8 @@ import { presetByName } from '@relp/lrp-rules';
 import { describeEachBackend, installLeakGuard } from '@relp/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import {
-  attributeFeatures,
-  checkSaes,
-  type SaeNodeOptions,
-  SaeSplice,
-  type SparseAutoencoder,
-} from '../src/index.js';
-import { flat, TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
+import { attributeFeatures, checkSaes, type SparseAutoencoder } from '../src/index.js';
+import { flat, type NodeOptions, spliceContext, TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
 
 installLeakGuard();
 
@@ -47,10 +40,9 @@ async function metricWith(
   tokens: tf.Tensor2D,
   batch: ReturnType<typeof tinyBatch>,
   saes: ReadonlyMap<SiteKey, SparseAutoencoder>,
-  nodes: ReadonlyMap<SiteKey, SaeNodeOptions>,
+  nodes: ReadonlyMap<SiteKey, NodeOptions>,
 ): Promise<number> {
-  const splice = new SaeSplice(saes, nodes);
-  const ctx = new RunContext({ hooks: splice.hooks() });
+  const { ctx } = spliceContext(m, saes.values(), nodes);
   const v = tf.tidy(() =>
     logitDiff.compute(m.forward({ tokens }, ctx, { readout: [...batch.lastPositions] }), batch),
   );
@@ -65,12 +57,15 @@ function nodeValues(
   tokens: tf.Tensor2D,
   saes: ReadonlyMap<SiteKey, SparseAutoencoder>,
 ): Map<SiteKey, { features: tf.Tensor; error: tf.Tensor }> {
-  const splice = new SaeSplice(saes, new Map([...saes.keys()].map((k) => [k, { cache: true }])));
-  const ctx = new RunContext({ hooks: splice.hooks() });
+  const { ctx, acts } = spliceContext(
+    m,
+    saes.values(),
+    new Map([...saes.keys()].map((k) => [k, { cache: true }])),
+  );
   tf.tidy(() => {
     m.forward({ tokens }, ctx);
   });
-  return splice.takeCache();
+  return acts();
 }
 
 describeEachBackend('feature attribution', () => {
@@ -246,7 +241,7 @@ describeEachBackend('feature attribution', () => {
                         ),
                       ),
                     );
-                const nodes = new Map<SiteKey, SaeNodeOptions>([
+                const nodes = new Map<SiteKey, NodeOptions>([
                   [
                     s.key,
                     isError
@@ -321,8 +316,9 @@ describeEachBackend('feature attribution', () => {
               const fd = tf.zerosLike(sb.features);
               const ed = tf.zerosLike(sb.error);
               const { value, grads } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) => {
-                const splice = new SaeSplice(
-                  one,
+                const { ctx } = spliceContext(
+                  m,
+                  one.values(),
                   new Map([
                     [
                       s.key,
@@ -334,8 +330,8 @@ describeEachBackend('feature attribution', () => {
                       },
                     ],
                   ]),
+                  rules ? { rules } : {},
                 );
-                const ctx = new RunContext({ hooks: splice.hooks(), ...(rules ? { rules } : {}) });
                 return logitDiff.compute(
                   m.forward({ tokens: corrupt }, ctx, { readout: [...batch.lastPositions] }),
                   batch,

@@ -17,12 +17,11 @@ import {
   featureCircuitToDot,
   featureNodeId,
   featureNodesFromResult,
-  SaeSplice,
   selectFeatureNodes,
   sweepFeatureCircuits,
   topActivatingContexts,
 } from '../src/index.js';
-import { TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
+import { spliceContext, TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
 
 installLeakGuard();
 
@@ -82,15 +81,15 @@ describeEachBackend('sparse feature circuits', () => {
             )!;
             const got = await ev.evaluate([keepNode]);
             const bySite = checkSaes(m, saes);
-            const splice = new SaeSplice(
-              bySite,
+            const { ctx, acts: take } = spliceContext(
+              m,
+              saes,
               new Map([...bySite.keys()].map((k) => [k, { cache: true }])),
             );
-            const ctx = new RunContext({ hooks: splice.hooks() });
             tf.tidy(() => {
               m.forward({ tokens: batchTokens(discovery, 'clean') }, ctx);
             });
-            const acts = splice.takeCache();
+            const acts = take();
             const owned: tf.Tensor[] = [];
             const nodes = new Map<SiteKey, object>();
             for (const [key, a] of acts) {
@@ -130,10 +129,10 @@ describeEachBackend('sparse feature circuits', () => {
               });
               tf.dispose([a.features, a.error]);
             }
-            const s2 = new SaeSplice(bySite, nodes as never);
+            const { ctx: s2 } = spliceContext(m, saes, nodes as never);
             const v = tf.tidy(() =>
               logitDiff.compute(
-                m.forward({ tokens: batchTokens(test, 'clean') }, new RunContext({ hooks: s2.hooks() }), {
+                m.forward({ tokens: batchTokens(test, 'clean') }, s2, {
                   readout: [...test.lastPositions],
                 }),
                 test,
@@ -178,13 +177,12 @@ describeEachBackend('sparse feature circuits', () => {
     );
     try {
       const top = await topActivatingContexts(m, [sae], windows, { topN: 3, batchSize: 3, skipPositions: 1 });
-      const bySite = checkSaes(m, [sae]);
-      const splice = new SaeSplice(bySite, new Map([['resid_post.0', { cache: true }]]));
+      const { ctx, acts } = spliceContext(m, [sae], new Map([['resid_post.0', { cache: true }]]));
       const tokens = tf.tensor2d(windows, [7, 5], 'int32');
       tf.tidy(() => {
-        m.forward({ tokens }, new RunContext({ hooks: splice.hooks() }));
+        m.forward({ tokens }, ctx);
       });
-      const a = splice.takeCache().get('resid_post.0')!;
+      const a = acts().get('resid_post.0')!;
       const f = (await a.features.array()) as number[][][];
       tf.dispose([a.features, a.error, tokens]);
       for (let i = 0; i < 6; i++) {

@@ -1,5 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { type LanguageModel, makePairBatch, type PairBatch, type SiteName } from '@relp/core';
+import {
+  type LanguageModel,
+  makePairBatch,
+  type PairBatch,
+  type Patch,
+  type RunContext,
+  type RunContextOptions,
+  type SiteKey,
+  type SiteName,
+} from '@relp/core';
 import { gemma3Family } from '@relp/models-gemma';
 import { randomGpt2Model } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
@@ -7,7 +16,7 @@ import { randomPythiaModel } from '@relp/models-pythia';
 import { fixturePath, seededRandom } from '@relp/testing';
 import { readSafetensors } from '@relp/weights';
 import * as tf from '@tensorflow/tfjs-core';
-import { type SaeActivation, SparseAutoencoder } from '../src/index.js';
+import { type SaeActivation, SaeSplice, SparseAutoencoder } from '../src/index.js';
 
 function fixtureModel(family: typeof llamaFamily | typeof gemma3Family, name: string): LanguageModel {
   const config = JSON.parse(readFileSync(fixturePath('models', name, 'config.json'), 'utf8')) as Record<
@@ -63,4 +72,49 @@ export function tinyBatch(model: LanguageModel, size = 3, length = 7): PairBatch
 
 export function flat(g: unknown): number[] {
   return Array.isArray(g) ? g.flatMap(flat) : [g as number];
+}
+
+/** What a test run does with one SAE's two sites (by the SAE's host key): patches, zero deltas, caching. */
+export interface NodeOptions {
+  readonly featurePatches?: readonly Patch[];
+  readonly errorPatches?: readonly Patch[];
+  readonly featureDelta?: tf.Tensor;
+  readonly errorDelta?: tf.Tensor;
+  readonly cache?: boolean;
+}
+
+/**
+ * A run context with `saes` spliced in and the nodes' patches, deltas and caches set on the SAEs' sites, and `acts`
+ * to take the recorded features and errors by host key (the caller disposes them).
+ */
+export function spliceContext(
+  model: LanguageModel,
+  saes: Iterable<SparseAutoencoder>,
+  nodes: ReadonlyMap<SiteKey, NodeOptions> = new Map(),
+  extra: RunContextOptions = {},
+): { ctx: RunContext; acts: () => Map<SiteKey, { features: tf.Tensor; error: tf.Tensor }> } {
+  const splice = new SaeSplice(model, [...saes]);
+  const cache: SiteKey[] = [];
+  const patches = new Map<SiteKey, Patch[]>();
+  const deltas = new Map<SiteKey, tf.Tensor>();
+  for (const [host, o] of nodes) {
+    const s = splice.sites.get(host)!;
+    if (o.cache) cache.push(s.featuresKey, s.errorKey);
+    if (o.featurePatches) patches.set(s.featuresKey, [...o.featurePatches]);
+    if (o.errorPatches) patches.set(s.errorKey, [...o.errorPatches]);
+    if (o.featureDelta) deltas.set(s.featuresKey, o.featureDelta);
+    if (o.errorDelta) deltas.set(s.errorKey, o.errorDelta);
+  }
+  const ctx = splice.context({ ...extra, cache, patches, deltas });
+  const acts = () => {
+    const taken = ctx.takeCache();
+    const out = new Map<SiteKey, { features: tf.Tensor; error: tf.Tensor }>();
+    for (const [host, s] of splice.sites) {
+      const features = taken.get(s.featuresKey);
+      const error = taken.get(s.errorKey);
+      if (features && error) out.set(host, { features, error });
+    }
+    return out;
+  };
+  return { ctx, acts };
 }

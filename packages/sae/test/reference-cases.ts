@@ -39,7 +39,14 @@ export const ATTRIBUTION_CASES: readonly AttributionCase[] = (() => {
       }
     }
   }
-  out.push({ name: 'atp gpt2 normalized', model: 'gpt2', method: 'atp', direction: 'denoising', positions: 'each', normalize: true });
+  out.push({
+    name: 'atp gpt2 normalized',
+    model: 'gpt2',
+    method: 'atp',
+    direction: 'denoising',
+    positions: 'each',
+    normalize: true,
+  });
   for (const rules of [undefined, 'relp'] as const) {
     out.push({
       name: `ig llama ${rules ?? 'plain'}`,
@@ -52,7 +59,14 @@ export const ATTRIBUTION_CASES: readonly AttributionCase[] = (() => {
       maxBatchRows: 6,
     });
   }
-  out.push({ name: 'ig gpt2 noising sum', model: 'gpt2', method: 'ig', direction: 'noising', positions: 'sum', igSteps: 3 });
+  out.push({
+    name: 'ig gpt2 noising sum',
+    model: 'gpt2',
+    method: 'ig',
+    direction: 'noising',
+    positions: 'sum',
+    igSteps: 3,
+  });
   for (const model of ['gpt2', 'pythia'] as const) {
     for (const positions of ['sum', 'each'] as const) {
       for (const direction of ['denoising', 'noising'] as const) {

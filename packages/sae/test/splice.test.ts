@@ -11,8 +11,8 @@ import {
 import { describeEachBackend, expectBitIdentical, installLeakGuard } from '@relp/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { attributeFeatures, checkSaes, type SaeNodeOptions, SaeSplice } from '../src/index.js';
-import { TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
+import { attributeFeatures, checkSaes } from '../src/index.js';
+import { type NodeOptions, spliceContext, TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
 
 installLeakGuard();
 
@@ -38,7 +38,7 @@ describeEachBackend('SAE splice', () => {
         const plain = tf.tidy(() => model.forward({ tokens }, new RunContext()).dataSync() as Float32Array);
         for (const variant of ['cache', 'deltas', 'patches'] as const) {
           const owned: tf.Tensor[] = [];
-          const nodes = new Map<SiteKey, SaeNodeOptions>();
+          const nodes = new Map<SiteKey, NodeOptions>();
           for (const [k, sae] of bySite) {
             if (variant === 'cache') nodes.set(k, { cache: true });
             else if (variant === 'deltas') {
@@ -54,12 +54,11 @@ describeEachBackend('SAE splice', () => {
               nodes.set(k, { featurePatches: [{ mask, value }] });
             }
           }
-          const splice = new SaeSplice(bySite, nodes);
-          const ctx = new RunContext({ hooks: splice.hooks() });
+          const { ctx, acts } = spliceContext(model, saes, nodes);
           const spliced = tf.tidy(() => model.forward({ tokens }, ctx).dataSync() as Float32Array);
-          splice.assertAllVisited();
+          ctx.assertAllVisited();
           expectBitIdentical(spliced, plain, `${name} ${variant}`);
-          const cache = splice.takeCache();
+          const cache = acts();
           if (variant !== 'patches') {
             expect(cache.size).toBe(saes.length);
             // Features really are the SAE's: decode(f) + err is the site's activation.

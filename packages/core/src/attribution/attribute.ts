@@ -2,7 +2,6 @@ import type { PairBatch } from '../data.js';
 import { ErrorCodes, RelpError } from '../errors.js';
 import { logitDiff } from '../metrics.js';
 import type { LanguageModel } from '../model.js';
-import type { SiteName } from '../sites.js';
 import { checkRulesCover, NO_RULES } from '../slots.js';
 import { gradientAttribution } from './gradient.js';
 import { integratedGradients } from './ig.js';
@@ -10,12 +9,13 @@ import { activationPatching } from './patching.js';
 import { planSites } from './plan.js';
 import { assembleGrid, type LayerScores, scaleGrid } from './reduce.js';
 import { Job } from './run.js';
-import type { AttributeOptions, AttributionResult, Granularity, ScoreGrid } from './types.js';
+import type { Granularity } from '../sites.js';
+import type { AttributeOptions, AttributionResult, SiteScores } from './types.js';
 
 const METHODS = ['activation-patching', 'atp', 'ig'] as const;
 
 /**
- * One interface for every method (METHOD.md §1): activation patching (the ground truth), attribution patching
+ * One interface for every method (docs/method.md §7–§12): activation patching (the ground truth), attribution patching
  * (`atp`; RelP when `rules` are given), and integrated gradients. Scores are per site as [layer][position]
  * (or [layer][position][head|neuron]), of the raw metric unless `normalize` is set; every result carries its
  * cost. Nothing about the model changes: rules, patches and caches live in the run contexts.
@@ -46,7 +46,16 @@ export async function attribute(
   }
   const metric = options.metric ?? logitDiff;
   const maxRows = options.maxBatchRows ?? 64;
-  const job = new Job(model, batch, metric, direction, rules, options.signal, options.onProgress);
+  const job = new Job(
+    model,
+    batch,
+    metric,
+    direction,
+    rules,
+    options.signal,
+    options.onProgress,
+    options.runs,
+  );
   try {
     let out: { mSource: number; mBase: number; perKey: Map<string, LayerScores>; convergenceDelta?: number };
     if (options.method === 'activation-patching') {
@@ -71,16 +80,15 @@ export async function attribute(
         `cannot normalise: the metric is ${mClean} on clean and ${mCorrupt} on corrupt prompts`,
       );
     }
-    const scores: Partial<Record<SiteName, ScoreGrid>> = {};
-    const granularity: Partial<Record<SiteName, Granularity>> = {};
-    const sites = [...new Set(keys.map((k) => k.site))];
-    for (const site of sites) {
+    const scores: SiteScores = {};
+    const granularity: Partial<Record<string, Granularity>> = {};
+    const defs = [...new Set(keys.map((k) => k.def))];
+    for (const def of defs) {
       const layers = new Map<number, LayerScores>();
-      for (const k of keys) if (k.site === site) layers.set(k.layer, out.perKey.get(k.key)!);
-      const nLayers = site === 'ln_final_scale' ? 1 : model.dims.nLayers;
-      const grid = assembleGrid(nLayers, layers);
-      scores[site] = options.normalize ? scaleGrid(grid, span) : grid;
-      granularity[site] = keys.find((k) => k.site === site)!.granularity;
+      for (const k of keys) if (k.def === def) layers.set(k.layer, out.perKey.get(k.key)!);
+      const grid = assembleGrid(def.layers(model.dims), layers);
+      scores[def.name] = options.normalize ? scaleGrid(grid, span) : grid;
+      granularity[def.name] = keys.find((k) => k.def === def)!.granularity;
     }
     const label =
       options.label ?? (options.method === 'atp' && rules !== NO_RULES ? rules.name : options.method);

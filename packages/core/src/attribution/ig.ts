@@ -30,7 +30,7 @@ function interpolate(base: tf.Tensor, source: tf.Tensor, as: readonly number[]):
 }
 
 /**
- * Integrated gradients (METHOD.md §1): score = Σ (a_source − a_base) · mean_k ∂m/∂a at α_k = k/N on the
+ * Integrated gradients (docs/method.md §12): score = Σ (a_source − a_base) · mean_k ∂m/∂a at α_k = k/N on the
  * straight path from base to source. `embeddings`: the path interpolates the input embeddings and the
  * gradients are taken at every site of the interpolated runs. `site`: each scored site is itself interpolated
  * (the rest of the run is the base run) and differentiated there. Several path points share one forward pass
@@ -52,7 +52,9 @@ export async function integratedGradients(
   const siteKeys = keys.map((k) => k.key);
   const resid0 = siteKey(Site.ResidPre, 0);
   const source = await job.cachedRun('source', siteKeys);
-  const baseKeys = [...new Set([...siteKeys, ...keys.map((k) => siteKey(Site.ResidPre, k.layer))])];
+  // Site mode starts each interpolated run at the site's block (from tokens for a site after every block).
+  const starts = keys.map((k) => k.def.block(k.layer)).filter((l): l is number => l !== null);
+  const baseKeys = [...new Set([...siteKeys, ...starts.map((l) => siteKey(Site.ResidPre, l))])];
   let base: Awaited<ReturnType<Job['cachedRun']>> | undefined;
   const B = job.batch.size;
   const perChunk = Math.max(1, Math.floor(maxRows / B));
@@ -129,31 +131,56 @@ export async function integratedGradients(
         disposeAll(eBase, eSource, sums);
       }
     } else {
-      let done = 0;
-      const total = keys.length * steps;
-      job.progress('integrated gradients', 0, total);
+      // Sites of one group (SiteDef.group) share each path; any other site is a group of its own.
+      const groups: ScoredKey[][] = [];
+      const named = new Map<string, ScoredKey[]>();
       for (const k of keys) {
-        const startLayer = k.site === Site.LnFinalScale ? null : k.layer;
-        let sum = tf.zeros(job.shapeOf(k.key));
+        const name = k.def.group;
+        const list = name === undefined ? undefined : named.get(name);
+        if (list) list.push(k);
+        else {
+          groups.push([k]);
+          if (name !== undefined) named.set(name, groups.at(-1)!);
+        }
+      }
+      let done = 0;
+      const total = groups.length * steps;
+      job.progress('integrated gradients', 0, total);
+      for (const group of groups) {
+        const startLayer = group[0]!.def.block(group[0]!.layer);
+        if (group.some((k) => k.def.block(k.layer) !== startLayer)) {
+          throw new RelpError(
+            ErrorCodes.BadInput,
+            `sites ${group.map((k) => k.key).join(', ')} of one group belong to different blocks`,
+          );
+        }
+        const sums = new Map<SiteKey, tf.Tensor>(group.map((k) => [k.key, tf.zeros(job.shapeOf(k.key))]));
         try {
           for (let s = 0; s < as.length; s += perChunk) {
             job.checkAborted();
             const chunk = as.slice(s, s + perChunk);
             const n = chunk.length;
-            const value = interpolate(base.cache.get(k.key)!, source.cache.get(k.key)!, chunk);
-            const mask = tf.ones(value.shape, 'bool');
-            const tiled =
-              startLayer === null
-                ? tf.tile(job.baseTokens, [n, 1])
-                : tf.tile(base.cache.get(siteKey(Site.ResidPre, startLayer))!, [n, 1, 1]);
+            const owned: tf.Tensor[] = [];
             try {
-              const patches = new Map<SiteKey, Patch[]>([[k.key, [{ mask, value }]]]);
+              const patches = new Map<SiteKey, Patch[]>();
+              for (const k of group) {
+                const value = interpolate(base.cache.get(k.key)!, source.cache.get(k.key)!, chunk);
+                owned.push(value);
+                const mask = tf.ones(value.shape, 'bool');
+                owned.push(mask);
+                patches.set(k.key, [{ mask, value }]);
+              }
+              const tiled =
+                startLayer === null
+                  ? tf.tile(job.baseTokens, [n, 1])
+                  : tf.tile(base.cache.get(siteKey(Site.ResidPre, startLayer))!, [n, 1, 1]);
+              owned.push(tiled);
               const { grads } = await metricAndSiteGrads(
                 job,
                 startLayer === null
                   ? { tokens: tiled as tf.Tensor2D }
                   : { resid: tiled as tf.Tensor3D, layer: startLayer },
-                [k.key],
+                group.map((k) => k.key),
                 {
                   copies: n,
                   rows: n * B,
@@ -174,19 +201,24 @@ export async function integratedGradients(
               );
               job.backwardPasses += n - 1;
               job.forwardPasses += n - 1;
-              const old = sum;
-              sum = tf.tidy(() => tf.add(old, sumCopies(grads.get(k.key)!, n)));
-              old.dispose();
+              for (const k of group) {
+                const old = sums.get(k.key)!;
+                sums.set(
+                  k.key,
+                  tf.tidy(() => tf.add(old, sumCopies(grads.get(k.key)!, n))),
+                );
+                old.dispose();
+              }
               disposeAll(grads);
             } finally {
-              disposeAll(value, mask, tiled);
+              disposeAll(owned);
             }
             done += n;
             job.progress('integrated gradients', done, total);
           }
-          await score(k, sum);
+          for (const k of group) await score(k, sums.get(k.key)!);
         } finally {
-          sum.dispose();
+          disposeAll(sums);
         }
       }
     }

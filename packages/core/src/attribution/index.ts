@@ -1,5 +1,5 @@
 export { attribute } from './attribute.js';
 export { metricAndSiteGrads } from './gradient.js';
-export { planSites, type ScoredKey, type SiteAxes, siteAxes } from './plan.js';
-export { Job } from './run.js';
+export { planSites, type ScoredKey } from './plan.js';
+export { Job, type JobRuns } from './run.js';
 export * from './types.js';

@@ -5,28 +5,36 @@ import { ErrorCodes, RelpError } from '../errors.js';
 import { disposeAll } from '../memory.js';
 import { restrictToAnswers } from '../metrics.js';
 import type { KvPrefix } from '../model.js';
-import { Site, type SiteKey, siteKey } from '../sites.js';
-import { type ScoredKey, siteAxes } from './plan.js';
+import { Site, type SiteKey, siteKey, unitAxis } from '../sites.js';
+import type { ScoredKey } from './plan.js';
 import type { LayerScores } from './reduce.js';
 import type { Job } from './run.js';
 
-/** One patch unit: a position, and a head or neuron index when the granularity has one. */
+/**
+ * One patch unit: a position, and a unit index (head, neuron, feature) when the granularity has one. `all`: the
+ * unit is patched at every position at once (its score is reported at `position`, the first difference).
+ */
 interface Unit {
   readonly position: number;
   readonly index?: number;
+  readonly all?: boolean;
 }
 
+/** Whether a unit's source and base values differ (see SiteDef.sparse). */
+type Differs = (u: Unit) => boolean;
+
 function unitsOf(job: Job, k: ScoredKey, fromPosition: number): Unit[] {
-  const { dims } = job.model;
-  const axes = siteAxes(k.site);
-  const width =
-    k.granularity === 'head'
-      ? job.shapeOf(k.key)[axes.head!]!
-      : k.granularity === 'neuron'
-        ? job.shapeOf(k.key)[axes.neuron!]!
-        : 1;
-  void dims;
+  const axis = unitAxis(k.def, k.granularity);
+  const width = axis === undefined ? 1 : job.shapeOf(k.key)[axis]!;
   const out: Unit[] = [];
+  if (k.allPositions) {
+    // Positions before the first difference hold equal values on both runs: the unit acts from there on.
+    const at = job.batch.firstDiff;
+    if (at >= job.batch.seqLen) return out;
+    if (k.granularity === 'position') out.push({ position: at, all: true });
+    else for (let i = 0; i < width; i++) out.push({ position: at, index: i, all: true });
+    return out;
+  }
   for (let p = fromPosition; p < job.batch.seqLen; p++) {
     if (k.granularity === 'position') out.push({ position: p });
     else for (let i = 0; i < width; i++) out.push({ position: p, index: i });
@@ -37,24 +45,28 @@ function unitsOf(job: Job, k: ScoredKey, fromPosition: number): Unit[] {
 /**
  * A boolean mask for `slots.length` stacked copies of the batch: copy c is masked at its unit `slots[c]` only
  * (nowhere when undefined: a copy that patches another site). Its shape keeps the batch axis, the position axis
- * and the head/neuron axis (when the granularity has one) and broadcasts over the rest.
+ * and the unit axis (when the granularity has one) and broadcasts over the rest.
  */
 function unitMask(job: Job, k: ScoredKey, slots: readonly (Unit | undefined)[]): tf.Tensor {
   const B = job.batch.size;
   const siteShape = job.shapeOf(k.key, B * slots.length);
-  const axes = siteAxes(k.site);
-  const indexAxis =
-    k.granularity === 'head' ? axes.head : k.granularity === 'neuron' ? axes.neuron : undefined;
+  const axes = k.def.axes;
+  const indexAxis = unitAxis(k.def, k.granularity);
   const shape = siteShape.map((n, ax) => (ax === 0 || ax === axes.position || ax === indexAxis ? n : 1));
   const strides = new Array<number>(shape.length).fill(1);
   for (let ax = shape.length - 2; ax >= 0; ax--) strides[ax] = strides[ax + 1]! * shape[ax + 1]!;
   const data = new Uint8Array(shape.reduce((a, b) => a * b, 1));
-  // Under a last-position readout the final norm's scale exists only at each row's readout position (its
-  // position axis has one entry): a unit at position p patches the rows that read out at p.
-  const readoutOnly = k.site === Site.LnFinalScale && job.readout !== undefined;
+  // Under a last-position readout a readout-only site (the final norm's scale) exists only at each row's
+  // readout position (its position axis has one entry): a unit at position p patches the rows that read out at p.
+  const readoutOnly = k.def.readoutOnly && job.readout !== undefined;
   slots.forEach((u, c) => {
     if (u === undefined) return;
     for (let b = 0; b < B; b++) {
+      if (u.all) {
+        const base = (c * B + b) * strides[0]! + (indexAxis === undefined ? 0 : u.index! * strides[indexAxis]!);
+        for (let p = 0; p < shape[axes.position]!; p++) data[base + p * strides[axes.position]!] = 1;
+        continue;
+      }
       if (readoutOnly && job.readout![b] !== u.position) continue;
       let offset = (c * B + b) * strides[0]! + (readoutOnly ? 0 : u.position * strides[axes.position]!);
       if (indexAxis !== undefined) offset += u.index! * strides[indexAxis]!;
@@ -62,6 +74,32 @@ function unitMask(job: Job, k: ScoredKey, slots: readonly (Unit | undefined)[]):
     }
   });
   return tf.tensor(data, shape, 'bool');
+}
+
+/**
+ * For a sparse site (SiteDef.sparse): which of its units have source and base values that differ somewhere (over
+ * the batch and the axes the granularity sums); a unit at every position differs when it does at some position
+ * from the first difference on.
+ */
+async function differingUnits(job: Job, k: ScoredKey, source: tf.Tensor, base: tf.Tensor): Promise<Differs> {
+  const position = k.def.axes.position;
+  const axis = unitAxis(k.def, k.granularity);
+  const cells = tf.tidy(() => {
+    const ne = tf.notEqual(source, base);
+    const sumAxes = ne.shape.map((_, i) => i).filter((i) => i !== position && i !== axis);
+    const any = sumAxes.length > 0 ? tf.any(ne, sumAxes) : ne;
+    return tf.cast(axis !== undefined && axis < position ? tf.transpose(any, [1, 0]) : any, 'int32');
+  });
+  const data = await cells.data();
+  cells.dispose();
+  const width = axis === undefined ? 1 : source.shape[axis]!;
+  const T = job.batch.seqLen;
+  return (u) => {
+    const i = u.index ?? 0;
+    if (!u.all) return data[u.position * width + i] !== 0;
+    for (let p = u.position; p < T; p++) if (data[p * width + i] !== 0) return true;
+    return false;
+  };
 }
 
 /** Stacks `copies` copies of a [B, …] tensor along the batch axis. */
@@ -98,7 +136,7 @@ async function metricPerCopy(
 
 /** Where a patched run can start: the block of the patched site (its inputs are unchanged before it). */
 function startLayerOf(k: ScoredKey): number | null {
-  return k.site === Site.LnFinalScale ? null : k.layer;
+  return k.def.block(k.layer);
 }
 
 /** How many copies of the batch fit in one full-length forward pass. */
@@ -139,14 +177,22 @@ interface Pass {
  * pass holds at most JOINED_TOKEN_ROWS_PER_BATCH_ROW · `maxRows` token rows at its last block (at least one
  * copy), and at most what keeps its logits under ~64 MB.
  */
-function planPasses(job: Job, keys: readonly ScoredKey[], fast: boolean, maxRows: number): Pass[] {
+function planPasses(
+  job: Job,
+  keys: readonly ScoredKey[],
+  fast: boolean,
+  maxRows: number,
+  differs: ReadonlyMap<SiteKey, Differs>,
+): Pass[] {
   const B = job.batch.size;
   const T = job.batch.seqLen;
   const passes: Pass[] = [];
   const byPosition = new Map<number, Copy[]>();
   const copies = copiesPerPass(job, maxRows);
   for (const k of keys) {
-    const units = unitsOf(job, k, fast ? job.batch.firstDiff : 0);
+    const runs = differs.get(k.key);
+    const all = unitsOf(job, k, fast ? job.batch.firstDiff : 0);
+    const units = runs === undefined ? all : all.filter(runs);
     if (!fast) {
       for (const unit of units) passes.push({ copies: [{ k, unit }], start: null, offset: 0 });
     } else if (startLayerOf(k) === null) {
@@ -168,13 +214,13 @@ function planPasses(job: Job, keys: readonly ScoredKey[], fast: boolean, maxRows
   const budget = JOINED_TOKEN_ROWS_PER_BATCH_ROW * maxRows;
   for (const [offset, group] of [...byPosition].sort((a, b) => a[0] - b[0])) {
     // A stable sort: within a block, each key's copies stay together, in unit order.
-    group.sort((a, b) => a.k.layer - b.k.layer);
+    group.sort((a, b) => startLayerOf(a.k)! - startLayerOf(b.k)!);
     const cap = Math.max(1, Math.min(Math.floor(budget / (B * (T - offset))), copiesByLogits(job)));
     // Equal chunks of consecutive blocks: a chunk of late blocks runs only those blocks.
     const size = Math.ceil(group.length / Math.ceil(group.length / cap));
     for (let i = 0; i < group.length; i += size) {
       const chunk = group.slice(i, i + size);
-      passes.push({ copies: chunk, start: chunk[0]!.k.layer, offset });
+      passes.push({ copies: chunk, start: startLayerOf(chunk[0]!.k), offset });
     }
   }
   return passes;
@@ -190,7 +236,7 @@ function sliceFrom(x: tf.Tensor, axis: number, offset: number): tf.Tensor {
 }
 
 /**
- * Exact activation patching (METHOD.md §1): score = m(base run with the unit patched to the source value) −
+ * Exact activation patching (docs/method.md §7): score = m(base run with the unit patched to the source value) −
  * m(base). `naive` runs one full forward pass per unit over every position, as TransformerLens does. `fast`
  * gives the same numbers (a test compares them) with less work:
  * - positions before the first clean/corrupt difference are skipped (their effect is exactly 0);
@@ -205,7 +251,8 @@ function sliceFrom(x: tf.Tensor, axis: number, offset: number): tf.Tensor {
  *   runs (`ModelInput.joins`): each copy joins at its block, so the blocks they share run as one pass.
  * Patches at sites inside a block (attn_out, z, q/k/v, pattern, mlp_post, resid_mid, norm scales …) act at
  * their position from that site on, so the copy joins at the block's resid_pre and recomputes the block's
- * earlier sites from cached values. Only the final norm's scale (ln_final_scale) runs full passes from tokens.
+ * earlier sites from cached values. Only sites after every block (the final norm's scale: `block` null in the
+ * site table) run full passes from tokens.
  */
 export async function activationPatching(
   job: Job,
@@ -221,10 +268,13 @@ export async function activationPatching(
   const firstStart = Math.min(L, ...startLayers);
   const baseKeys = startLayers.map((l) => siteKey(Site.ResidPre, l));
   for (let l = firstStart; l < L; l++) baseKeys.push(siteKey(Site.K, l), siteKey(Site.V, l));
+  // Sparse sites are recorded on the base run too, to find the units that differ.
+  const sparseKeys = keys.filter((k) => k.def.sparse).map((k) => k.key);
+  baseKeys.push(...sparseKeys);
   const source = await job.cachedRun('source', siteKeys);
   let base: Awaited<ReturnType<Job['cachedRun']>>;
   try {
-    base = fast ? await job.cachedRun('base', baseKeys, true) : await job.cachedRun('base', []);
+    base = fast ? await job.cachedRun('base', baseKeys, true) : await job.cachedRun('base', sparseKeys);
   } catch (e) {
     disposeAll(source.cache);
     throw e;
@@ -238,7 +288,13 @@ export async function activationPatching(
   const vocab = restricted?.vocab;
   const metricBatch = restricted?.batch ?? job.batch;
   try {
-    const passes = planPasses(job, keys, fast, maxRows);
+    const differs = new Map<SiteKey, Differs>();
+    for (const k of keys) {
+      if (k.def.sparse) {
+        differs.set(k.key, await differingUnits(job, k, source.cache.get(k.key)!, baseCache.get(k.key)!));
+      }
+    }
+    const passes = planPasses(job, keys, fast, maxRows, differs);
     const total = passes.reduce((a, p) => a + p.copies.length, 0);
     let done = 0;
     job.progress('activation patching', 0, total);
@@ -251,7 +307,10 @@ export async function activationPatching(
       // Copies joining at each block (a joined run's copies are sorted by block), and those in the batch at
       // block l: all of a full run's; those joined by l in a joined run.
       const joining = new Map<number, number>();
-      for (const c of copies) joining.set(c.k.layer, (joining.get(c.k.layer) ?? 0) + 1);
+      for (const c of copies) {
+        const at = startLayerOf(c.k) ?? 0;
+        joining.set(at, (joining.get(at) ?? 0) + 1);
+      }
       const rowsAt = (l: number) => {
         if (start === null) return n;
         let rows = 0;
@@ -260,8 +319,8 @@ export async function activationPatching(
       };
       const patches = new Map<SiteKey, Patch[]>();
       for (const k of new Set(copies.map((c) => c.k))) {
-        const m = rowsAt(k.layer);
-        const axis = siteAxes(k.site).position;
+        const m = rowsAt(startLayerOf(k) ?? 0);
+        const axis = k.def.axes.position;
         const slots = copies.slice(0, m).map((c) => (c.k === k ? c.unit : undefined));
         const mask = sliceFrom(unitMask(job, k, slots), axis, offset);
         const value = tileBatch(sliceFrom(source.cache.get(k.key)!, axis, offset), m);
@@ -356,11 +415,11 @@ function copiesByLogits(job: Job): number {
 
 function toScores(job: Job, k: ScoredKey, values: ReadonlyMap<string, number>): LayerScores {
   const T = job.batch.seqLen;
-  const axes = siteAxes(k.site);
-  if (k.granularity === 'position') {
+  const axis = unitAxis(k.def, k.granularity);
+  if (axis === undefined) {
     return Array.from({ length: T }, (_, p) => values.get(`${p}:0`) ?? 0);
   }
-  const width = job.shapeOf(k.key)[k.granularity === 'head' ? axes.head! : axes.neuron!]!;
+  const width = job.shapeOf(k.key)[axis]!;
   return Array.from({ length: T }, (_, p) =>
     Array.from({ length: width }, (_, i) => values.get(`${p}:${i}`) ?? 0),
   );

@@ -1,23 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { unitAxis } from '../sites.js';
 import type { ScoredKey } from './plan.js';
-import { siteAxes } from './plan.js';
 
 /** A site's scores at one layer: [position] or [position][head|neuron]. */
 export type LayerScores = number[] | number[][];
 
 /**
  * Reduces an elementwise product (e.g. (a_clean − a_corrupt)·∂m/∂a) to the key's granularity: summed over
- * batch and every axis but position (and head or neuron). Returns a tensor [T] or [T, H|N].
+ * batch and every axis but position (and the granularity's unit axis). Returns a tensor [T] or [T, units].
  */
 export function reduceToGranularity(product: tf.Tensor, k: ScoredKey): tf.Tensor {
   return tf.tidy(() => {
-    const axes = siteAxes(k.site);
-    const keep =
-      k.granularity === 'head' ? axes.head! : k.granularity === 'neuron' ? axes.neuron! : undefined;
-    const sumAxes = product.shape.map((_, i) => i).filter((i) => i !== axes.position && i !== keep);
+    const position = k.def.axes.position;
+    const keep = unitAxis(k.def, k.granularity);
+    const sumAxes = product.shape.map((_, i) => i).filter((i) => i !== position && i !== keep);
     const reduced = sumAxes.length > 0 ? tf.sum(product, sumAxes) : product;
     // Remaining axes are in their original order; put position first.
-    if (keep !== undefined && keep < axes.position) return tf.transpose(reduced, [1, 0]);
+    if (keep !== undefined && keep < position) return tf.transpose(reduced, [1, 0]);
     return reduced;
   });
 }

@@ -1,13 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { RunContext, type RunContextOptions } from '../context.js';
+import { RunContext, type RunContextOptions, type SiteHook } from '../context.js';
 import { batchTokens, type PairBatch } from '../data.js';
 import { PeakBytes } from '../memory.js';
 import { type Metric, readMetric } from '../metrics.js';
-import { type LanguageModel, type ModelInput, positionOffset, siteShape } from '../model.js';
-import type { SiteKey, SiteName } from '../sites.js';
-import { parseSiteKey } from '../sites.js';
+import { type LanguageModel, type ModelInput, positionOffset } from '../model.js';
+import { resolveSite, type SiteDef, type SiteKey, siteShapeInRun, splitSiteKey } from '../sites.js';
 import { NO_RULES, type RuleSet } from '../slots.js';
 import type { Cost, Direction, Progress } from './types.js';
+
+/** What every run of a job carries besides the method's own patches, deltas and caches. */
+export interface JobRuns {
+  /** Run-time sites (not the model's own) that the hooks visit, e.g. an SAE's features and error. */
+  readonly extraSites?: readonly SiteDef[];
+  /** Hooks applied in every run of the job (before the method's own), e.g. an SAE splice. */
+  readonly hooks?: ReadonlyMap<SiteKey, readonly SiteHook[]>;
+}
 
 /**
  * Everything the methods share about one attribution job: the model, the batch, which run is the base (the
@@ -24,6 +31,8 @@ export class Job {
   readonly baseTokens: tf.Tensor2D;
   readonly sourceTokens: tf.Tensor2D;
   readonly readout: number[] | undefined;
+  readonly extraSites: readonly SiteDef[];
+  private readonly hooks: ReadonlyMap<SiteKey, readonly SiteHook[]> | undefined;
 
   constructor(
     readonly model: LanguageModel,
@@ -33,7 +42,10 @@ export class Job {
     readonly rules: RuleSet = NO_RULES,
     readonly signal?: AbortSignal,
     readonly onProgress?: (p: Progress) => void,
+    runs: JobRuns = {},
   ) {
+    this.extraSites = runs.extraSites ?? [];
+    this.hooks = runs.hooks;
     this.baseTokens = batchTokens(batch, direction === 'denoising' ? 'corrupt' : 'clean');
     this.sourceTokens = batchTokens(batch, direction === 'denoising' ? 'clean' : 'corrupt');
     this.readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
@@ -47,8 +59,15 @@ export class Job {
     return out;
   }
 
-  context(options: Omit<RunContextOptions, 'signal' | 'peak'>): RunContext {
-    return new RunContext({ ...options, signal: this.signal, peak: this.peak });
+  context(options: Omit<RunContextOptions, 'signal' | 'peak' | 'extraSites'>): RunContext {
+    const hooks = this.hooks === undefined ? options.hooks : mergeHooks(this.hooks, options.hooks);
+    return new RunContext({
+      ...options,
+      ...(hooks === undefined ? {} : { hooks }),
+      signal: this.signal,
+      peak: this.peak,
+      extraSites: this.extraSites,
+    });
   }
 
   /**
@@ -116,12 +135,10 @@ export class Job {
     return this.direction === 'denoising' ? 'clean' : 'corrupt';
   }
 
-  /** Shape of a site's activation in a run of `rows` rows (the final norm's scale lives only at readouts). */
+  /** Shape of a site's activation in a run of `rows` rows (a readout-only site has one position there). */
   shapeOf(key: SiteKey, rows = this.batch.size): number[] {
-    const { site } = parseSiteKey(key);
-    const shape = siteShape(this.model.dims, site as SiteName, rows, this.batch.seqLen);
-    if (site === 'ln_final_scale' && this.readout !== undefined) shape[1] = 1;
-    return shape;
+    const def = resolveSite(splitSiteKey(key).name, this.extraSites);
+    return siteShapeInRun(this.model.dims, def, rows, this.batch.seqLen, this.readout !== undefined);
   }
 
   progress(phase: string, done: number, total: number): void {
@@ -151,4 +168,15 @@ export class Job {
     this.baseTokens.dispose();
     this.sourceTokens.dispose();
   }
+}
+
+/** The job's hooks, then a run's own, per key. */
+function mergeHooks(
+  first: ReadonlyMap<SiteKey, readonly SiteHook[]>,
+  then: ReadonlyMap<SiteKey, readonly SiteHook[]> | undefined,
+): ReadonlyMap<SiteKey, readonly SiteHook[]> {
+  if (then === undefined) return first;
+  const out = new Map(first);
+  for (const [k, hs] of then) out.set(k, [...(out.get(k) ?? []), ...hs]);
+  return out;
 }

@@ -1,10 +1,11 @@
 import type { PairBatch } from '../data.js';
 import type { Metric } from '../metrics.js';
-import type { SiteName } from '../sites.js';
+import type { Granularity, SiteDef, SiteName } from '../sites.js';
 import type { RuleSet } from '../slots.js';
+import type { JobRuns } from './run.js';
 
 /**
- * The attribution methods (METHOD.md §1). `atp` with a rule set is RelP; the names `relp` / `relp-ah` are
+ * The attribution methods (docs/method.md §7–§12). `atp` with a rule set is RelP; the names `relp` / `relp-ah` are
  * resolved to `atp` + a preset by `@relp/lrp-rules`.
  */
 export type MethodKind = 'activation-patching' | 'atp' | 'ig';
@@ -12,17 +13,17 @@ export type MethodKind = 'activation-patching' | 'atp' | 'ig';
 /** Denoising: clean values into the corrupt run (default). Noising: corrupt values into the clean run. */
 export type Direction = 'denoising' | 'noising';
 
-/**
- * What a score is computed for at a site: the whole [layer × position] cell summed over the hidden axis,
- * per head (sites with a head axis), or per neuron (the last axis: mlp_pre / mlp_post).
- */
-export type Granularity = 'position' | 'head' | 'neuron';
-
-export interface SiteRequest {
-  readonly site: SiteName;
+/** A site to score; `SiteRequest<SiteName | SiteDef>` also takes a run-time site's definition (e.g. SAE features). */
+export interface SiteRequest<S extends SiteName | SiteDef = SiteName> {
+  readonly site: S;
   readonly granularity?: Granularity;
   /** Layers to score (default: all). */
   readonly layers?: readonly number[];
+  /**
+   * Activation patching: a unit at each position (default), or one unit patched at every position at once (its
+   * score is reported at the first differing position; the gradient methods score per position either way).
+   */
+  readonly positions?: 'each' | 'all';
 }
 
 export interface Progress {
@@ -33,8 +34,8 @@ export interface Progress {
 
 export interface AttributeOptions {
   readonly method: MethodKind;
-  /** Sites to score; strings mean position granularity. */
-  readonly sites: readonly (SiteName | SiteRequest)[];
+  /** Sites to score; names and bare definitions mean position granularity. */
+  readonly sites: readonly (SiteName | SiteDef | SiteRequest<SiteName | SiteDef>)[];
   /** Default: logit difference at the last position. */
   readonly metric?: Metric;
   /** Report scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt). */
@@ -55,12 +56,17 @@ export interface AttributeOptions {
   readonly maxBatchRows?: number;
   /** Activation patching: recompute only the blocks a patch can change (default true) or run naively. */
   readonly patchingStrategy?: 'fast' | 'naive';
+  /** What every run of the job carries: run-time sites and the hooks that visit them (e.g. an SAE splice). */
+  readonly runs?: JobRuns;
   readonly onProgress?: (p: Progress) => void;
   readonly signal?: AbortSignal;
 }
 
-/** Scores per site: [layer][position], [layer][position][head] or [layer][position][neuron]. */
+/** Scores per site: [layer][position], or [layer][position][unit] (head, neuron or feature). */
 export type ScoreGrid = number[][] | number[][][];
+
+/** Score grids by site name. */
+export type SiteScores = Partial<Record<string, ScoreGrid>>;
 
 export interface Cost {
   readonly forwardPasses: number;
@@ -84,8 +90,9 @@ export interface AttributionResult {
     readonly corrupt: number;
     readonly normalized: boolean;
   };
-  readonly scores: Partial<Record<SiteName, ScoreGrid>>;
-  readonly granularity: Partial<Record<SiteName, Granularity>>;
+  /** By site name (a model site's, or a run-time site's). */
+  readonly scores: SiteScores;
+  readonly granularity: Partial<Record<string, Granularity>>;
   readonly batchSize: number;
   readonly seqLen: number;
   readonly firstDiff: number;

@@ -1,12 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Progress } from '../attribution/types.js';
-import { type Patch, RunContext } from '../context.js';
+import { type Patch, RunContext, type SiteHook } from '../context.js';
 import { batchTokens, type PairBatch } from '../data.js';
 import { badInput, ErrorCodes, RelpError } from '../errors.js';
 import { logitDiff, type Metric, readMetric } from '../metrics.js';
-import { type LanguageModel, siteShape } from '../model.js';
-import { type SiteKey, type SiteName, siteKey } from '../sites.js';
-import { type CircuitNode, nodeId, type ScoredNode, type SelectBy, selectNodes } from './nodes.js';
+import type { LanguageModel } from '../model.js';
+import {
+  findSite,
+  isModelSite,
+  type SiteDef,
+  type SiteKey,
+  type SiteName,
+  siteKey,
+  unitGranularities,
+} from '../sites.js';
+import { type CircuitNode, nodeId, nodeKey, type SelectBy, selectNodes } from './nodes.js';
 
 /**
  * How nodes outside the kept set are ablated: to their mean over the data set (per position, over the clean
@@ -20,6 +28,15 @@ export interface CircuitEvalOptions {
   readonly metric?: Metric;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /** Run-time sites the nodes may sit at (e.g. an SAE's features), visited by `hooks`. */
+  readonly extraSites?: readonly SiteDef[];
+  /** Hooks in every run (before the ablation patches' sites are read), e.g. an SAE splice. */
+  readonly hooks?: ReadonlyMap<SiteKey, readonly SiteHook[]>;
+  /**
+   * Mean ablation: take the means over this batch's clean prompts (a discovery split) instead of the evaluated
+   * batch's. Positions of the evaluated batch beyond its longest prompt take its mean over every real token.
+   */
+  readonly meansFrom?: PairBatch;
 }
 
 export interface CircuitEvaluation {
@@ -35,23 +52,20 @@ export interface CircuitEvaluation {
 }
 
 interface SiteSlot {
-  readonly site: SiteName;
+  readonly site: string;
   readonly layer: number;
   readonly key: SiteKey;
   /** Mask shape [1, T, …] and the number of cells in it. */
   readonly maskShape: number[];
   readonly cells: number;
-  /** Whether nodes at this site carry a unit (head / neuron) axis. */
-  readonly unitAxis: 'none' | 'head' | 'neuron';
+  /** Whether nodes at this site carry a unit (head, neuron or feature) index, at axis 2 after position. */
+  readonly perUnit: boolean;
   /** The ablation value, [1,T,…] (mean) or [B,T,…] (corrupt). Kept. */
   value: tf.Tensor | undefined;
 }
 
-const HEAD_AXIS_SITES: readonly SiteName[] = ['z', 'result', 'q', 'k', 'v'];
-const NEURON_AXIS_SITES: readonly SiteName[] = ['mlp_pre', 'mlp_post'];
-
 /**
- * Evaluates circuits over a fixed node universe (METHOD.md §6). The model runs on the clean prompts with
+ * Evaluates circuits over a fixed node universe (docs/method.md §14). The model runs on the clean prompts with
  * RunContext patches replacing every ablated node by its ablation value; m(M) is the clean run, m(∅) the run with
  * every node of the universe ablated. Construction caches the ablation values and computes m(M) and m(∅);
  * each `evaluate` costs two forward passes (C kept, C ablated). Call `dispose` when done.
@@ -61,6 +75,8 @@ export class CircuitEvaluator {
   private readonly tokens: tf.Tensor2D;
   private readonly readout: number[] | undefined;
   private readonly universeIds: Set<string>;
+  /** nodeId of each universe node, in order (a run looks every node up). */
+  private readonly ids: readonly string[];
   mFull = Number.NaN;
   mEmpty = Number.NaN;
   forwardPasses = 0;
@@ -72,10 +88,14 @@ export class CircuitEvaluator {
     readonly ablation: Ablation,
     readonly metric: Metric,
     private readonly signal: AbortSignal | undefined,
+    private readonly extraSites: readonly SiteDef[],
+    private readonly hooks: ReadonlyMap<SiteKey, readonly SiteHook[]> | undefined,
+    private readonly meansFrom: PairBatch | undefined,
   ) {
     this.tokens = batchTokens(batch, 'clean');
     this.readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
-    this.universeIds = new Set(universe.map(nodeId));
+    this.ids = universe.map(nodeId);
+    this.universeIds = new Set(this.ids);
   }
 
   static async create(
@@ -96,6 +116,9 @@ export class CircuitEvaluator {
       ablation,
       options.metric ?? logitDiff,
       options.signal,
+      options.extraSites ?? [],
+      options.hooks,
+      options.meansFrom,
     );
     try {
       ev.planSlots();
@@ -112,7 +135,8 @@ export class CircuitEvaluator {
   private planSlots(): void {
     const T = this.batch.seqLen;
     for (const n of this.universe) {
-      if (!this.model.sites.includes(n.site)) {
+      const def = findSite(n.site, this.extraSites);
+      if (def === undefined || (isModelSite(def) && !this.model.sites.includes(def.name as SiteName))) {
         throw new RelpError(
           ErrorCodes.UnknownSite,
           `site '${n.site}' does not exist in ${this.model.architecture}`,
@@ -121,44 +145,38 @@ export class CircuitEvaluator {
           },
         );
       }
-      if (n.site === 'pattern' || n.site.endsWith('_scale')) {
+      if (!def.circuitNodes) {
         throw badInput(`circuit nodes at '${n.site}' are not supported (use residual, head or neuron sites)`);
       }
-      if (!Number.isInteger(n.layer) || n.layer < 0 || n.layer >= this.model.dims.nLayers) {
-        throw badInput(`node ${nodeId(n)}: layer outside 0..${this.model.dims.nLayers - 1}`);
+      const nLayers = def.layers(this.model.dims);
+      if (!Number.isInteger(n.layer) || n.layer < 0 || n.layer >= nLayers) {
+        throw badInput(`node ${nodeId(n)}: layer outside 0..${nLayers - 1}`);
       }
       if (!Number.isInteger(n.position) || n.position < 0 || n.position >= T) {
         throw badInput(`node ${nodeId(n)}: position outside 0..${T - 1}`);
       }
-      const key = siteKey(n.site, n.layer);
+      const key = siteKey(def, n.layer);
       let slot = this.slots.get(key);
       if (!slot) {
-        const full = siteShape(this.model.dims, n.site, 1, T);
-        const unitAxis = HEAD_AXIS_SITES.includes(n.site)
-          ? 'head'
-          : NEURON_AXIS_SITES.includes(n.site)
-            ? 'neuron'
-            : 'none';
-        const useUnit = n.unit !== undefined;
-        const maskShape =
-          unitAxis === 'head' && useUnit
-            ? [1, T, full[2]!, 1]
-            : unitAxis === 'neuron' && useUnit
-              ? [1, T, full[2]!]
-              : [1, T, ...full.slice(2).map(() => 1)];
+        const full = def.shape(this.model.dims, 1, T);
+        // Circuit-node sites are [B, T, …] with their one unit axis (if any) right after position.
+        const unit = unitGranularities(def)[0];
+        const perUnit = n.unit !== undefined;
+        if (perUnit && (unit === undefined || def.axes[unit] !== 2)) {
+          throw badInput(`node ${nodeId(n)}: ${n.site} has no head, neuron or feature axis`);
+        }
+        const maskShape = full.map((d, ax) => (ax === 1 ? T : perUnit && ax === 2 ? d : 1));
         slot = {
-          site: n.site,
+          site: def.name,
           layer: n.layer,
           key,
           maskShape,
           cells: maskShape.reduce((a, b) => a * b, 1),
-          unitAxis: useUnit ? unitAxis : 'none',
+          perUnit,
           value: undefined,
         };
-        if (useUnit && unitAxis === 'none')
-          throw badInput(`node ${nodeId(n)}: ${n.site} has no head or neuron axis`);
         this.slots.set(key, slot);
-      } else if ((slot.unitAxis !== 'none') !== (n.unit !== undefined)) {
+      } else if (slot.perUnit !== (n.unit !== undefined)) {
         throw badInput(`nodes at ${key} mix whole-position and per-unit granularity`);
       }
       if (n.unit !== undefined) {
@@ -171,12 +189,19 @@ export class CircuitEvaluator {
   }
 
   private async computeAblationValues(): Promise<void> {
-    const which = this.ablation === 'mean' ? 'clean' : 'corrupt';
-    const tokens = which === 'clean' ? this.tokens : batchTokens(this.batch, 'corrupt');
-    const ctx = new RunContext({ cache: this.slots.keys(), signal: this.signal });
+    const from = this.ablation === 'mean' ? (this.meansFrom ?? this.batch) : this.batch;
+    const tokens =
+      this.ablation === 'corrupt'
+        ? batchTokens(this.batch, 'corrupt')
+        : from === this.batch
+          ? this.tokens
+          : batchTokens(from, 'clean');
+    const readout =
+      from === this.batch ? this.readout : this.metric.readout === 'last' ? [...from.lastPositions] : undefined;
+    const ctx = this.context({ cache: this.slots.keys() });
     try {
       tf.tidy(() => {
-        this.model.forward({ tokens }, ctx, { readout: this.readout });
+        this.model.forward({ tokens }, ctx, { readout });
       });
       this.forwardPasses++;
       ctx.assertAllVisited();
@@ -186,7 +211,7 @@ export class CircuitEvaluator {
         if (this.ablation === 'corrupt') {
           slot.value = x;
         } else {
-          slot.value = tf.keep(tf.tidy(() => this.maskedMean(x)));
+          slot.value = tf.keep(tf.tidy(() => promptMeans(x, from, this.batch.seqLen)));
           x.dispose();
         }
       }
@@ -196,33 +221,22 @@ export class CircuitEvaluator {
     }
   }
 
-  /** Mean over the batch of each position, counting only rows long enough to have that position. [1,T,…] */
-  private maskedMean(x: tf.Tensor): tf.Tensor {
-    const { size, seqLen, lastPositions } = this.batch;
-    const m = new Float32Array(size * seqLen);
-    for (let b = 0; b < size; b++) for (let t = 0; t <= lastPositions[b]!; t++) m[b * seqLen + t] = 1;
-    const w = tf.reshape(tf.tensor2d(m, [size, seqLen]), [size, seqLen, ...x.shape.slice(2).map(() => 1)]);
-    const num = tf.sum(tf.mul(x, w), 0, true);
-    const den = tf.maximum(tf.sum(w, 0, true), 1);
-    return tf.div(num, den);
-  }
-
   /** The metric with the given node ids ablated. */
   private async run(ablated: ReadonlySet<string>): Promise<number> {
     const patches = new Map<SiteKey, Patch[]>();
     const owned: tf.Tensor[] = [];
     try {
       const masks = new Map<SiteKey, Uint8Array>();
-      for (const n of this.universe) {
-        if (!ablated.has(nodeId(n))) continue;
-        const key = siteKey(n.site, n.layer);
+      for (const [i, n] of this.universe.entries()) {
+        if (!ablated.has(this.ids[i]!)) continue;
+        const key = nodeKey(n);
         const slot = this.slots.get(key)!;
         let m = masks.get(key);
         if (!m) {
           m = new Uint8Array(slot.cells);
           masks.set(key, m);
         }
-        const units = slot.unitAxis === 'none' ? 1 : slot.maskShape[2]!;
+        const units = slot.perUnit ? slot.maskShape[2]! : 1;
         m[n.position * units + (n.unit ?? 0)] = 1;
       }
       for (const [key, m] of masks) {
@@ -231,7 +245,7 @@ export class CircuitEvaluator {
         owned.push(mask);
         patches.set(key, [{ mask, value: slot.value! }]);
       }
-      const ctx = new RunContext({ patches, signal: this.signal });
+      const ctx = this.context({ patches });
       const value = tf.tidy(() =>
         this.metric.compute(
           this.model.forward({ tokens: this.tokens }, ctx, { readout: this.readout }),
@@ -247,6 +261,16 @@ export class CircuitEvaluator {
     } finally {
       for (const t of owned) t.dispose();
     }
+  }
+
+  /** A run's context: the evaluator's signal, run-time sites and hooks. */
+  private context(options: { cache?: Iterable<SiteKey>; patches?: ReadonlyMap<SiteKey, Patch[]> }): RunContext {
+    return new RunContext({
+      ...options,
+      signal: this.signal,
+      extraSites: this.extraSites,
+      ...(this.hooks === undefined ? {} : { hooks: this.hooks }),
+    });
   }
 
   /** m(C), m(M∖C), faithfulness and completeness of a circuit (nodes outside the universe are an error). */
@@ -280,31 +304,71 @@ export class CircuitEvaluator {
   }
 }
 
+/**
+ * Mean of x [B,T,…] over the prompts of `batch` per position, counting only rows long enough to have that position,
+ * as [1,T_out,…]; positions from T on (an evaluated batch longer than the one the means come from) take the mean
+ * over every real token.
+ */
+function promptMeans(x: tf.Tensor, batch: PairBatch, tOut: number): tf.Tensor {
+  const { size, seqLen, lastPositions } = batch;
+  const m = new Float32Array(size * seqLen);
+  for (let b = 0; b < size; b++) for (let t = 0; t <= lastPositions[b]!; t++) m[b * seqLen + t] = 1;
+  const w = tf.reshape(tf.tensor2d(m, [size, seqLen]), [size, seqLen, ...x.shape.slice(2).map(() => 1)]);
+  const num = tf.sum(tf.mul(x, w), 0, true);
+  const den = tf.sum(w, 0, true);
+  const perPosition = tf.div(num, tf.maximum(den, 1));
+  // Every position before seqLen has a prompt (the longest one).
+  if (tOut === seqLen) return perPosition;
+  if (tOut < seqLen) return tf.slice(perPosition, x.shape.map(() => 0), [1, tOut, ...x.shape.slice(2)]);
+  const overall = tf.div(tf.sum(num, 1, true), tf.maximum(tf.sum(den, 1, true), 1));
+  const parts = [perPosition];
+  for (let t = seqLen; t < tOut; t++) parts.push(overall);
+  return tf.concat(parts, 1);
+}
+
 export interface SweepPoint extends CircuitEvaluation {
+  /** The threshold (threshold sweeps) or k (top-k sweeps). */
   readonly threshold: number;
 }
 
+/** What scores a circuit of nodes N: a CircuitEvaluator, or an evaluator of other node kinds (an SAE's features). */
+export interface CircuitScorer<N> {
+  evaluate(circuit: Iterable<N>): Promise<CircuitEvaluation>;
+}
+
 /**
- * Faithfulness and completeness for each threshold (selection on |score| or signed score): the curve against the
- * number of nodes. Thresholds that select the same node set as the previous one reuse its evaluation.
+ * Faithfulness and completeness for each threshold (selection on |score| or signed score), or each k of a top-k
+ * selection: the curve against the number of nodes. A value that selects the same node set as the previous one
+ * reuses its evaluation.
  */
-export async function sweepThresholds(
-  evaluator: CircuitEvaluator,
-  scored: readonly ScoredNode[],
+export async function sweepThresholds<N extends { readonly score: number }>(
+  evaluator: CircuitScorer<NoInfer<N>>,
+  scored: readonly N[],
   thresholds: readonly number[],
-  options: { by?: SelectBy; onProgress?: (p: Progress) => void } = {},
+  options: {
+    by?: SelectBy;
+    mode?: 'threshold' | 'top-k';
+    /** The progress phase (default 'thresholds'). */
+    phase?: string;
+    onProgress?: (p: Progress) => void;
+  } = {},
 ): Promise<SweepPoint[]> {
   const out: SweepPoint[] = [];
+  const index = new Map(scored.map((n, i) => [n, i]));
   let prevKey = '';
   let prev: CircuitEvaluation | undefined;
   for (const [i, threshold] of thresholds.entries()) {
-    const nodes = selectNodes(scored, { mode: 'threshold', value: threshold, by: options.by ?? 'abs' });
-    const key = nodes.map(nodeId).join(',');
+    const nodes = selectNodes(scored, {
+      mode: options.mode ?? 'threshold',
+      value: threshold,
+      by: options.by ?? 'abs',
+    });
+    const key = nodes.map((n) => index.get(n)).join(',');
     const ev = key === prevKey && prev ? prev : await evaluator.evaluate(nodes);
     prevKey = key;
     prev = ev;
     out.push({ threshold, ...ev });
-    options.onProgress?.({ phase: 'thresholds', done: i + 1, total: thresholds.length });
+    options.onProgress?.({ phase: options.phase ?? 'thresholds', done: i + 1, total: thresholds.length });
   }
   return out;
 }
@@ -324,3 +388,4 @@ export async function evaluateCircuit(
     ev.dispose();
   }
 }
+

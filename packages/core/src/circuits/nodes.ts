@@ -1,16 +1,17 @@
-import type { Granularity, ScoreGrid } from '../attribution/types.js';
+import type { SiteScores } from '../attribution/types.js';
 import { badInput } from '../errors.js';
-import type { SiteName } from '../sites.js';
+import type { Granularity, SiteKey } from '../sites.js';
 
 /**
- * A circuit node (METHOD.md §6): a site at one layer and position, optionally one head or neuron of it
+ * A circuit node (docs/method.md §14): a site at one layer and position, optionally one head or neuron of it
  * (`unit`). Nodes are identified by `nodeId`: "attn_out.3@5", "z.3@5#2".
  */
 export interface CircuitNode {
-  readonly site: SiteName;
+  /** A model site's name, or a run-time site's (e.g. an SAE's features). */
+  readonly site: string;
   readonly layer: number;
   readonly position: number;
-  /** Head (z, result, q, k, v) or neuron (mlp_pre, mlp_post) index; absent for whole-position nodes. */
+  /** Head (z, result, q, k, v), neuron (mlp_pre, mlp_post) or feature index; absent for whole-position nodes. */
   readonly unit?: number;
 }
 
@@ -19,16 +20,22 @@ export interface ScoredNode extends CircuitNode {
 }
 
 export function nodeId(n: CircuitNode): string {
-  return `${n.site}.${n.layer}@${n.position}${n.unit === undefined ? '' : `#${n.unit}`}`;
+  return `${nodeKey(n)}@${n.position}${n.unit === undefined ? '' : `#${n.unit}`}`;
+}
+
+/** The site key a node sits at. */
+export function nodeKey(n: CircuitNode): SiteKey {
+  return `${n.site}.${n.layer}`;
 }
 
 /** Every cell of an attribution result's grids as a scored node (the node universe of a circuit search). */
 export function nodesFromScores(
-  scores: Partial<Record<SiteName, ScoreGrid>>,
-  granularity: Partial<Record<SiteName, Granularity>> = {},
+  scores: SiteScores,
+  granularity: Partial<Record<string, Granularity>> = {},
 ): ScoredNode[] {
   const out: ScoredNode[] = [];
-  for (const [site, grid] of Object.entries(scores) as [SiteName, ScoreGrid][]) {
+  for (const [site, grid] of Object.entries(scores)) {
+    if (grid === undefined) continue;
     const g = granularity[site] ?? 'position';
     grid.forEach((row, layer) => {
       row.forEach((cell: number | number[], position: number) => {
@@ -57,10 +64,13 @@ export interface SelectOptions {
   readonly by?: SelectBy;
 }
 
-const key = (by: SelectBy) => (n: ScoredNode) => (by === 'abs' ? Math.abs(n.score) : n.score);
+const key = (by: SelectBy) => (n: { readonly score: number }) => (by === 'abs' ? Math.abs(n.score) : n.score);
 
-/** Selects a circuit from scored nodes. Ties in top-k are broken by the nodes' order (stable). */
-export function selectNodes(nodes: readonly ScoredNode[], options: SelectOptions): ScoredNode[] {
+/**
+ * Selects a circuit from scored nodes (of any kind: an SAE's feature nodes too). Ties in top-k are broken by the
+ * nodes' order (stable).
+ */
+export function selectNodes<N extends { readonly score: number }>(nodes: readonly N[], options: SelectOptions): N[] {
   const by = options.by ?? 'abs';
   if (by !== 'abs' && by !== 'signed')
     throw badInput(`node selection by '${String(by)}': choose abs or signed`);
