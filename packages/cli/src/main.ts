@@ -1,4 +1,5 @@
 import { isRelpError } from '@relp/core/errors';
+import { METHOD_NAMES } from '@relp/methods';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { attributeCommand } from './commands/attribute.js';
 import { circuitCommand } from './commands/circuit.js';
@@ -79,9 +80,7 @@ export function buildProgram(io: CliIo): Command {
       .command('attribute')
       .description('score sites with one method and write result.json (activation patching, AtP, RelP, IG)')
       .addOption(
-        new Option('--method <method>', 'attribution method')
-          .choices(['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'])
-          .makeOptionMandatory(),
+        new Option('--method <method>', 'attribution method').choices(METHOD_NAMES).makeOptionMandatory(),
       )
       .option(
         '--sites <list>',
@@ -307,9 +306,7 @@ export function buildProgram(io: CliIo): Command {
         'SAELens folders, or folders holding them (e.g. ~/.cache/relp/saes/smollm2-135m)',
       )
       .addOption(
-        new Option('--method <method>', 'attribution method')
-          .choices(['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'])
-          .makeOptionMandatory(),
+        new Option('--method <method>', 'attribution method').choices(METHOD_NAMES).makeOptionMandatory(),
       )
       .addOption(
         new Option('--positions <mode>', 'one node per feature (sum) or per position')

@@ -3,7 +3,6 @@ import {
   attribute,
   type BackendChoice,
   batchTokens,
-  compareGrids,
   type Direction,
   makePairBatch,
   type PairBatch,
@@ -11,12 +10,19 @@ import {
   type SiteRequest,
 } from '@relp/core';
 import { badInput } from '@relp/core/errors';
+import {
+  checkSettings,
+  compareMethods,
+  type MethodSettings,
+  methodByName,
+  methodOptions,
+  type NamedMethod,
+} from '@relp/methods';
 import type { AgreementRow, MethodGrids } from '@relp/report';
 import * as tf from '@tensorflow/tfjs-core';
 import { chooseBackend } from './backends.js';
 import { type DataOptions, type ResolvedData, resolveData } from './data.js';
 import { type CliIo, Log } from './io.js';
-import type { MethodSpec } from './methods.js';
 import { type LoadedForCli, loadForCli } from './model.js';
 import { Progress } from './progress.js';
 import { type Provenance, provenance } from './provenance.js';
@@ -98,31 +104,57 @@ export interface AttributeRunOptions {
   readonly sites: readonly SiteRequest[];
   readonly normalize?: boolean;
   readonly direction?: Direction;
-  readonly igSteps?: number;
-  readonly maxBatchRows?: number;
+  /** The user's settings, from cliSettings. */
+  readonly settings?: MethodSettings;
+}
+
+/** How the CLI spells a method setting (igSteps → --ig-steps). */
+function settingFlag(setting: string): string {
+  return `--${setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/**
+ * The settings the user passed (--ig-steps, --max-batch-rows), checked against the methods that will run: one that
+ * none of them takes is BAD_INPUT, before any model is loaded.
+ */
+export function cliSettings(
+  methods: readonly NamedMethod[],
+  o: { readonly igSteps?: number; readonly maxBatchRows?: number },
+): MethodSettings {
+  const settings = {
+    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
+    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
+  };
+  checkSettings(methods, settings, settingFlag);
+  return settings;
+}
+
+/** What relp compare and relp demo run: activation patching (the reference) and the methods asked for. */
+export function withReference(methods: readonly NamedMethod[]): NamedMethod[] {
+  return [...new Set([methodByName('activation-patching'), ...methods])];
+}
+
+function logCost(s: Session, name: string, r: AttributionResult): void {
+  s.progress.stop();
+  s.log.info(
+    `${name}: ${r.cost.forwardPasses} forward, ${r.cost.backwardPasses} backward, ${r.cost.seconds.toFixed(2)} s`,
+  );
 }
 
 export async function runMethod(
   s: Session,
   batch: PairBatch,
-  m: MethodSpec,
+  m: NamedMethod,
   o: AttributeRunOptions,
 ): Promise<AttributionResult> {
   const result = await attribute(s.loaded.model, batch, {
-    method: m.kind,
+    ...methodOptions(m, o.settings),
     sites: o.sites,
-    label: m.name,
-    ...(m.rules ? { rules: m.rules } : {}),
     ...(o.normalize ? { normalize: true } : {}),
     ...(o.direction ? { direction: o.direction } : {}),
-    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
     onProgress: s.progress.labelled(m.name),
   });
-  s.progress.stop();
-  s.log.info(
-    `${m.name}: ${result.cost.forwardPasses} forward, ${result.cost.backwardPasses} backward, ${result.cost.seconds.toFixed(2)} s`,
-  );
+  logCost(s, m.name, result);
   return result;
 }
 
@@ -131,43 +163,41 @@ export function toGrids(r: AttributionResult): MethodGrids {
     label: r.label,
     rules: r.rules,
     scores: r.scores as MethodGrids['scores'],
-    granularity: r.granularity,
+    granularity: r.granularity as MethodGrids['granularity'],
     cost: { ...r.cost },
   };
 }
 
-/** Activation patching and each method on the same batch, and their agreement per site type. */
+/** Activation patching and each method on the same batch (compareMethods), and their agreement per site type. */
 export async function runComparison(
   s: Session,
   batch: PairBatch,
-  methods: readonly MethodSpec[],
+  methods: readonly NamedMethod[],
   o: AttributeRunOptions & { topK?: number },
 ): Promise<{ reference: AttributionResult; results: AttributionResult[]; agreement: AgreementRow[] }> {
-  const reference = await runMethod(
-    s,
-    batch,
-    { name: 'activation-patching', kind: 'activation-patching' },
-    o,
-  );
-  const results: AttributionResult[] = [];
-  for (const m of methods.filter((x) => x.kind !== 'activation-patching'))
-    results.push(await runMethod(s, batch, m, o));
-  const agreement: AgreementRow[] = [];
-  for (const r of results) {
-    for (const site of Object.keys(reference.scores) as (keyof typeof reference.scores)[]) {
-      const a = compareGrids(r.scores[site]!, reference.scores[site]!, o.topK ?? 10);
-      agreement.push({
-        method: r.label,
-        site,
-        pearson: a.pearson,
-        spearman: a.spearman,
-        topK: a.topK,
-        sign: a.sign,
-        cells: a.cells,
-      });
-    }
-  }
-  return { reference, results, agreement };
+  const cmp = await compareMethods(s.loaded.model, batch, {
+    methods,
+    sites: o.sites,
+    settings: o.settings ?? {},
+    ...(o.normalize ? { normalize: true } : {}),
+    ...(o.direction ? { direction: o.direction } : {}),
+    ...(o.topK === undefined ? {} : { topK: o.topK }),
+    onProgress: (m, p) => s.progress.labelled(m.name)(p),
+    onResult: (m, r) => logCost(s, m.name, r),
+  });
+  return {
+    reference: cmp.reference!,
+    results: [...cmp.results],
+    agreement: cmp.agreement.map(({ method, site, agreement: a }) => ({
+      method,
+      site,
+      pearson: a.pearson,
+      spearman: a.spearman,
+      topK: a.topK,
+      sign: a.sign,
+      cells: a.cells,
+    })),
+  };
 }
 
 /** The model's behaviour on the clean prompts: accuracy (answer logit > wrong logit) and mean logit difference. */

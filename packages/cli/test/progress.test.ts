@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/io.js';
-import { parseMethodList, parseSites } from '../src/methods.js';
 import { Progress } from '../src/progress.js';
 import { shellQuote } from '../src/provenance.js';
+import { parseSites } from '../src/sites.js';
 
 function io(isTTY: boolean): { io: CliIo; text: () => string } {
   let err = '';
@@ -56,15 +56,7 @@ describe('progress bars', () => {
 });
 
 describe('flag parsing', () => {
-  it('maps relp / relp-ah to atp with a preset, and z / mlp_post to heads / neurons', () => {
-    const m = parseMethodList('atp,relp,relp-ah,ig,activation-patching');
-    expect(m.map((x) => [x.name, x.kind, x.rules?.name ?? 'none'])).toEqual([
-      ['atp', 'atp', 'none'],
-      ['relp', 'atp', 'relp'],
-      ['relp-ah', 'atp', 'relp-ah'],
-      ['ig', 'ig', 'none'],
-      ['activation-patching', 'activation-patching', 'none'],
-    ]);
+  it('gives z heads and mlp_post neurons by default, and site:granularity overrides', () => {
     expect(parseSites('resid_pre, z,mlp_post,z:position')).toEqual([
       { site: 'resid_pre', granularity: 'position' },
       { site: 'z', granularity: 'head' },
@@ -72,6 +64,10 @@ describe('flag parsing', () => {
       { site: 'z', granularity: 'position' },
     ]);
     expect(() => parseSites('attn')).toThrow(/unknown site 'attn'/);
+    expect(() => parseSites('resid_pre:head')).toThrow(
+      /unknown granularity 'head' for resid_pre: use position$/,
+    );
+    expect(() => parseSites('z:neuron')).toThrow(/use position or head$/);
   });
 
   it('records a command line that a shell reads back verbatim', () => {

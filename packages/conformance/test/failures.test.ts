@@ -1,4 +1,12 @@
-import { attribute, logitDiff, type Metric, makePairBatch, RunContext, Site } from '@relp/core';
+import {
+  type AttributeOptions,
+  attribute,
+  logitDiff,
+  type Metric,
+  makePairBatch,
+  RunContext,
+  Site,
+} from '@relp/core';
 import { presetByName } from '@relp/lrp-rules';
 import { GPT2_TINY_CONFIG, gpt2Family, parseGpt2Config, randomGpt2Weights } from '@relp/models-gpt2';
 import { installLeakGuard, useBackend } from '@relp/testing';
@@ -60,12 +68,13 @@ describe('runs that throw midway', () => {
   for (const c of cases) {
     it(`${c.label}: the error reaches the caller; no tensor, rule or hook outlives it`, async () => {
       const batch = makePairBatch([{ clean, corrupt, answer: 10, wrong: 20 }], { dims: model.dims });
-      const options = {
-        method: c.method,
-        sites,
-        igSteps: 4,
-        ...(c.rules ? { rules: presetByName('relp') } : {}),
-      };
+      const rules = c.rules ? { rules: presetByName('relp') } : {};
+      const options: AttributeOptions =
+        c.method === 'ig'
+          ? { method: 'ig', sites, igSteps: 4, ...rules }
+          : c.method === 'atp'
+            ? { method: 'atp', sites, ...rules }
+            : { method: c.method, sites };
       const plainLogits = () =>
         tf.tidy(() => model.forward({ tokens: tf.tensor2d([clean], [1, 8], 'int32') }, new RunContext()));
       const logitsBefore = plainLogits();

@@ -4,11 +4,12 @@ import {
   badInput,
   type Cost,
   type Direction,
+  type IgMethodOptions,
   type LanguageModel,
+  type MethodOptions,
   type Metric,
   type PairBatch,
   type Progress,
-  type RuleSet,
   type SiteDef,
   type SiteKey,
   type SiteRequest,
@@ -21,10 +22,15 @@ export type FeatureMethod = 'activation-patching' | 'atp' | 'ig';
 /** Scores summed over positions (one node per feature) or kept per position. */
 export type PositionMode = 'sum' | 'each';
 
-export interface FeatureAttributionOptions {
-  /** `atp` with `rules` is RelP. */
-  readonly method: FeatureMethod;
-  readonly rules?: RuleSet;
+/**
+ * A method and its knobs, as core's `attribute` takes them (a knob the method ignores is a type error); IG always
+ * interpolates the SAE nodes themselves, so it has no `igInterpolate`.
+ */
+export type FeatureMethodOptions =
+  | Exclude<MethodOptions, IgMethodOptions>
+  | Omit<IgMethodOptions, 'igInterpolate'>;
+
+export type FeatureAttributionOptions = FeatureMethodOptions & {
   /** Name for the result ("relp", "atp", …); default: the method, or the rule set's name for atp with rules. */
   readonly label?: string;
   /** Denoising (default): clean values into the corrupt run. Noising: corrupt values into the clean run. */
@@ -33,15 +39,11 @@ export interface FeatureAttributionOptions {
   readonly normalize?: boolean;
   /** Default: logit difference at the last position. */
   readonly metric?: Metric;
-  /** Integrated gradients: steps N (α_k = k/N, k = 1..N); default 10. */
-  readonly igSteps?: number;
   /** One node per feature (summed over positions, default) or per (position, feature). */
   readonly positions?: PositionMode;
-  /** Activation patching and IG: the most batch rows one forward pass stacks (default 64). */
-  readonly maxBatchRows?: number;
   readonly onProgress?: (p: Progress) => void;
   readonly signal?: AbortSignal;
-}
+};
 
 /** One SAE site's scores: per feature ([dSae], or [T][dSae] per position) and for the error node. */
 export interface SaeSiteScores {
@@ -89,19 +91,12 @@ export async function attributeFeatures(
     { site: s.features, granularity: 'feature' as const, ...(whole ? { positions: 'all' as const } : {}) },
     { site: s.error, ...(whole ? { positions: 'all' as const } : {}) },
   ]);
+  const { positions: _, normalize: __, ...rest } = options;
   const r = await attribute(model, batch, {
-    method: options.method,
+    ...rest,
+    ...(rest.method === 'ig' ? { igInterpolate: 'site' as const } : {}),
     sites,
     runs: splice.runs(),
-    ...(options.rules ? { rules: options.rules } : {}),
-    ...(options.label === undefined ? {} : { label: options.label }),
-    ...(options.direction === undefined ? {} : { direction: options.direction }),
-    ...(options.metric ? { metric: options.metric } : {}),
-    ...(options.igSteps === undefined ? {} : { igSteps: options.igSteps }),
-    igInterpolate: 'site',
-    ...(options.maxBatchRows === undefined ? {} : { maxBatchRows: options.maxBatchRows }),
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
   });
   const span = r.metric.clean - r.metric.corrupt;
   if (options.normalize && (span === 0 || !Number.isFinite(span))) {

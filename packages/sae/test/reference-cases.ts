@@ -1,7 +1,7 @@
 import type { LanguageModel, PairBatch } from '@relp/core';
 import { makePairBatch, Site } from '@relp/core';
 import { presetByName } from '@relp/lrp-rules';
-import type { SparseAutoencoder } from '../src/index.js';
+import type { FeatureMethodOptions, SparseAutoencoder } from '../src/index.js';
 import { TINY_MODELS, tinyBatch, tinySae } from './helpers.js';
 
 /**
@@ -96,8 +96,14 @@ export function caseModel(name: AttributionCase['model']): LanguageModel {
   return TINY_MODELS.find(([n]) => n === name)![1]();
 }
 
-export function caseRules(c: AttributionCase) {
-  return c.rules ? presetByName(c.rules) : undefined;
+/** A case's method, rules and the knobs that method takes. */
+export function caseMethod(c: AttributionCase): FeatureMethodOptions {
+  const rules = c.rules ? { rules: presetByName(c.rules) } : {};
+  const rows = c.maxBatchRows ? { maxBatchRows: c.maxBatchRows } : {};
+  if (c.method === 'ig')
+    return { method: 'ig', ...rules, ...(c.igSteps ? { igSteps: c.igSteps } : {}), ...rows };
+  if (c.method === 'atp') return { method: 'atp', ...rules };
+  return { method: 'activation-patching', ...rows };
 }
 
 /** The SAEs of every attribution case: three sites of two blocks, two activations, one input scale. */

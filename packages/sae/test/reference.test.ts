@@ -11,8 +11,8 @@ import {
 import {
   ATTRIBUTION_CASES,
   caseBatch,
+  caseMethod,
   caseModel,
-  caseRules,
   caseSaes,
   circuitSetup,
 } from './reference-cases.js';
@@ -32,16 +32,12 @@ describe('SAE nodes as sites of core engine = the recorded numbers, bit for bit 
       await useBackend('cpu');
       const m = caseModel(c.model);
       const saes = caseSaes(m);
-      const rules = caseRules(c);
       try {
         const r = await attributeFeatures(m, caseBatch(m), saes, {
-          method: c.method,
+          ...caseMethod(c),
           direction: c.direction,
           positions: c.positions,
-          ...(rules ? { rules } : {}),
           ...(c.normalize ? { normalize: true } : {}),
-          ...(c.igSteps ? { igSteps: c.igSteps } : {}),
-          ...(c.maxBatchRows ? { maxBatchRows: c.maxBatchRows } : {}),
         });
         const want = reference.attribution[c.name];
         expect(r.label).toBe(want.label);

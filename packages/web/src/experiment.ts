@@ -1,16 +1,7 @@
-import {
-  type AttributionResult,
-  attribute,
-  compareGrids,
-  type LanguageModel,
-  type MethodKind,
-  makePairBatch,
-  type RuleSet,
-  type SiteName,
-} from '@relp/core';
+import { type AttributionResult, type LanguageModel, makePairBatch, type SiteName } from '@relp/core';
 import { badInput, isRelpError, RelpError } from '@relp/core/errors';
 import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
-import { presetByName } from '@relp/lrp-rules';
+import { compareMethods } from '@relp/methods';
 import { gemma3Family } from '@relp/models-gemma';
 import { gpt2Family } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
@@ -32,25 +23,7 @@ import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './wor
 /** The model families the browser build knows (by config.json model_type). */
 export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
 
-export const WEB_METHODS = ['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'] as const;
 export const DEFAULT_SITES: readonly SiteName[] = ['resid_pre', 'attn_out', 'mlp_out'];
-
-/** A method name → the engine's method and rule set (relp / relp-ah are attribution patching with LRP rules). */
-export function methodOptions(name: string): { method: MethodKind; rules?: RuleSet; label: string } {
-  switch (name) {
-    case 'activation-patching':
-      return { method: 'activation-patching', label: name };
-    case 'atp':
-      return { method: 'atp', label: 'atp' };
-    case 'relp':
-    case 'relp-ah':
-      return { method: 'atp', rules: presetByName(name), label: name };
-    case 'ig':
-      return { method: 'ig', label: 'ig' };
-    default:
-      throw badInput(`unknown method '${name}'; choose one of ${WEB_METHODS.join(', ')}`);
-  }
-}
 
 export interface LoadedWebModel {
   readonly model: LanguageModel;
@@ -250,50 +223,31 @@ export interface RunMethodsOptions {
 }
 
 /**
- * Runs each method with `attribute` on one batch (activation patching first, when asked for) and compares every
- * other method with it (`compareGrids` per site).
+ * Runs each method on one batch (compareMethods: activation patching first, when asked for) and compares every
+ * other method with it per site.
  */
 export async function runMethods(
   model: LanguageModel,
   pairs: PreparedData['pairs'],
   options: RunMethodsOptions,
 ): Promise<{ results: AttributionResult[]; correlations: CorrelationRow[] }> {
-  if (options.methods.length === 0) throw badInput('choose at least one method');
   const batch = makePairBatch(pairs, { dims: model.dims });
-  const sites = (options.sites ?? DEFAULT_SITES) as SiteName[];
-  const names = [...new Set(options.methods)].sort(
-    (a, b) => Number(b === 'activation-patching') - Number(a === 'activation-patching'),
-  );
-  const results: AttributionResult[] = [];
-  for (const name of names) {
-    const spec = methodOptions(name);
-    options.onProgress?.({ stage: name, message: `${name}: starting` });
-    const r = await attribute(model, batch, {
-      method: spec.method,
-      ...(spec.rules ? { rules: spec.rules } : {}),
-      label: spec.label,
-      sites,
-      normalize: options.normalize ?? true,
+  const cmp = await compareMethods(model, batch, {
+    methods: options.methods,
+    reference: 'if-listed',
+    sites: (options.sites ?? DEFAULT_SITES) as SiteName[],
+    normalize: options.normalize ?? true,
+    settings: {
       ...(options.igSteps === undefined ? {} : { igSteps: options.igSteps }),
       ...(options.maxBatchRows === undefined ? {} : { maxBatchRows: options.maxBatchRows }),
-      ...(options.signal ? { signal: options.signal } : {}),
-      onProgress: (p) =>
-        options.onProgress?.({ stage: name, message: `${name}: ${p.phase}`, done: p.done, total: p.total }),
-    });
-    results.push(r);
-  }
-  const ap = results.find((r) => r.method === 'activation-patching');
-  const correlations: CorrelationRow[] = [];
-  if (ap) {
-    for (const r of results) {
-      if (r === ap) continue;
-      for (const site of sites) {
-        const est = r.scores[site];
-        const ref = ap.scores[site];
-        if (!est || !ref) continue;
-        correlations.push({ method: r.label, site, agreement: compareGrids(est, ref) });
-      }
-    }
-  }
-  return { results, correlations };
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+    onStart: (m) => options.onProgress?.({ stage: m.name, message: `${m.name}: starting` }),
+    onProgress: (m, p) =>
+      options.onProgress?.({ stage: m.name, message: `${m.name}: ${p.phase}`, done: p.done, total: p.total }),
+  });
+  return {
+    results: [...(cmp.reference ? [cmp.reference] : []), ...cmp.results],
+    correlations: cmp.agreement.map((a) => ({ ...a })),
+  };
 }

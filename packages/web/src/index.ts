@@ -1,3 +1,4 @@
+export { METHODS, type MethodName, type NamedMethod } from '@relp/methods';
 export * from './components/circuit-graph.js';
 export * from './components/correlation-table.js';
 export { createTooltip, type Tooltip, tokenText } from './components/dom.js';

@@ -1,10 +1,18 @@
 import type { Direction } from '@relp/core';
 import { badInput } from '@relp/core/errors';
+import { methodByName } from '@relp/methods';
 import { fmt, formatTable } from '@relp/report';
 import type { CliIo } from '../io.js';
-import { methodSpec, parseSites } from '../methods.js';
 import { checkWritable, toJson, writeFileAtomic } from '../output.js';
-import { type CommonOptions, loadData, openSession, runMethod, sessionProvenance } from '../session.js';
+import {
+  type CommonOptions,
+  cliSettings,
+  loadData,
+  openSession,
+  runMethod,
+  sessionProvenance,
+} from '../session.js';
+import { parseSites } from '../sites.js';
 
 export interface AttributeOptions extends CommonOptions {
   readonly method: string;
@@ -25,7 +33,8 @@ export function parseDirection(d: string | undefined): Direction | undefined {
 
 /** `relp attribute`: one method on one data set → result.json (method, metric, scores, cost, provenance). */
 export async function attributeCommand(o: AttributeOptions, io: CliIo): Promise<void> {
-  const spec = methodSpec(o.method);
+  const spec = methodByName(o.method);
+  const settings = cliSettings([spec], o);
   const sites = parseSites(o.sites);
   const direction = parseDirection(o.direction);
   if (!o.out && !o.json) throw badInput('pass --out result.json (or --json to print the result)');
@@ -36,8 +45,7 @@ export async function attributeCommand(o: AttributeOptions, io: CliIo): Promise<
     sites,
     ...(o.normalize ? { normalize: true } : {}),
     ...(direction ? { direction } : {}),
-    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
+    settings,
   });
   const result = {
     method: r.label,

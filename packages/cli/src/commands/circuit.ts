@@ -11,11 +11,19 @@ import {
   sweepThresholds,
 } from '@relp/core';
 import { badInput } from '@relp/core/errors';
+import { parseMethodList } from '@relp/methods';
 import { circuitCurvesSvg, type Figure, fixed, formatTable, renderHtml, type Section } from '@relp/report';
 import type { CliIo } from '../io.js';
-import { parseMethodList, parseSites } from '../methods.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
-import { type CommonOptions, loadData, openSession, runMethod, sessionProvenance } from '../session.js';
+import {
+  type CommonOptions,
+  cliSettings,
+  loadData,
+  openSession,
+  runMethod,
+  sessionProvenance,
+} from '../session.js';
+import { parseSites } from '../sites.js';
 
 export interface CircuitOptions extends CommonOptions {
   readonly methods: string;
@@ -66,6 +74,7 @@ export async function renderDot(dot: string): Promise<string | undefined> {
 /** `relp circuit`: node selection, faithfulness/completeness, threshold sweeps, JSON + DOT (+ SVG) export. */
 export async function circuitCommand(o: CircuitOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
+  const settings = cliSettings(methods, o);
   const sites = parseSites(o.sites);
   if (o.select !== 'threshold' && o.select !== 'top-k') throw badInput('--select must be threshold or top-k');
   if (o.by !== 'abs' && o.by !== 'signed') throw badInput('--by must be abs or signed');
@@ -86,7 +95,7 @@ export async function circuitCommand(o: CircuitOptions, io: CliIo): Promise<void
   let evaluator: CircuitEvaluator | undefined;
   try {
     for (const m of methods) {
-      const r = await runMethod(s, data.batch, m, { sites, normalize });
+      const r = await runMethod(s, data.batch, m, { sites, normalize, settings });
       const scored = nodesFromScores(r.scores, r.granularity);
       evaluator ??= await CircuitEvaluator.create(s.loaded.model, data.batch, scored, {
         ablation: o.ablation as Ablation,

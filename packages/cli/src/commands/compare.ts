@@ -1,15 +1,18 @@
+import { parseMethodList } from '@relp/methods';
 import { buildCompareReport, fmt, formatTable } from '@relp/report';
 import type { CliIo } from '../io.js';
-import { parseMethodList, parseSites } from '../methods.js';
 import { checkWritable, writeFolderAtomic } from '../output.js';
 import {
   type CommonOptions,
+  cliSettings,
   loadData,
   openSession,
   runComparison,
   sessionProvenance,
   toGrids,
+  withReference,
 } from '../session.js';
+import { parseSites } from '../sites.js';
 import { parseDirection } from './attribute.js';
 
 export interface CompareOptions extends CommonOptions {
@@ -26,6 +29,7 @@ export interface CompareOptions extends CommonOptions {
 /** `relp compare`: activation patching and several methods on the same data → a report folder. */
 export async function compareCommand(o: CompareOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
+  const settings = cliSettings(withReference(methods), o);
   const sites = parseSites(o.sites);
   const direction = parseDirection(o.direction);
   checkWritable(o.out, o.force === true, 'output folder');
@@ -35,9 +39,8 @@ export async function compareCommand(o: CompareOptions, io: CliIo): Promise<void
     sites,
     ...(o.normalize ? { normalize: true } : {}),
     ...(direction ? { direction } : {}),
-    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
     ...(o.topK === undefined ? {} : { topK: o.topK }),
-    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
+    settings,
   });
   const m = cmp.reference.metric;
   const notes = [

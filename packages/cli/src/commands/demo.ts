@@ -1,6 +1,6 @@
+import { parseMethodList } from '@relp/methods';
 import { buildCompareReport, fixed, fmt, formatTable, renderHtml, type Table } from '@relp/report';
 import type { CliIo } from '../io.js';
-import { parseMethodList, parseSites } from '../methods.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
 import {
   behaviour,
@@ -11,6 +11,7 @@ import {
   sessionProvenance,
   toGrids,
 } from '../session.js';
+import { parseSites } from '../sites.js';
 
 export interface DemoOptions extends CommonOptions {
   readonly methods: string;

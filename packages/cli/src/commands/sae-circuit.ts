@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { makePairBatch, parseSiteKey } from '@relp/core';
 import { badInput } from '@relp/core/errors';
+import { parseMethodList } from '@relp/methods';
 import {
   circuitCurvesSvg,
   type Figure,
@@ -24,9 +25,8 @@ import {
 } from '@relp/sae';
 import { brownCorpus } from '@relp/sae/node';
 import type { CliIo } from '../io.js';
-import { parseMethodList } from '../methods.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
-import { type CommonOptions, loadData, openSession, sessionProvenance } from '../session.js';
+import { type CommonOptions, cliSettings, loadData, openSession, sessionProvenance } from '../session.js';
 import { curvePoint, parseThresholds, renderDot } from './circuit.js';
 import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
 
@@ -57,6 +57,8 @@ export interface SaeCircuitOptions extends CommonOptions {
  */
 export async function saeCircuitCommand(o: SaeCircuitOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
+  // Patching and IG stack up to 128 rows a pass unless told otherwise.
+  const settings = { ...cliSettings(methods, o), maxBatchRows: o.maxBatchRows ?? 128 };
   const positions = positionsOf(o.positions);
   if (o.select !== 'threshold' && o.select !== 'top-k') throw badInput('--select must be threshold or top-k');
   if (o.by !== 'abs' && o.by !== 'signed') throw badInput('--by must be abs or signed');
@@ -111,8 +113,7 @@ export async function saeCircuitCommand(o: SaeCircuitOptions, io: CliIo): Promis
       const r = await attributeOne(s, discovery, saes, m, {
         positions,
         normalize,
-        ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-        maxBatchRows: o.maxBatchRows ?? 128,
+        settings,
       });
       const scored = featureNodesFromResult(r);
       const pts = await sweepFeatureCircuits(evaluator, scored, thresholds, {

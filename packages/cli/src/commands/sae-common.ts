@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { PairBatch } from '@relp/core';
 import { badInput } from '@relp/core/errors';
+import { type MethodSettings, methodOptions, type NamedMethod } from '@relp/methods';
 import {
   attributeFeatures,
   type FeatureAttributionResult,
@@ -9,7 +10,6 @@ import {
   type SparseAutoencoder,
 } from '@relp/sae';
 import { listCachedSaes, loadSaeFolder } from '@relp/sae/node';
-import type { MethodSpec } from '../methods.js';
 import type { Session } from '../session.js';
 
 // What `relp sae attribute` and `relp sae circuit` share: loading SAEs, reading --positions, one method's run.
@@ -62,27 +62,22 @@ export async function attributeOne(
   s: Session,
   batch: PairBatch,
   saes: readonly SparseAutoencoder[],
-  m: MethodSpec,
+  m: NamedMethod,
   o: {
     positions: PositionMode;
     normalize: boolean;
     direction?: string;
-    igSteps?: number;
-    maxBatchRows?: number;
+    settings: MethodSettings;
   },
 ): Promise<FeatureAttributionResult> {
   if (o.direction !== undefined && o.direction !== 'denoising' && o.direction !== 'noising') {
     throw badInput('--direction must be denoising or noising');
   }
   const r = await attributeFeatures(s.loaded.model, batch, saes, {
-    method: m.kind,
-    label: m.name,
-    ...(m.rules ? { rules: m.rules } : {}),
+    ...methodOptions(m, o.settings),
     positions: o.positions,
     normalize: o.normalize,
     ...(o.direction ? { direction: o.direction as 'denoising' | 'noising' } : {}),
-    ...(o.igSteps === undefined ? {} : { igSteps: o.igSteps }),
-    ...(o.maxBatchRows === undefined ? {} : { maxBatchRows: o.maxBatchRows }),
     onProgress: s.progress.labelled(m.name),
   });
   s.progress.stop();

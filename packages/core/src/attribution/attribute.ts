@@ -2,6 +2,7 @@ import type { PairBatch } from '../data.js';
 import { ErrorCodes, RelpError } from '../errors.js';
 import { logitDiff } from '../metrics.js';
 import type { LanguageModel } from '../model.js';
+import type { Granularity } from '../sites.js';
 import { checkRulesCover, NO_RULES } from '../slots.js';
 import { gradientAttribution } from './gradient.js';
 import { integratedGradients } from './ig.js';
@@ -9,10 +10,25 @@ import { activationPatching } from './patching.js';
 import { planSites } from './plan.js';
 import { assembleGrid, type LayerScores, scaleGrid } from './reduce.js';
 import { Job } from './run.js';
-import type { Granularity } from '../sites.js';
-import type { AttributeOptions, AttributionResult, SiteScores } from './types.js';
+import { type AttributeOptions, type AttributionResult, METHOD_KNOBS, type SiteScores } from './types.js';
 
-const METHODS = ['activation-patching', 'atp', 'ig'] as const;
+const METHODS = Object.keys(METHOD_KNOBS);
+const ALL_KNOBS = [...new Set(Object.values(METHOD_KNOBS).flat())];
+
+/** A knob the method would ignore is an error, not silence (JavaScript callers and spread objects escape the types). */
+function checkKnobs(options: AttributeOptions): void {
+  const takes = METHOD_KNOBS[options.method];
+  const stray = ALL_KNOBS.filter(
+    (k) => !takes.includes(k) && (options as unknown as Record<string, unknown>)[k] !== undefined,
+  );
+  if (stray.length === 0) return;
+  throw new RelpError(
+    ErrorCodes.BadInput,
+    `${stray.join(', ')} ${stray.length === 1 ? 'does' : 'do'} not apply to ${options.method}` +
+      (takes.length ? ` (it takes ${takes.join(', ')})` : ''),
+    { details: { method: options.method, stray } },
+  );
+}
 
 /**
  * One interface for every method (docs/method.md §7–§12): activation patching (the ground truth), attribution patching
@@ -38,6 +54,7 @@ export async function attribute(
       'activation patching runs forward passes only: LRP rules do not apply',
     );
   }
+  checkKnobs(options);
   checkRulesCover(rules, model.nonlinearities, model.architecture);
   const keys = planSites(model, options.sites);
   const direction = options.direction ?? 'denoising';
@@ -45,7 +62,6 @@ export async function attribute(
     throw new RelpError(ErrorCodes.BadInput, `unknown direction '${String(direction)}'`);
   }
   const metric = options.metric ?? logitDiff;
-  const maxRows = options.maxBatchRows ?? 64;
   const job = new Job(
     model,
     batch,
@@ -59,7 +75,12 @@ export async function attribute(
   try {
     let out: { mSource: number; mBase: number; perKey: Map<string, LayerScores>; convergenceDelta?: number };
     if (options.method === 'activation-patching') {
-      out = await activationPatching(job, keys, options.patchingStrategy ?? 'fast', maxRows);
+      out = await activationPatching(
+        job,
+        keys,
+        options.patchingStrategy ?? 'fast',
+        options.maxBatchRows ?? 64,
+      );
     } else if (options.method === 'atp') {
       out = await gradientAttribution(job, keys);
     } else {
@@ -68,7 +89,7 @@ export async function attribute(
         keys,
         options.igSteps ?? 10,
         options.igInterpolate ?? 'embeddings',
-        maxRows,
+        options.maxBatchRows ?? 64,
       );
     }
     const mClean = direction === 'denoising' ? out.mSource : out.mBase;

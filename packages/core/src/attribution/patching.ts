@@ -63,7 +63,8 @@ function unitMask(job: Job, k: ScoredKey, slots: readonly (Unit | undefined)[]):
     if (u === undefined) return;
     for (let b = 0; b < B; b++) {
       if (u.all) {
-        const base = (c * B + b) * strides[0]! + (indexAxis === undefined ? 0 : u.index! * strides[indexAxis]!);
+        const base =
+          (c * B + b) * strides[0]! + (indexAxis === undefined ? 0 : u.index! * strides[indexAxis]!);
         for (let p = 0; p < shape[axes.position]!; p++) data[base + p * strides[axes.position]!] = 1;
         continue;
       }

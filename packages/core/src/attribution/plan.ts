@@ -51,12 +51,18 @@ export function planSites(
         );
       }
     } else if (isSiteName(def.name)) {
-      throw new RelpError(ErrorCodes.BadInput, `a run-time site may not take the model site name '${def.name}'`);
+      throw new RelpError(
+        ErrorCodes.BadInput,
+        `a run-time site may not take the model site name '${def.name}'`,
+      );
     }
     const granularity = req.granularity ?? 'position';
     checkGranularity(def, granularity, extra);
     if (req.positions !== undefined && req.positions !== 'each' && req.positions !== 'all') {
-      throw new RelpError(ErrorCodes.BadInput, `positions must be 'each' or 'all' (got '${String(req.positions)}')`);
+      throw new RelpError(
+        ErrorCodes.BadInput,
+        `positions must be 'each' or 'all' (got '${String(req.positions)}')`,
+      );
     }
     const all = req.positions === 'all' ? { allPositions: true } : {};
     const nLayers = def.layers(model.dims);

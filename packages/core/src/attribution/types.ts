@@ -32,8 +32,8 @@ export interface Progress {
   readonly total: number;
 }
 
-export interface AttributeOptions {
-  readonly method: MethodKind;
+/** What every method takes: the sites, the metric and its direction, and what every run of the job carries. */
+export interface CommonAttributeOptions {
   /** Sites to score; names and bare definitions mean position granularity. */
   readonly sites: readonly (SiteName | SiteDef | SiteRequest<SiteName | SiteDef>)[];
   /** Default: logit difference at the last position. */
@@ -41,26 +41,58 @@ export interface AttributeOptions {
   /** Report scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt). */
   readonly normalize?: boolean;
   readonly direction?: Direction;
-  /** LRP rules for the backward pass of `atp` / `ig` (RelP); none by default. */
-  readonly rules?: RuleSet;
   /** A label for the result (e.g. "relp"); defaults to the method, or "relp" style names from the rule set. */
   readonly label?: string;
-  /** Integrated gradients: number of steps N (α_k = k/N, k = 1..N); default 10. */
-  readonly igSteps?: number;
-  /** Integrated gradients: interpolate the input embeddings (default) or each scored site itself. */
-  readonly igInterpolate?: 'embeddings' | 'site';
-  /**
-   * Activation patching: bounds one forward pass (memory): a full pass holds at most this many patched rows, a
-   * fast strategy's joined prefix run 3× as many token rows (rows × positions) at its last block. Default 64.
-   */
-  readonly maxBatchRows?: number;
-  /** Activation patching: recompute only the blocks a patch can change (default true) or run naively. */
-  readonly patchingStrategy?: 'fast' | 'naive';
   /** What every run of the job carries: run-time sites and the hooks that visit them (e.g. an SAE splice). */
   readonly runs?: JobRuns;
   readonly onProgress?: (p: Progress) => void;
   readonly signal?: AbortSignal;
 }
+
+/** Activation patching (docs/method.md §7): forward passes only, so no rules. */
+export interface PatchingMethodOptions {
+  readonly method: 'activation-patching';
+  /**
+   * Bounds one forward pass (memory): a full pass holds at most this many patched rows, a fast strategy's joined
+   * prefix run 3× as many token rows (rows × positions) at its last block. Default 64.
+   */
+  readonly maxBatchRows?: number;
+  /** Recompute only the blocks a patch can change (default 'fast') or run every patch through the whole model. */
+  readonly patchingStrategy?: 'fast' | 'naive';
+  readonly rules?: never;
+}
+
+/** Attribution patching (docs/method.md §8): AtP, or RelP when `rules` are given. */
+export interface AtpMethodOptions {
+  readonly method: 'atp';
+  /** LRP rules for the backward pass (RelP); none by default. */
+  readonly rules?: RuleSet;
+}
+
+/** Integrated gradients (docs/method.md §12). */
+export interface IgMethodOptions {
+  readonly method: 'ig';
+  /** LRP rules for the backward pass of every step; none by default. */
+  readonly rules?: RuleSet;
+  /** Number of steps N (α_k = k/N, k = 1..N); default 10. */
+  readonly igSteps?: number;
+  /** Interpolate the input embeddings (default) or each scored site itself. */
+  readonly igInterpolate?: 'embeddings' | 'site';
+  /** The most batch rows one forward pass stacks (the steps are batched); default 64. */
+  readonly maxBatchRows?: number;
+}
+
+/** A method and the knobs it takes: a knob another method would ignore is a type error (and BAD_INPUT at run time). */
+export type MethodOptions = PatchingMethodOptions | AtpMethodOptions | IgMethodOptions;
+
+/** The knobs (options beyond the method and the common ones) of each method. */
+export const METHOD_KNOBS: { readonly [K in MethodKind]: readonly string[] } = {
+  'activation-patching': ['maxBatchRows', 'patchingStrategy'],
+  atp: ['rules'],
+  ig: ['rules', 'igSteps', 'igInterpolate', 'maxBatchRows'],
+};
+
+export type AttributeOptions = MethodOptions & CommonAttributeOptions;
 
 /** Scores per site: [layer][position], or [layer][position][unit] (head, neuron or feature). */
 export type ScoreGrid = number[][] | number[][][];

@@ -197,7 +197,11 @@ export class CircuitEvaluator {
           ? this.tokens
           : batchTokens(from, 'clean');
     const readout =
-      from === this.batch ? this.readout : this.metric.readout === 'last' ? [...from.lastPositions] : undefined;
+      from === this.batch
+        ? this.readout
+        : this.metric.readout === 'last'
+          ? [...from.lastPositions]
+          : undefined;
     const ctx = this.context({ cache: this.slots.keys() });
     try {
       tf.tidy(() => {
@@ -264,7 +268,10 @@ export class CircuitEvaluator {
   }
 
   /** A run's context: the evaluator's signal, run-time sites and hooks. */
-  private context(options: { cache?: Iterable<SiteKey>; patches?: ReadonlyMap<SiteKey, Patch[]> }): RunContext {
+  private context(options: {
+    cache?: Iterable<SiteKey>;
+    patches?: ReadonlyMap<SiteKey, Patch[]>;
+  }): RunContext {
     return new RunContext({
       ...options,
       signal: this.signal,
@@ -319,7 +326,12 @@ function promptMeans(x: tf.Tensor, batch: PairBatch, tOut: number): tf.Tensor {
   const perPosition = tf.div(num, tf.maximum(den, 1));
   // Every position before seqLen has a prompt (the longest one).
   if (tOut === seqLen) return perPosition;
-  if (tOut < seqLen) return tf.slice(perPosition, x.shape.map(() => 0), [1, tOut, ...x.shape.slice(2)]);
+  if (tOut < seqLen)
+    return tf.slice(
+      perPosition,
+      x.shape.map(() => 0),
+      [1, tOut, ...x.shape.slice(2)],
+    );
   const overall = tf.div(tf.sum(num, 1, true), tf.maximum(tf.sum(den, 1, true), 1));
   const parts = [perPosition];
   for (let t = seqLen; t < tOut; t++) parts.push(overall);
@@ -388,4 +400,3 @@ export async function evaluateCircuit(
     ev.dispose();
   }
 }
-

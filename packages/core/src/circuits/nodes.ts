@@ -70,7 +70,10 @@ const key = (by: SelectBy) => (n: { readonly score: number }) => (by === 'abs' ?
  * Selects a circuit from scored nodes (of any kind: an SAE's feature nodes too). Ties in top-k are broken by the
  * nodes' order (stable).
  */
-export function selectNodes<N extends { readonly score: number }>(nodes: readonly N[], options: SelectOptions): N[] {
+export function selectNodes<N extends { readonly score: number }>(
+  nodes: readonly N[],
+  options: SelectOptions,
+): N[] {
   const by = options.by ?? 'abs';
   if (by !== 'abs' && by !== 'signed')
     throw badInput(`node selection by '${String(by)}': choose abs or signed`);

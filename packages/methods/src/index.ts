@@ -1,0 +1,14 @@
+export { type CompareOptions, type Comparison, compareMethods, type MethodAgreement } from './compare.js';
+export {
+  checkSettings,
+  METHOD_NAMES,
+  METHODS,
+  type MethodName,
+  type MethodSettings,
+  methodByName,
+  methodOptions,
+  type NamedMethod,
+  type NamedMethodOptions,
+  parseMethodList,
+  unusedSettings,
+} from './registry.js';
