@@ -4,6 +4,7 @@ import { TASKS } from '@relp/tasks';
 import {
   circuitFromResults,
   type DataChoice,
+  METHODS,
   type ModelChoice,
   maxAbsOf,
   type ProgressEvent,
@@ -39,6 +40,18 @@ const progressText = $('progress-text');
 const backendStatus = $('backend-status');
 const errorBox = $('error');
 const results = $('results');
+
+// The method checkboxes come from the methods registry; the demo preselects the ground truth, AtP and RelP.
+const PRESELECTED = new Set(['activation-patching', 'atp', 'relp']);
+const methodBox = $('methods');
+for (const m of METHODS) {
+  const label = document.createElement('label');
+  label.title = `${m.summary} (cost: ${m.cost})`;
+  const input = document.createElement('input');
+  Object.assign(input, { type: 'checkbox', name: 'method', value: m.name, checked: PRESELECTED.has(m.name) });
+  label.append(input, ` ${m.title}${m.kind === 'activation-patching' ? ' (ground truth)' : ''}`);
+  methodBox.append(label);
+}
 
 for (const t of TASKS) {
   taskSelect.append(
