@@ -66,6 +66,28 @@ function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command
     .option('-q, --quiet', 'no progress bars or messages');
 }
 
+/** --normalize and --direction: how the scoring commands read the metric. */
+function metricFlags(cmd: Command): Command {
+  return cmd
+    .option('--normalize', 'scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt)')
+    .addOption(
+      new Option('--direction <d>', 'denoising (clean into corrupt) or noising').choices([
+        'denoising',
+        'noising',
+      ]),
+    );
+}
+
+/** The method settings; each reaches only the methods that take it (one that none of them takes is refused). */
+function settingFlags(
+  cmd: Command,
+  rows = 'activation patching and IG: rows per forward pass (default 64)',
+): Command {
+  return cmd
+    .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
+    .option('--max-batch-rows <n>', rows, int('--max-batch-rows'));
+}
+
 /** Builds the `relp` program; actions write through `io`. */
 export function buildProgram(io: CliIo): Command {
   const program = new Command('relp')
@@ -76,8 +98,7 @@ export function buildProgram(io: CliIo): Command {
     .exitOverride();
 
   common(
-    program
-      .command('attribute')
+    settingFlags(metricFlags(program.command('attribute')))
       .description('score sites with one method and write result.json (activation patching, AtP, RelP, IG)')
       .addOption(
         new Option('--method <method>', 'attribution method').choices(METHOD_NAMES).makeOptionMandatory(),
@@ -87,15 +108,6 @@ export function buildProgram(io: CliIo): Command {
         'sites, comma-separated; z scores heads, mlp_post neurons; site:granularity overrides',
         'resid_pre,attn_out,mlp_out',
       )
-      .option('--normalize', 'scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt)')
-      .addOption(
-        new Option('--direction <d>', 'denoising (clean into corrupt) or noising').choices([
-          'denoising',
-          'noising',
-        ]),
-      )
-      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
-      .option('--max-batch-rows <n>', 'activation patching: rows per forward pass', int('--max-batch-rows'))
       .option('--out <result.json>', 'where to write the result'),
   )
     .addHelpText(
@@ -109,16 +121,11 @@ export function buildProgram(io: CliIo): Command {
     .action(async (o) => attributeCommand(o, io));
 
   common(
-    program
-      .command('compare')
+    settingFlags(metricFlags(program.command('compare')))
       .description('activation patching vs several methods on the same data: report folder (HTML, SVG, JSON)')
       .option('--methods <list>', 'methods to compare with activation patching', 'atp,relp')
       .option('--sites <list>', 'sites, comma-separated', 'resid_pre,attn_out,mlp_out')
-      .option('--normalize', 'scores of the normalised metric')
-      .addOption(new Option('--direction <d>', 'denoising or noising').choices(['denoising', 'noising']))
-      .option('--ig-steps <n>', 'integrated gradients steps', int('--ig-steps'))
       .option('--top-k <k>', 'k of the top-k agreement (default 10)', int('--top-k'))
-      .option('--max-batch-rows <n>', 'activation patching: rows per forward pass', int('--max-batch-rows'))
       .option('--out <folder>', 'report folder', 'relp-report'),
   )
     .addHelpText(
@@ -131,8 +138,7 @@ export function buildProgram(io: CliIo): Command {
     .action(async (o) => compareCommand(o, io));
 
   common(
-    program
-      .command('circuit')
+    settingFlags(program.command('circuit'))
       .description('select a node circuit by score and measure faithfulness/completeness; sweep thresholds')
       .option('--methods <list>', 'methods whose scores select nodes', 'relp')
       .option('--sites <list>', 'node sites', 'resid_pre,attn_out,mlp_out')
@@ -153,7 +159,6 @@ export function buildProgram(io: CliIo): Command {
       .option('--thresholds <lo:hi:steps>', 'log-spaced sweep', '1e-4:1:15')
       .option('--no-sweep', 'skip the threshold sweep')
       .option('--raw', 'select on raw-metric scores (default: normalised scores)')
-      .option('--ig-steps <n>', 'integrated gradients steps', int('--ig-steps'))
       .option('--out <folder>', 'output folder', 'relp-circuit'),
   )
     .addHelpText(
@@ -296,8 +301,7 @@ export function buildProgram(io: CliIo): Command {
     .addHelpText('after', EX(['pnpm relp sae list']))
     .action((o) => saeListCommand(o, io));
   common(
-    sae
-      .command('attribute')
+    settingFlags(metricFlags(sae.command('attribute')))
       .description(
         'score SAE features and error terms at every SAE site with one method (patching, AtP, RelP, IG)',
       )
@@ -313,15 +317,6 @@ export function buildProgram(io: CliIo): Command {
           .choices(['sum', 'each'])
           .default('sum'),
       )
-      .option('--normalize', 'scores of the normalised metric (m − m_corrupt)/(m_clean − m_corrupt)')
-      .addOption(
-        new Option('--direction <d>', 'denoising (clean into corrupt) or noising').choices([
-          'denoising',
-          'noising',
-        ]),
-      )
-      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
-      .option('--max-batch-rows <n>', 'patching and IG: rows per forward pass', int('--max-batch-rows'))
       .option('--top <k>', 'nodes to print', int('--top'), 20)
       .option('--out <result.json>', 'where to write the result'),
   )
@@ -334,8 +329,7 @@ export function buildProgram(io: CliIo): Command {
     )
     .action(async (o) => saeAttributeCommand(o, io));
   common(
-    sae
-      .command('circuit')
+    settingFlags(sae.command('circuit'), 'activation patching and IG: rows per forward pass (default 128)')
       .description(
         'sparse feature circuits: scores on a discovery split, faithfulness/completeness curves on a held-out split',
       )
@@ -371,12 +365,6 @@ export function buildProgram(io: CliIo): Command {
           .default('abs'),
       )
       .option('--raw', 'select on raw-metric scores (default: normalised scores)')
-      .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
-      .option(
-        '--max-batch-rows <n>',
-        'IG: rows per forward pass, path points stacked (default 128)',
-        int('--max-batch-rows'),
-      )
       .option(
         '--contexts <n>',
         'text windows scanned for top-activating contexts (0: none)',

@@ -37,6 +37,7 @@ export interface CircuitOptions extends CommonOptions {
   readonly raw?: boolean;
   readonly out: string;
   readonly igSteps?: number;
+  readonly maxBatchRows?: number;
 }
 
 /** "1e-4:1:15" → 15 log-spaced thresholds from 1 down to 1e-4. */
