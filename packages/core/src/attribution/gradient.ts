@@ -77,6 +77,7 @@ export async function gradientAttribution(
         reduceToGranularity(
           tf.mul(tf.sub(source.cache.get(k.key)!, base!.cache.get(k.key)!), base!.grads.get(k.key)!),
           k,
+          job.readoutLayout(),
         ),
       );
       perKey.set(k.key, await toLayerScores(reduced, job.batch.firstDiff));

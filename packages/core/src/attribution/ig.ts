@@ -67,6 +67,7 @@ export async function integratedGradients(
         reduceToGranularity(
           tf.mul(tf.sub(source.cache.get(k.key)!, base!.cache.get(k.key)!), tf.div(gradSum, steps)),
           k,
+          job.readoutLayout(),
         ),
       );
       perKey.set(k.key, await toLayerScores(reduced, job.batch.firstDiff));

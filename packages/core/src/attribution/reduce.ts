@@ -8,9 +8,20 @@ export type LayerScores = number[] | number[][];
 /**
  * Reduces an elementwise product (e.g. (a_clean − a_corrupt)·∂m/∂a) to the key's granularity: summed over
  * batch and every axis but position (and the granularity's unit axis). Returns a tensor [T] or [T, units].
+ * A readout-only site under a readout (the final norm's scale: one position per row, the row's readout position)
+ * puts each row's sum at that row's readout position of a [T] row, as activation patching scores it.
  */
-export function reduceToGranularity(product: tf.Tensor, k: ScoredKey): tf.Tensor {
+export function reduceToGranularity(
+  product: tf.Tensor,
+  k: ScoredKey,
+  readout?: { readonly positions: readonly number[]; readonly seqLen: number },
+): tf.Tensor {
   return tf.tidy(() => {
+    if (k.def.readoutOnly && readout !== undefined) {
+      const perRow = tf.sum(product, product.shape.map((_, i) => i).slice(1));
+      const at = tf.oneHot(tf.tensor1d([...readout.positions], 'int32'), readout.seqLen);
+      return tf.sum(tf.mul(tf.reshape(perRow, [-1, 1]), at), 0);
+    }
     const position = k.def.axes.position;
     const keep = unitAxis(k.def, k.granularity);
     const sumAxes = product.shape.map((_, i) => i).filter((i) => i !== position && i !== keep);

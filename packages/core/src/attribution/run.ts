@@ -51,6 +51,11 @@ export class Job {
     this.readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
   }
 
+  /** Where a readout-only site's rows sit in the score grid (see reduceToGranularity); none without a readout. */
+  readoutLayout(): { readonly positions: readonly number[]; readonly seqLen: number } | undefined {
+    return this.readout === undefined ? undefined : { positions: this.readout, seqLen: this.batch.seqLen };
+  }
+
   /** Readout positions for `copies` stacked copies of the batch. */
   readoutFor(copies: number): number[] | undefined {
     if (this.readout === undefined) return undefined;
