@@ -279,8 +279,9 @@ function flat(g: unknown): number[] {
 /**
  * Fast activation patching (stacked patches, restart at the patched block, prefix K/V reuse from the first
  * patched position) equals the naive way (one full forward pass per patch) within 1e-5 of the largest score,
- * for every site and granularity given, both directions. The pairs include a shorter (padded) row whose last
- * position lies before some patched positions, and differences at two positions.
+ * for every site and granularity given, both directions, and every effect before the first difference exactly 0.
+ * The pairs include a shorter (padded) row whose last position lies before some patched positions, and
+ * differences at two positions.
  */
 export async function expectFastPatchingEqualsNaive(
   model: LanguageModel,
@@ -321,6 +322,9 @@ export async function expectFastPatchingEqualsNaive(
       const scale = Math.max(largest, Math.abs(naive.metric.clean), Math.abs(naive.metric.corrupt));
       const worst = Math.max(...f.map((v, i) => Math.abs(v - n[i]!)));
       expect(worst / scale, `${direction} ${s.site}`).toBeLessThanOrEqual(1e-5);
+      // Before the first difference every effect is exactly zero, also the literal way.
+      for (const row of naive.scores[s.site] as unknown[][])
+        for (let p = 0; p < batch.firstDiff; p++) expect(flat(row[p]).every((v) => v === 0)).toBe(true);
     }
   }
 }
