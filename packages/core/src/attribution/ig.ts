@@ -8,6 +8,41 @@ import type { ScoredKey } from './plan.js';
 import { type LayerScores, reduceToGranularity, toLayerScores } from './reduce.js';
 import type { Job } from './run.js';
 
+/** The sum of `n` stacked copies' metrics: the gradient at each copy is that copy's gradient. */
+function summedCopiesMetric(job: Job, n: number): (logits: tf.Tensor3D) => tf.Scalar {
+  const B = job.batch.size;
+  return (logits) =>
+    tf.tidy(() =>
+      tf.addN(
+        Array.from({ length: n }, (_, c) =>
+          job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
+        ),
+      ),
+    ) as tf.Scalar;
+}
+
+/**
+ * Adds each key's gradient, summed over its `n` stacked copies, into `sums` (freeing the old sums and the
+ * gradients), and counts the copies beyond the first as the path points' own forward and backward passes.
+ */
+function addCopies(
+  job: Job,
+  sums: Map<SiteKey, tf.Tensor>,
+  grads: ReadonlyMap<SiteKey, tf.Tensor>,
+  n: number,
+): void {
+  job.backwardPasses += n - 1;
+  job.forwardPasses += n - 1;
+  for (const [k, old] of [...sums]) {
+    sums.set(
+      k,
+      tf.tidy(() => tf.add(old, sumCopies(grads.get(k)!, n))),
+    );
+    old.dispose();
+  }
+  disposeAll(grads);
+}
+
 /** Sum over the K stacked copies of a [K·B, …] tensor: [B, …]. */
 function sumCopies(x: tf.Tensor, copies: number): tf.Tensor {
   return tf.tidy(() => tf.sum(tf.reshape(x, [copies, x.shape[0]! / copies, ...x.shape.slice(1)]), 0));
@@ -92,31 +127,9 @@ export async function integratedGradients(
             const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, gradKeys, {
               copies: n,
               rows: n * B,
-              // The sum of the copies' metrics: the gradient at each copy is that copy's gradient.
-              computeMetric: (logits) =>
-                tf.tidy(() =>
-                  tf.addN(
-                    chunk.map((_, c) =>
-                      job.metric.compute(
-                        tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D,
-                        job.batch,
-                      ),
-                    ),
-                  ),
-                ) as tf.Scalar,
+              computeMetric: summedCopiesMetric(job, n),
             });
-            job.backwardPasses += n - 1;
-            job.forwardPasses += n - 1;
-            for (const k of gradKeys) {
-              const g = grads.get(k)!;
-              const old = sums.get(k)!;
-              sums.set(
-                k,
-                tf.tidy(() => tf.add(old, sumCopies(g, n))),
-              );
-              old.dispose();
-            }
-            disposeAll(grads);
+            addCopies(job, sums, grads, n);
           } finally {
             resid.dispose();
           }
@@ -187,30 +200,10 @@ export async function integratedGradients(
                   rows: n * B,
                   fromLayer: startLayer ?? 0,
                   patches,
-                  computeMetric: (logits) =>
-                    tf.tidy(() =>
-                      tf.addN(
-                        chunk.map((_, c) =>
-                          job.metric.compute(
-                            tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D,
-                            job.batch,
-                          ),
-                        ),
-                      ),
-                    ) as tf.Scalar,
+                  computeMetric: summedCopiesMetric(job, n),
                 },
               );
-              job.backwardPasses += n - 1;
-              job.forwardPasses += n - 1;
-              for (const k of group) {
-                const old = sums.get(k.key)!;
-                sums.set(
-                  k.key,
-                  tf.tidy(() => tf.add(old, sumCopies(grads.get(k.key)!, n))),
-                );
-                old.dispose();
-              }
-              disposeAll(grads);
+              addCopies(job, sums, grads, n);
             } finally {
               disposeAll(owned);
             }
