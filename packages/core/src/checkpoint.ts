@@ -90,6 +90,41 @@ export function configStringArray(cfg: HfConfig, field: string): string[] | unde
   return v as string[];
 }
 
+/**
+ * The sizes that Llama-lineage configs (Llama, Qwen2, Mistral, Gemma 3) name alike: vocab_size, hidden_size,
+ * num_hidden_layers, num_attention_heads and num_key_value_heads (default: one per head), which must divide them.
+ */
+export function configDecoderSizes(cfg: HfConfig): {
+  vocabSize: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+} {
+  const vocabSize = configInt(cfg, 'vocab_size');
+  const dModel = configInt(cfg, 'hidden_size');
+  const nLayers = configInt(cfg, 'num_hidden_layers');
+  const nHeads = configInt(cfg, 'num_attention_heads');
+  const nKvHeads = configIntOr(cfg, 'num_key_value_heads', nHeads);
+  if (nHeads % nKvHeads !== 0) {
+    throw badField(
+      'num_key_value_heads',
+      `(${nKvHeads}) must divide num_attention_heads (${nHeads})`,
+      nKvHeads,
+    );
+  }
+  return { vocabSize, dModel, nLayers, nHeads, nKvHeads };
+}
+
+/** layer_types (transformers ≥ 5: one attention kind per layer), when given: one entry per layer. */
+export function configLayerTypes(cfg: HfConfig, nLayers: number): string[] | undefined {
+  const layerTypes = configStringArray(cfg, 'layer_types');
+  if (layerTypes && layerTypes.length !== nLayers) {
+    throw badField('layer_types', `has ${layerTypes.length} entries for ${nLayers} layers`);
+  }
+  return layerTypes;
+}
+
 /** HF activation names (hidden_act / hidden_activation) → relp's activation kinds; others → UNSUPPORTED. */
 export function hfActivation(name: string, field = 'hidden_act'): ActivationKind {
   const map: Record<string, ActivationKind> = {

@@ -1,12 +1,13 @@
 import {
   type ActivationKind,
   configBoolOr,
+  configDecoderSizes,
   configInt,
   configIntOr,
+  configLayerTypes,
   configNumberOr,
   configObject,
   configOptionalNumber,
-  configStringArray,
   configStringOr,
   ErrorCodes,
   type HfConfig,
@@ -80,18 +81,7 @@ export function parseGemma3Config(raw: HfConfig): Gemma3Config {
     }
     cfg = text;
   }
-  const vocabSize = configInt(cfg, 'vocab_size');
-  const dModel = configInt(cfg, 'hidden_size');
-  const nLayers = configInt(cfg, 'num_hidden_layers');
-  const nHeads = configInt(cfg, 'num_attention_heads');
-  const nKvHeads = configIntOr(cfg, 'num_key_value_heads', nHeads);
-  if (nHeads % nKvHeads !== 0) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `config field 'num_key_value_heads' (${nKvHeads}) must divide num_attention_heads (${nHeads})`,
-      { details: { field: 'num_key_value_heads', value: nKvHeads } },
-    );
-  }
+  const { vocabSize, dModel, nLayers, nHeads, nKvHeads } = configDecoderSizes(cfg);
   const dHead = configIntOr(cfg, 'head_dim', 256);
   const dMlp = configInt(cfg, 'intermediate_size');
   const actField =
@@ -125,16 +115,9 @@ export function parseGemma3Config(raw: HfConfig): Gemma3Config {
   const ropeLocal = ropeSpec(localParams, localTheta, dHead, 'rope_parameters.sliding_attention');
 
   const slidingWindow = configIntOr(cfg, 'sliding_window', 4096);
-  const layerTypes = configStringArray(cfg, 'layer_types');
+  const layerTypes = configLayerTypes(cfg, nLayers);
   let slidingLayers: boolean[];
   if (layerTypes) {
-    if (layerTypes.length !== nLayers) {
-      throw new RelpError(
-        ErrorCodes.BadModelFile,
-        `config field 'layer_types' has ${layerTypes.length} entries for ${nLayers} layers`,
-        { details: { field: 'layer_types' } },
-      );
-    }
     for (const t of layerTypes) {
       if (t !== 'sliding_attention' && t !== 'full_attention') {
         throw unsupported(`layer type '${t}' is not supported`, 'layer_types', t);

@@ -1,11 +1,12 @@
 import {
   type ActivationKind,
   configBoolOr,
+  configDecoderSizes,
   configInt,
   configIntOr,
+  configLayerTypes,
   configNumberOr,
   configObject,
-  configStringArray,
   configStringOr,
   ErrorCodes,
   type HfConfig,
@@ -76,18 +77,7 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
     throw unsupported(`model_type '${modelType}' is not a Llama-family model`, 'model_type', modelType);
   }
   const type = modelType as LlamaModelType;
-  const vocabSize = configInt(cfg, 'vocab_size');
-  const dModel = configInt(cfg, 'hidden_size');
-  const nLayers = configInt(cfg, 'num_hidden_layers');
-  const nHeads = configInt(cfg, 'num_attention_heads');
-  const nKvHeads = configIntOr(cfg, 'num_key_value_heads', nHeads);
-  if (nHeads % nKvHeads !== 0) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `config field 'num_key_value_heads' (${nKvHeads}) must divide num_attention_heads (${nHeads})`,
-      { details: { field: 'num_key_value_heads', value: nKvHeads } },
-    );
-  }
+  const { vocabSize, dModel, nLayers, nHeads, nKvHeads } = configDecoderSizes(cfg);
   let dHead: number;
   if (hasField(cfg, 'head_dim')) dHead = configInt(cfg, 'head_dim');
   else if (dModel % nHeads === 0) dHead = dModel / nHeads;
@@ -117,7 +107,7 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
   const oBias = type === 'qwen2' ? false : attentionBias;
 
   // Sliding windows: layer_types when given (transformers ≥ 5 writes it), else the family's rule.
-  const layerTypes = configStringArray(cfg, 'layer_types');
+  const layerTypes = configLayerTypes(cfg, nLayers);
   const window = hasField(cfg, 'sliding_window') ? configInt(cfg, 'sliding_window') : undefined;
   let sliding: boolean[];
   if (type === 'mistral') {
@@ -136,13 +126,6 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
         layerTypes,
       );
     }
-  }
-  if (layerTypes && layerTypes.length !== nLayers) {
-    throw new RelpError(
-      ErrorCodes.BadModelFile,
-      `config field 'layer_types' has ${layerTypes.length} entries for ${nLayers} layers`,
-      { details: { field: 'layer_types' } },
-    );
   }
   if (sliding.some((s) => s) && window === undefined) {
     throw new RelpError(ErrorCodes.BadModelFile, "config field 'sliding_window' is missing", {
