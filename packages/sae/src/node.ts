@@ -17,18 +17,23 @@ import {
 import type { SparseAutoencoder } from './sae.js';
 import type { SaeTrainerState, TrainerState } from './train/index.js';
 
-/** Loads a SAELens folder (cfg.json, sae_weights.safetensors, optional activation_scaler.json). */
-export async function loadSaeLensFolder(
-  folder: string,
-  options: SaeLensLoadOptions = {},
-): Promise<SparseAutoencoder> {
-  const need = async (name: string) => {
+/** A reader of a folder's required files: BAD_SAE_FILE naming the file when one is missing or unreadable. */
+function requiredFile(folder: string): (name: string) => Promise<Uint8Array> {
+  return async (name) => {
     try {
       return new Uint8Array(await readFile(join(folder, name)));
     } catch {
       throw badSaeFile(`${folder}: ${name} is missing or unreadable`, { file: name });
     }
   };
+}
+
+/** Loads a SAELens folder (cfg.json, sae_weights.safetensors, optional activation_scaler.json). */
+export async function loadSaeLensFolder(
+  folder: string,
+  options: SaeLensLoadOptions = {},
+): Promise<SparseAutoencoder> {
+  const need = requiredFile(folder);
   const scalerPath = join(folder, 'activation_scaler.json');
   return loadSaeLens(
     {
@@ -59,13 +64,7 @@ export async function loadDictionaryLearningFolder(
   folder: string,
   options: DictionaryLearningLoadOptions = {},
 ): Promise<SparseAutoencoder> {
-  const need = async (name: string) => {
-    try {
-      return new Uint8Array(await readFile(join(folder, name)));
-    } catch {
-      throw badSaeFile(`${folder}: ${name} is missing or unreadable`, { file: name });
-    }
-  };
+  const need = requiredFile(folder);
   return loadDictionaryLearning(
     { ae: await need('ae.pt'), config: await need('config.json'), source: folder },
     options,

@@ -146,9 +146,8 @@ export async function saeTrainCommand(o: SaeTrainOptions, io: CliIo): Promise<vo
   }
   await mkdir(root, { recursive: true });
   const modelName = o.model ?? 'smollm2-135m';
-  const settings = {
-    corpus: corpusName,
-    contextLength: o.context,
+  // The trainer's hyperparameters, also recorded in every SAE's metadata.
+  const hyper = {
     batchWindows: o.batch,
     stepTokens: o.stepTokens,
     lr: o.lr,
@@ -157,6 +156,7 @@ export async function saeTrainCommand(o: SaeTrainOptions, io: CliIo): Promise<vo
     bDecInit: o.bDecInit,
     skipPositions: skip,
   };
+  const settings = { corpus: corpusName, contextLength: o.context, ...hyper };
   const writeSaes = async (saes: import('@relp/sae').SparseAutoencoder[], extra: Record<string, unknown>) => {
     for (const [i, sae] of saes.entries()) {
       await saveSaeLens(sae, join(root, saeFolderName(specs[i]!)), {
@@ -172,13 +172,7 @@ export async function saeTrainCommand(o: SaeTrainOptions, io: CliIo): Promise<vo
     windows: windows.train,
     evalWindows: windows.eval,
     tokens: o.tokens,
-    batchWindows: o.batch,
-    stepTokens: o.stepTokens,
-    lr: o.lr,
-    seed: o.seed,
-    normalizeInput: o.normalize,
-    bDecInit: o.bDecInit,
-    skipPositions: skip,
+    ...hyper,
     deadWindowTokens: o.deadWindow,
     checkpointEvery: o.checkpointEvery,
     ...(resume ? { resume } : {}),
