@@ -2,28 +2,20 @@
  * The demo's offline test model: a tiny random GPT-2 (3 layers, d 32, 4 heads) with GPT-2's real 50257-token
  * vocabulary, so every task tokenises as it would for GPT-2 small. Written at build/test time, never committed.
  */
-import { gpt2ConfigJson, parseGpt2Config, randomGpt2Weights } from '@relp/models-gpt2';
+import { GPT2_SMALL_CONFIG, gpt2ConfigJson, parseGpt2Config, randomGpt2Weights } from '@relp/models-gpt2';
 import { gpt2TokenizerJsonFromPackage } from '@relp/tokenizer/node';
 import { writeSafetensors } from '@relp/weights';
 
 export const TINY_MODEL_ID = 'relp-test/tiny-gpt2';
 export const TINY_SEED = 20250829;
 
+/** GPT-2 small's config.json at 3 layers, d 32, 4 heads, context 64 (the full vocabulary, for the tokenizer). */
 export const TINY_CONFIG: Readonly<Record<string, unknown>> = {
-  model_type: 'gpt2',
-  architectures: ['GPT2LMHeadModel'],
-  vocab_size: 50257,
+  ...GPT2_SMALL_CONFIG,
   n_positions: 64,
   n_embd: 32,
   n_layer: 3,
   n_head: 4,
-  n_inner: null,
-  activation_function: 'gelu_new',
-  layer_norm_epsilon: 1e-5,
-  scale_attn_weights: true,
-  scale_attn_by_inverse_layer_idx: false,
-  reorder_and_upcast_attn: false,
-  tie_word_embeddings: true,
 };
 
 /** config.json, model.safetensors and tokenizer.json of the tiny model, as bytes. */
