@@ -28,6 +28,10 @@ async function run(args: string[], cwd = tmpdir()): Promise<{ code: number; out:
 }
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'relp-cli-sae-'));
+
+/** `relp sae <command> --model <the words model> --sae <sae> --task ioi-demo`, then `extra`. */
+const saeRun = (command: string, sae: string, extra: string[]) =>
+  run(['sae', command, '--model', wordsModel, '--sae', sae, '--task', 'ioi-demo', ...extra]);
 let saeRoot = '';
 
 beforeAll(async () => {
@@ -57,21 +61,7 @@ describe('relp sae attribute / circuit', () => {
   it('attribute writes feature and error scores per SAE site', async () => {
     const dir = tmp();
     const out = join(dir, 'r.json');
-    const r = await run([
-      'sae',
-      'attribute',
-      '--model',
-      wordsModel,
-      '--sae',
-      saeRoot,
-      '--task',
-      'ioi-demo',
-      '--method',
-      'relp',
-      '--out',
-      out,
-      '-q',
-    ]);
+    const r = await saeRun('attribute', saeRoot, ['--method', 'relp', '--out', out, '-q']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(readFileSync(out, 'utf8'));
@@ -91,19 +81,7 @@ describe('relp sae attribute / circuit', () => {
     );
     await saveSaeLens(sae, join(dir, 'wide'));
     sae.dispose();
-    const r = await run([
-      'sae',
-      'attribute',
-      '--model',
-      wordsModel,
-      '--sae',
-      join(dir, 'wide'),
-      '--task',
-      'ioi-demo',
-      '--method',
-      'atp',
-      '-q',
-    ]);
+    const r = await saeRun('attribute', join(dir, 'wide'), ['--method', 'atp', '-q']);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/d_in 24 but gpt2's resid_pre is 32 wide/);
   });
@@ -113,15 +91,7 @@ describe('relp sae attribute / circuit', () => {
     const text = join(dir, 'text.txt');
     writeFileSync(text, 'When John and Mary went to the shops , John gave a bag to Mary . '.repeat(30));
     const out = join(dir, 'circ');
-    const r = await run([
-      'sae',
-      'circuit',
-      '--model',
-      wordsModel,
-      '--sae',
-      saeRoot,
-      '--task',
-      'ioi-demo',
+    const r = await saeRun('circuit', saeRoot, [
       '--methods',
       'relp,atp,ig',
       '--ig-steps',
