@@ -254,45 +254,16 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
 
   it('a setting none of the chosen methods takes is exit 2, before any model is loaded', async () => {
     const missing = join(tmp(), 'no-such-model');
-    const a = await run([
-      'attribute',
-      '--model',
-      missing,
-      '--data',
-      pairs,
-      '--method',
-      'atp',
-      '--ig-steps',
-      '3',
-      '--json',
-    ]);
+    const on = (command: string, ...extra: string[]) =>
+      run([command, '--model', missing, '--data', pairs, ...extra]);
+    const a = await on('attribute', '--method', 'atp', '--ig-steps', '3', '--json');
     expect(a.code).toBe(2);
     expect(a.err).toMatch(/--ig-steps applies to ig, none of which is among atp/);
-    const c = await run([
-      'compare',
-      '--model',
-      missing,
-      '--data',
-      pairs,
-      '--methods',
-      'relp',
-      '--ig-steps',
-      '3',
-    ]);
+    const c = await on('compare', '--methods', 'relp', '--ig-steps', '3');
     expect(c.code).toBe(2);
     expect(c.err).toMatch(/--ig-steps applies to ig, none of which is among activation-patching, relp/);
     // compare always runs activation patching, which takes --max-batch-rows: that reaches the model loader.
-    const m = await run([
-      'compare',
-      '--model',
-      missing,
-      '--data',
-      pairs,
-      '--methods',
-      'relp',
-      '--max-batch-rows',
-      '4',
-    ]);
+    const m = await on('compare', '--methods', 'relp', '--max-batch-rows', '4');
     expect(m.err).not.toMatch(/applies to/);
   });
 
