@@ -1,17 +1,12 @@
+import type { Progress } from '@relp/core';
 import cliProgress from 'cli-progress';
 import type { CliIo } from './io.js';
-
-export interface ProgressEvent {
-  readonly phase: string;
-  readonly done: number;
-  readonly total: number;
-}
 
 /**
  * Progress bars (cli-progress) with counts and ETA, one per phase of a loop (patches, IG steps, prompts,
  * thresholds). Silent with --quiet and when stderr is not a terminal, so logs and pipes stay clean.
  */
-export class Progress {
+export class ProgressBar {
   private bar: cliProgress.SingleBar | undefined;
   private phase = '';
   readonly enabled: boolean;
@@ -25,7 +20,7 @@ export class Progress {
   }
 
   /** A handler for the engine's onProgress. */
-  readonly update = (p: ProgressEvent): void => {
+  readonly update = (p: Progress): void => {
     if (!this.enabled) return;
     if (p.phase !== this.phase || !this.bar) {
       this.stop();
@@ -49,7 +44,7 @@ export class Progress {
   };
 
   /** A child reporter whose phases carry a label ("atp: …"). */
-  labelled(label: string): (p: ProgressEvent) => void {
+  labelled(label: string): (p: Progress) => void {
     return (p) => this.update({ ...p, phase: `${label}: ${p.phase}` });
   }
 

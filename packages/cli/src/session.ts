@@ -24,7 +24,7 @@ import { chooseBackend } from './backends.js';
 import { type DataOptions, type ResolvedData, resolveData } from './data.js';
 import { type CliIo, Log } from './io.js';
 import { type LoadedForCli, loadForCli } from './model.js';
-import { Progress } from './progress.js';
+import { ProgressBar } from './progress.js';
 import { type Provenance, provenance } from './provenance.js';
 
 export interface CommonOptions extends DataOptions {
@@ -38,7 +38,7 @@ export interface CommonOptions extends DataOptions {
 export interface Session {
   readonly io: CliIo;
   readonly log: Log;
-  readonly progress: Progress;
+  readonly progress: ProgressBar;
   readonly backend: BackendChoice;
   readonly loaded: LoadedForCli;
 }
@@ -46,7 +46,7 @@ export interface Session {
 /** Backend (printed with its reason), then the model and its tokenizer. */
 export async function openSession(o: CommonOptions, io: CliIo, defaultModel?: string): Promise<Session> {
   const log = new Log(io, o.quiet === true);
-  const progress = new Progress(io, o.quiet === true);
+  const progress = new ProgressBar(io, o.quiet === true);
   const backend = await chooseBackend(o.backend, io.env);
   log.info(`backend: ${backend.name} (${backend.reason})`);
   const ref = o.model ?? defaultModel;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/io.js';
-import { Progress } from '../src/progress.js';
+import { ProgressBar } from '../src/progress.js';
 import { shellQuote } from '../src/provenance.js';
 import { parseSites } from '../src/sites.js';
 
@@ -31,7 +31,7 @@ function io(isTTY: boolean): { io: CliIo; text: () => string } {
 describe('progress bars', () => {
   it('draw counts on a terminal, one bar per phase', () => {
     const t = io(true);
-    const p = new Progress(t.io, false);
+    const p = new ProgressBar(t.io, false);
     expect(p.enabled).toBe(true);
     const on = p.labelled('atp');
     on({ phase: 'patches', done: 0, total: 4 });
@@ -47,7 +47,7 @@ describe('progress bars', () => {
       [true, true],
     ] as const) {
       const t = io(tty);
-      const p = new Progress(t.io, quiet);
+      const p = new ProgressBar(t.io, quiet);
       expect(p.enabled).toBe(false);
       p.update({ phase: 'x', done: 1, total: 2 });
       expect(t.text()).toBe('');

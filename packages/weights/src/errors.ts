@@ -9,10 +9,6 @@ export function unsupported(message: string, details: Record<string, unknown> = 
   return new RelpError(ErrorCodes.Unsupported, message, { details });
 }
 
-export function badInput(message: string, details: Record<string, unknown> = {}): RelpError {
-  return new RelpError(ErrorCodes.BadInput, message, { details });
-}
-
 /** A Uint8Array view of bytes given as Uint8Array, ArrayBuffer or another typed-array view (no copy). */
 export function asBytes(input: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {
   if (input instanceof Uint8Array) return input;

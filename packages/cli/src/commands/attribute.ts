@@ -14,7 +14,7 @@ import {
 } from '../session.js';
 import { parseSites } from '../sites.js';
 
-export interface AttributeOptions extends CommonOptions {
+export interface AttributeCommandOptions extends CommonOptions {
   readonly method: string;
   readonly sites: string;
   readonly normalize?: boolean;
@@ -32,7 +32,7 @@ export function parseDirection(d: string | undefined): Direction | undefined {
 }
 
 /** `relp attribute`: one method on one data set → result.json (method, metric, scores, cost, provenance). */
-export async function attributeCommand(o: AttributeOptions, io: CliIo): Promise<void> {
+export async function attributeCommand(o: AttributeCommandOptions, io: CliIo): Promise<void> {
   const spec = methodByName(o.method);
   const settings = cliSettings([spec], o);
   const sites = parseSites(o.sites);

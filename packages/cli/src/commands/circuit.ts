@@ -25,7 +25,7 @@ import {
 } from '../session.js';
 import { parseSites } from '../sites.js';
 
-export interface CircuitOptions extends CommonOptions {
+export interface CircuitCommandOptions extends CommonOptions {
   readonly methods: string;
   readonly sites: string;
   readonly select: string;
@@ -73,7 +73,7 @@ export async function renderDot(dot: string): Promise<string | undefined> {
 }
 
 /** `relp circuit`: node selection, faithfulness/completeness, threshold sweeps, JSON + DOT (+ SVG) export. */
-export async function circuitCommand(o: CircuitOptions, io: CliIo): Promise<void> {
+export async function circuitCommand(o: CircuitCommandOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
   const settings = cliSettings(methods, o);
   const sites = parseSites(o.sites);

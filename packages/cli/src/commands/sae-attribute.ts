@@ -6,7 +6,7 @@ import { checkWritable, toJson, writeFileAtomic } from '../output.js';
 import { type CommonOptions, cliSettings, loadData, openSession, sessionProvenance } from '../session.js';
 import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
 
-export interface SaeAttributeOptions extends CommonOptions {
+export interface SaeAttributeCommandOptions extends CommonOptions {
   readonly sae: string;
   readonly method: string;
   readonly positions: string;
@@ -19,7 +19,7 @@ export interface SaeAttributeOptions extends CommonOptions {
 }
 
 /** `relp sae attribute`: feature and error scores at every SAE site with one method; result.json. */
-export async function saeAttributeCommand(o: SaeAttributeOptions, io: CliIo): Promise<void> {
+export async function saeAttributeCommand(o: SaeAttributeCommandOptions, io: CliIo): Promise<void> {
   const m = methodByName(o.method);
   const settings = cliSettings([m], o);
   const positions = positionsOf(o.positions);

@@ -30,7 +30,7 @@ import { type CommonOptions, cliSettings, loadData, openSession, sessionProvenan
 import { curvePoint, parseThresholds, renderDot } from './circuit.js';
 import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
 
-export interface SaeCircuitOptions extends CommonOptions {
+export interface SaeCircuitCommandOptions extends CommonOptions {
   readonly sae: string;
   readonly methods: string;
   readonly positions: string;
@@ -55,7 +55,7 @@ export interface SaeCircuitOptions extends CommonOptions {
  * threshold sweep, faithfulness and completeness on the held-out split (mean ablation from the discovery split),
  * curves of every method on one plot, the selected circuits as JSON / DOT / SVG with top-activating contexts.
  */
-export async function saeCircuitCommand(o: SaeCircuitOptions, io: CliIo): Promise<void> {
+export async function saeCircuitCommand(o: SaeCircuitCommandOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
   // Patching and IG stack up to 128 rows a pass unless told otherwise.
   const settings = { ...cliSettings(methods, o), maxBatchRows: o.maxBatchRows ?? 128 };

@@ -27,7 +27,7 @@ import { toJson } from '../output.js';
 import { provenance } from '../provenance.js';
 import { type CommonOptions, openSession } from '../session.js';
 
-export interface SaeTrainOptions extends CommonOptions {
+export interface SaeTrainCommandOptions extends CommonOptions {
   readonly sites: string;
   readonly arch: 'topk' | 'relu';
   readonly k: number;
@@ -72,7 +72,7 @@ function modelSlug(ref: string): string {
  * Checkpoints go to the same folders every --checkpoint-every model batches; a run started again with the same
  * flags continues from the last one (--force starts over).
  */
-export async function saeTrainCommand(o: SaeTrainOptions, io: CliIo): Promise<void> {
+export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Promise<void> {
   const s = await openSession(o, io, 'smollm2-135m');
   const { model, tokenizer } = s.loaded;
   if (!tokenizer) throw badInput('this model has no tokenizer: SAE training reads text');

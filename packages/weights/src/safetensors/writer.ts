@@ -1,4 +1,4 @@
-import { badInput } from '../errors.js';
+import { badInput } from '@relp/core/errors';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../float.js';
 import { dtypeSize, isSafetensorsDtype, type SafetensorsDtype } from './dtypes.js';
 
