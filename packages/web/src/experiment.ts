@@ -17,13 +17,12 @@ import {
 } from '@relp/tasks';
 import { Tokenizer, tokenizerFromGgufMetadata } from '@relp/tokenizer';
 import type { CorrelationRow } from './components/correlation-table.js';
+import { DEFAULT_SITES } from './defaults.js';
 import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
 import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
 
 /** The model families the browser build knows (by config.json model_type). */
 export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
-
-export const DEFAULT_SITES: readonly SiteName[] = ['resid_pre', 'attn_out', 'mlp_out'];
 
 export interface LoadedWebModel {
   readonly model: LanguageModel;

@@ -4,6 +4,7 @@ export * from './components/correlation-table.js';
 export { createTooltip, type Tooltip, tokenText } from './components/dom.js';
 export * from './components/heatmap.js';
 export * from './components/scatter.js';
+export { DEFAULT_SITES } from './defaults.js';
 export type { WasmPaths } from './runtime/backend.js';
 export * from './runtime/errors.js';
 export * from './runtime/fs.js';

@@ -1,9 +1,10 @@
 import '@relp/web/style.css';
-import type { AttributionResult, BackendChoice } from '@relp/core';
+import { type AttributionResult, type BackendChoice, RESIDUAL_LIKE_SITES, SITES } from '@relp/core';
 import { TASKS } from '@relp/tasks';
 import {
   circuitFromResults,
   type DataChoice,
+  DEFAULT_SITES,
   METHODS,
   type ModelChoice,
   maxAbsOf,
@@ -51,6 +52,22 @@ for (const m of METHODS) {
   Object.assign(input, { type: 'checkbox', name: 'method', value: m.name, checked: PRESELECTED.has(m.name) });
   label.append(input, ` ${m.title}${m.kind === 'activation-patching' ? ' (ground truth)' : ''}`);
   methodBox.append(label);
+}
+
+// The sites whose scores are [layer × position] grids, from the site table; the web package's defaults preselected.
+const siteBox = $('sites');
+for (const name of RESIDUAL_LIKE_SITES) {
+  const label = document.createElement('label');
+  label.title = SITES[name].description;
+  const input = document.createElement('input');
+  Object.assign(input, {
+    type: 'checkbox',
+    name: 'site',
+    value: name,
+    checked: DEFAULT_SITES.includes(name),
+  });
+  label.append(input, ` ${name}`);
+  siteBox.append(label);
 }
 
 for (const t of TASKS) {
