@@ -2,10 +2,7 @@ import type { LanguageModel } from '@relp/core';
 import { ErrorCodes, RelpError } from '@relp/core/errors';
 import { type DownloadProgress, loadModel, type ModelSource } from '@relp/loader';
 import { nodeLoadOptions } from '@relp/loader/node';
-import { gemma3Family } from '@relp/models-gemma';
-import { gpt2Family } from '@relp/models-gpt2';
-import { llamaFamily } from '@relp/models-llama';
-import { pythiaFamily } from '@relp/models-pythia';
+import { MODEL_FAMILIES } from '@relp/models';
 import { isModelAlias, type ProvisionProgress, resolveModelAlias } from '@relp/provision';
 import type { TextTokenizer } from '@relp/tasks';
 import { Tokenizer, tokenizerFromGgufMetadata } from '@relp/tokenizer';
@@ -19,9 +16,6 @@ export interface LoadedForCli {
   readonly source: ModelSource;
   readonly config: Readonly<Record<string, unknown>>;
 }
-
-/** The model families the CLI knows, by config.json model_type. */
-export const FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
 
 /**
  * Loads a model folder or hub id with the loader, and its tokenizer: the folder's tokenizer.json, or for GPT-2
@@ -44,7 +38,7 @@ export async function loadForCli(
     : ref;
   const loaded = await loadModel(path, {
     ...nodeLoadOptions(env),
-    families: FAMILIES,
+    families: MODEL_FAMILIES,
     ...(onDownloadProgress ? { onProgress: onDownloadProgress } : {}),
     loadTokenizer: (json) => Tokenizer.fromTokenizerJson(json),
     loadGgufTokenizer: (meta) => tokenizerFromGgufMetadata(meta.raw as Record<string, unknown>),

@@ -2,10 +2,7 @@ import { type AttributionResult, type LanguageModel, makePairBatch, type SiteNam
 import { badInput, isRelpError, RelpError } from '@relp/core/errors';
 import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
 import { compareMethods } from '@relp/methods';
-import { gemma3Family } from '@relp/models-gemma';
-import { gpt2Family } from '@relp/models-gpt2';
-import { llamaFamily } from '@relp/models-llama';
-import { pythiaFamily } from '@relp/models-pythia';
+import { MODEL_FAMILIES } from '@relp/models';
 import {
   buildTask,
   checkPairs,
@@ -20,9 +17,6 @@ import type { CorrelationRow } from './components/correlation-table.js';
 import { DEFAULT_SITES } from './defaults.js';
 import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
 import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
-
-/** The model families the browser build knows (by config.json model_type). */
-export const WEB_FAMILIES = [gpt2Family, pythiaFamily, llamaFamily, gemma3Family];
 
 export interface LoadedWebModel {
   readonly model: LanguageModel;
@@ -75,7 +69,7 @@ export async function loadWebModel(
       ...(p.bytesTotal === undefined ? {} : { total: p.bytesTotal }),
     });
   const common = {
-    families: WEB_FAMILIES,
+    families: MODEL_FAMILIES,
     loadTokenizer: (json: unknown) => Tokenizer.fromTokenizerJson(json),
     loadGgufTokenizer: (meta: { raw: Readonly<Record<string, unknown>> }) =>
       tokenizerFromGgufMetadata(meta.raw as Record<string, unknown>),
