@@ -14,7 +14,6 @@ import {
   checkSettings,
   compareMethods,
   type MethodSettings,
-  methodByName,
   methodOptions,
   type NamedMethod,
 } from '@relp/methods';
@@ -127,11 +126,6 @@ export function cliSettings(
   };
   checkSettings(methods, settings, settingFlag);
   return settings;
-}
-
-/** What relp compare and relp demo run: activation patching (the reference) and the methods asked for. */
-export function withReference(methods: readonly NamedMethod[]): NamedMethod[] {
-  return [...new Set([methodByName('activation-patching'), ...methods])];
 }
 
 function logCost(s: Session, name: string, r: AttributionResult): void {

@@ -53,6 +53,20 @@ export interface Comparison {
 const REFERENCE = methodByName('activation-patching');
 
 /**
+ * The methods a comparison runs, in order: activation patching first (always, or only when listed with
+ * `if-listed`), then each other method once.
+ */
+export function comparedMethods(
+  methods: readonly (string | NamedMethod)[],
+  reference: CompareOptions['reference'] = 'always',
+): NamedMethod[] {
+  const listed = [...new Set(methods.map((m) => (typeof m === 'string' ? methodByName(m) : m)))];
+  if (listed.length === 0 && reference === 'if-listed') throw badInput('choose at least one method');
+  const withReference = reference !== 'if-listed' || listed.includes(REFERENCE);
+  return [...(withReference ? [REFERENCE] : []), ...listed.filter((m) => m !== REFERENCE)];
+}
+
+/**
  * Every method on the same batch with `attribute`, and each one's agreement with activation patching per site:
  * the comparison the CLI's compare and demo commands and the browser demo report.
  */
@@ -71,11 +85,8 @@ export async function compareMethods(
     onResult,
     ...common
   } = options;
-  const listed = [...new Set(asked.map((m) => (typeof m === 'string' ? methodByName(m) : m)))];
-  if (listed.length === 0 && reference === 'if-listed') throw badInput('choose at least one method');
-  const withReference = reference !== 'if-listed' || listed.includes(REFERENCE);
-  const others = listed.filter((m) => m !== REFERENCE);
-  const run = [...(withReference ? [REFERENCE] : []), ...others];
+  const run = comparedMethods(asked, reference);
+  const withReference = run[0] === REFERENCE;
   checkSettings(run, settings);
   const ran: AttributionResult[] = [];
   for (const m of run) {

@@ -1,4 +1,10 @@
-export { type CompareOptions, type Comparison, compareMethods, type MethodAgreement } from './compare.js';
+export {
+  type CompareOptions,
+  type Comparison,
+  comparedMethods,
+  compareMethods,
+  type MethodAgreement,
+} from './compare.js';
 export {
   checkSettings,
   METHOD_NAMES,

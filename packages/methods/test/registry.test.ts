@@ -3,6 +3,7 @@ import { RELP, RELP_AH } from '@relp/lrp-rules';
 import { describe, expect, it } from 'vitest';
 import {
   checkSettings,
+  comparedMethods,
   METHOD_NAMES,
   METHODS,
   methodByName,
@@ -96,5 +97,13 @@ describe('the methods registry', () => {
       () => checkSettings(gradientOnly, { maxBatchRows: 4 }),
       /maxBatchRows applies to activation-patching, ig/,
     );
+  });
+
+  it('a comparison runs activation patching first (always, or only when listed), then each method once', () => {
+    const names = (ms: { name: string }[]) => ms.map((m) => m.name);
+    expect(names(comparedMethods(['relp', 'atp', 'relp']))).toEqual(['activation-patching', 'relp', 'atp']);
+    expect(names(comparedMethods(['ig', 'ap'], 'if-listed'))).toEqual(['activation-patching', 'ig']);
+    expect(names(comparedMethods(['ig'], 'if-listed'))).toEqual(['ig']);
+    badInput(() => comparedMethods([], 'if-listed'), /choose at least one method/);
   });
 });

@@ -241,6 +241,6 @@ export async function runMethods(
   });
   return {
     results: [...(cmp.reference ? [cmp.reference] : []), ...cmp.results],
-    correlations: cmp.agreement.map((a) => ({ ...a })),
+    correlations: [...cmp.agreement],
   };
 }

@@ -1,4 +1,4 @@
-import { parseMethodList } from '@relp/methods';
+import { comparedMethods, parseMethodList } from '@relp/methods';
 import { buildCompareReport, fmt, formatTable } from '@relp/report';
 import type { CliIo } from '../io.js';
 import { checkWritable, writeFolderAtomic } from '../output.js';
@@ -10,7 +10,6 @@ import {
   runComparison,
   sessionProvenance,
   toGrids,
-  withReference,
 } from '../session.js';
 import { parseSites } from '../sites.js';
 import { parseDirection } from './attribute.js';
@@ -29,7 +28,7 @@ export interface CompareCommandOptions extends CommonOptions {
 /** `relp compare`: activation patching and several methods on the same data → a report folder. */
 export async function compareCommand(o: CompareCommandOptions, io: CliIo): Promise<void> {
   const methods = parseMethodList(o.methods);
-  const settings = cliSettings(withReference(methods), o);
+  const settings = cliSettings(comparedMethods(methods), o);
   const sites = parseSites(o.sites);
   const direction = parseDirection(o.direction);
   checkWritable(o.out, o.force === true, 'output folder');
