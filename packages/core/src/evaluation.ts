@@ -56,15 +56,30 @@ export function ranks(a: readonly number[]): number[] {
   return r;
 }
 
-/** Spearman correlation: Pearson of the ranks. */
-export function spearman(a: readonly number[], b: readonly number[]): number {
-  checkPaired(a, b);
-  return pearson(ranks(a), ranks(b));
+/**
+ * Values within float noise of zero, relative to the largest |value| of the same grid: |x| ≤ ZERO_TIE_TOLERANCE ·
+ * max|x| (docs/method.md §13). About 8 float32 ulps at the grid's largest value: a cell that one backend gives as
+ * exactly 0 and another as 1e-6 of the maximum is the same zero, not a rank of its own.
+ */
+export const ZERO_TIE_TOLERANCE = 1e-6;
+
+/** The values with every one within float noise of zero (ZERO_TIE_TOLERANCE · max|x|) set to exactly 0. */
+export function snapNoiseToZero(a: readonly number[], tolerance = ZERO_TIE_TOLERANCE): number[] {
+  let maxAbs = 0;
+  for (const x of a) if (Math.abs(x) > maxAbs) maxAbs = Math.abs(x);
+  const eps = tolerance * maxAbs;
+  return a.map((x) => (Math.abs(x) <= eps ? 0 : x));
 }
 
-/** Indices of the k largest |values| (ties broken by index). */
+/** Spearman correlation: Pearson of the ranks, values within float noise of zero tied at 0 (snapNoiseToZero). */
+export function spearman(a: readonly number[], b: readonly number[]): number {
+  checkPaired(a, b);
+  return pearson(ranks(snapNoiseToZero(a)), ranks(snapNoiseToZero(b)));
+}
+
+/** Indices of the k largest |values| (ties broken by index; values within float noise of zero tie at 0). */
 export function topKIndices(a: readonly number[], k: number): number[] {
-  return a
+  return snapNoiseToZero(a)
     .map((v, i) => [Math.abs(v), i] as const)
     .sort((x, y) => y[0] - x[0] || x[1] - y[1])
     .slice(0, k)
