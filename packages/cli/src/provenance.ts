@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { BackendChoice } from '@relp/core';
 import type { ModelSource } from '@relp/loader';
+import { normsTreatedByPreset } from '@relp/lrp-rules';
 
 const require = createRequire(import.meta.url);
 
@@ -24,12 +25,17 @@ export interface Provenance {
   readonly tokenizer: string;
   readonly data: Readonly<Record<string, unknown>>;
   readonly backend: { readonly name: string; readonly reason: string };
+  /** The norms each rule preset's LN-rule treats in this model (docs/method.md §10.6); `none` treats none. */
+  readonly normsTreated: Readonly<Record<string, readonly string[]>>;
   readonly createdAt: string;
   readonly node: string;
   readonly [k: string]: unknown;
 }
 
-/** Everything needed to reproduce an output: model (path or id + content hash), data, backend, command line. */
+/**
+ * Everything needed to reproduce an output: model (path or id + content hash), data, backend, command line, and
+ * which norms the rule presets treat in this model.
+ */
 export function provenance(
   argv: readonly string[],
   source: ModelSource,
@@ -53,6 +59,7 @@ export function provenance(
     data,
     backend: { name: backend.name, reason: backend.reason },
     ...extra,
+    normsTreated: normsTreatedByPreset(architecture),
     createdAt: new Date().toISOString(),
     node: process.version,
   };

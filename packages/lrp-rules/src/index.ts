@@ -1,3 +1,4 @@
+export { type ModelNorms, NORMS_BY_ARCHITECTURE, normsTreated, normsTreatedByPreset } from './norms.js';
 export {
   composeRules,
   isPresetName,
