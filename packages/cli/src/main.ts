@@ -1,3 +1,4 @@
+import { BACKEND_PREFERENCE } from '@relp/core';
 import { isRelpError } from '@relp/core/errors';
 import { METHOD_NAMES } from '@relp/methods';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -59,7 +60,7 @@ function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command
       new Option(
         '--backend <name>',
         'tfjs backend (default: RELP_BACKEND, else the first that works)',
-      ).choices(['webgpu', 'wasm', 'cpu', 'auto']),
+      ).choices([...BACKEND_PREFERENCE, 'auto']),
     )
     .option('--force', 'replace an existing output')
     .option('--json', 'print machine-readable results on stdout')

@@ -282,6 +282,17 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     expect(await main(['tasks'], io)).toBe(1);
   });
 
+  it('every backend the CLI can pick is nameable: --backend native and cpu are accepted, and say so', async () => {
+    for (const name of ['native', 'cpu']) {
+      const dir = tmp();
+      const out = join(dir, 'result.json');
+      const r = await attribute(pairs, 'atp', '--backend', name, '--out', out);
+      expect(r.err).not.toMatch(/invalid/);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(readFileSync(out, 'utf8')).provenance.backend.name).toBe(name);
+    }
+  });
+
   it('--backend webgpu in Node fails clearly (no navigator.gpu)', async () => {
     const r = await attribute(pairs, 'atp', '--backend', 'webgpu', '--json');
     expect(r.code).toBe(2);
