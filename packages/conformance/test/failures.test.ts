@@ -99,3 +99,55 @@ describe('runs that throw midway', () => {
     });
   }
 });
+
+/** The logit difference times NaN from its `nanAt`-th evaluation (1-based) on. */
+function nanMetric(nanAt: number): Metric {
+  let calls = 0;
+  return {
+    name: 'nan_logit_diff',
+    readout: 'last',
+    compute(logits, batch) {
+      calls++;
+      const m = logitDiff.compute(logits, batch);
+      return calls >= nanAt ? tf.tidy(() => tf.mul(m, NaN) as tf.Scalar) : m;
+    },
+  };
+}
+
+describe('a metric that is not finite', () => {
+  const config = parseGpt2Config(GPT2_TINY_CONFIG);
+  let model: ReturnType<typeof gpt2Family.fromHfConfig>;
+  const clean = [3, 9, 5, 14, 2, 30, 7, 1];
+  const corrupt = [3, 9, 6, 14, 2, 30, 7, 1];
+  const sites = [Site.ResidPre, Site.AttnOut];
+
+  beforeAll(async () => {
+    await useBackend('cpu');
+    model = gpt2Family.fromHfConfig(GPT2_TINY_CONFIG, randomGpt2Weights(config, 4));
+  });
+  afterAll(() => model.dispose());
+
+  const methods: AttributeOptions[] = [
+    { method: 'atp', sites },
+    { method: 'atp', sites, rules: presetByName('relp') },
+    { method: 'ig', sites, igSteps: 3 },
+    { method: 'activation-patching', sites },
+  ];
+  for (const options of methods) {
+    // AtP and RelP evaluate the metric twice (source, base); IG and patching more often.
+    for (const nanAt of options.method === 'atp' ? [1, 2] : [1, 2, 3]) {
+      it(`${options.method}${'rules' in options ? '+rules' : ''}, NaN from evaluation ${nanAt}: NON_FINITE_METRIC, no tensor left`, async () => {
+        const batch = makePairBatch([{ clean, corrupt, answer: 10, wrong: 20 }], { dims: model.dims });
+        const live = tf.memory().numTensors;
+        for (let run = 0; run < 3; run++) {
+          await expect(
+            attribute(model, batch, { ...options, metric: nanMetric(nanAt) }),
+          ).rejects.toMatchObject({
+            code: 'NON_FINITE_METRIC',
+          });
+        }
+        expect(tf.memory().numTensors, 'tensors left by three failed runs').toBe(live);
+      });
+    }
+  }
+});

@@ -42,7 +42,15 @@ export async function metricAndSiteGrads(
     const { value, grads } = valueAndGradsFreeingOnThrow(f, deltas);
     job.backwardPasses++;
     job.peak.sample();
-    const m = await readMetric(value, job.metric, job.baseName).finally(() => value.dispose());
+    let m: number;
+    try {
+      m = await readMetric(value, job.metric, job.baseName);
+    } catch (e) {
+      disposeAll(grads); // a metric that is not finite: the gradients are the caller's only on success
+      throw e;
+    } finally {
+      value.dispose();
+    }
     return {
       m,
       grads: new Map(keys.map((k, i) => [k, grads[i]!])),

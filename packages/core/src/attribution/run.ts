@@ -121,8 +121,12 @@ export class Job {
         return this.metric.compute(out, this.batch);
       });
       ctx.assertAllVisited();
-      const m = await readMetric(value, this.metric, which === 'base' ? this.baseName : this.sourceName);
-      value.dispose();
+      // Disposed also when the metric is not finite (readMetric throws).
+      const m = await readMetric(
+        value,
+        this.metric,
+        which === 'base' ? this.baseName : this.sourceName,
+      ).finally(() => value.dispose());
       return logits === undefined ? { m, cache: ctx.takeCache() } : { m, cache: ctx.takeCache(), logits };
     } catch (e) {
       logits?.dispose();
