@@ -17,20 +17,52 @@ import { cliVersion } from './provenance.js';
 /** Exit codes: 0 ok, 1 internal error (a bug in relp), 2 bad input (a RelpError the user can fix, bad flags). */
 export const EXIT = { ok: 0, internal: 1, badInput: 2 } as const;
 
-function int(name: string) {
+/** Every count has a range, checked when the command starts (before any model loads): no zero-size or unbounded work. */
+function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max} (got ${v})`);
     return n;
   };
 }
 
 function num(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
   return n;
 }
+
+/** A finite number > 0 (learning rates, factors). */
+function positive(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`${name} must be a number greater than 0 (got ${v})`);
+    return n;
+  };
+}
+
+/** A finite number ≥ 0 (coefficients). */
+function nonNegative(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a number ≥ 0 (got ${v})`);
+    return n;
+  };
+}
+
+/** Upper bounds of counts: far above any real use, low enough that a typo cannot start days of work. */
+export const LIMITS = {
+  prompts: 100_000,
+  seed: 2 ** 32 - 1,
+  igSteps: 10_000,
+  batchRows: 1_000_000,
+  topK: 1_000_000,
+  tokens: 10_000_000_000,
+  context: 1_000_000,
+} as const;
 
 const EX = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
@@ -46,8 +78,8 @@ function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command
         'pairs: {"clean","corrupt","answer","wrong"} or {"clean_ids","corrupt_ids","answer_id","wrong_id"} per line',
       )
       .option('--task <name>', 'a built-in task instead of --data (see `relp tasks`)')
-      .option('--n <count>', 'number of generated prompts (generated tasks)', int('--n'))
-      .option('--seed <seed>', 'seed of the task generator (default 0)', int('--seed'))
+      .option('--n <count>', 'number of generated prompts (generated tasks)', int('--n', 1, LIMITS.prompts))
+      .option('--seed <seed>', 'seed of the task generator (default 0)', int('--seed', 0, LIMITS.seed))
       .option('--corruption <kind>', 'IOI corruption: s2-swap (default) or abc')
       .option('--order <order>', 'IOI order: ABBA, BABA or mixed (default)');
   }
@@ -85,8 +117,8 @@ function settingFlags(
   rows = 'activation patching and IG: rows per forward pass (default 64)',
 ): Command {
   return cmd
-    .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps'))
-    .option('--max-batch-rows <n>', rows, int('--max-batch-rows'));
+    .option('--ig-steps <n>', 'integrated gradients steps (default 10)', int('--ig-steps', 1, LIMITS.igSteps))
+    .option('--max-batch-rows <n>', rows, int('--max-batch-rows', 1, LIMITS.batchRows));
 }
 
 /** Builds the `relp` program; actions write through `io`. */
@@ -126,7 +158,7 @@ export function buildProgram(io: CliIo): Command {
       .description('activation patching vs several methods on the same data: report folder (HTML, SVG, JSON)')
       .option('--methods <list>', 'methods to compare with activation patching', 'atp,relp')
       .option('--sites <list>', 'sites, comma-separated', 'resid_pre,attn_out,mlp_out')
-      .option('--top-k <k>', 'k of the top-k agreement (default 10)', int('--top-k'))
+      .option('--top-k <k>', 'k of the top-k agreement (default 10)', int('--top-k', 1, LIMITS.topK))
       .option('--out <folder>', 'report folder', 'relp-report'),
   )
     .addHelpText(
@@ -179,8 +211,8 @@ export function buildProgram(io: CliIo): Command {
       )
       .option('--methods <list>', 'methods to compare', 'atp,relp')
       .option('--sites <list>', 'sites', 'resid_pre,attn_out,mlp_out')
-      .option('--n <count>', 'generated prompts', int('--n'), 100)
-      .option('--seed <seed>', 'seed of the generated prompts', int('--seed'), 0)
+      .option('--n <count>', 'generated prompts', int('--n', 1, LIMITS.prompts), 100)
+      .option('--seed <seed>', 'seed of the generated prompts', int('--seed', 0, LIMITS.seed), 0)
       .option('--no-generated', 'only the 8 reference prompts')
       .option('--out <folder>', 'report folder', 'relp-demo'),
     { data: false },
@@ -199,8 +231,8 @@ export function buildProgram(io: CliIo): Command {
   program
     .command('tasks [name]')
     .description('list the built-in tasks, or print one task’s pairs as JSONL')
-    .option('--n <count>', 'number of prompts', int('--n'))
-    .option('--seed <seed>', 'generator seed', int('--seed'))
+    .option('--n <count>', 'number of prompts', int('--n', 1, LIMITS.prompts))
+    .option('--seed <seed>', 'generator seed', int('--seed', 0, LIMITS.seed))
     .option('--corruption <kind>', 'IOI corruption')
     .option('--order <order>', 'IOI order')
     .option('--json', 'list as JSON')
@@ -248,24 +280,43 @@ export function buildProgram(io: CliIo): Command {
         'resid_post.3',
       )
       .addOption(new Option('--arch <arch>', 'architecture').choices(['topk', 'relu']).default('topk'))
-      .option('--k <k>', 'TopK: active features per token', int('--k'), 32)
-      .option('--l1 <coefficient>', 'ReLU: L1 coefficient (inputs scaled to norm √d)', num, 5)
+      .option('--k <k>', 'TopK: active features per token', int('--k', 1, LIMITS.topK), 32)
+      .option('--l1 <coefficient>', 'ReLU: L1 coefficient (inputs scaled to norm √d)', nonNegative('--l1'), 5)
       .option('--l1-warmup <steps>', 'ReLU: optimiser steps of linear L1 warm-up', int('--l1-warmup'))
-      .option('--expansion <factor>', 'features = factor × model width', num, 8)
-      .option('--d-sae <n>', 'number of features (overrides --expansion)', int('--d-sae'))
-      .option('--tokens <n>', 'training tokens per SAE', int('--tokens'), 200_000)
+      .option('--expansion <factor>', 'features = factor × model width', positive('--expansion'), 8)
+      .option(
+        '--d-sae <n>',
+        'number of features (overrides --expansion)',
+        int('--d-sae', 1, LIMITS.batchRows),
+      )
+      .option('--tokens <n>', 'training tokens per SAE', int('--tokens', 1, LIMITS.tokens), 200_000)
       .option('--corpus <name>', 'training text: brown (the Brown corpus)', 'brown')
       .option('--text <file>', 'train on this text file instead of the corpus')
-      .option('--context <n>', 'tokens per window (BOS included)', int('--context'), 128)
-      .option('--batch <n>', 'windows per model forward pass', int('--batch'), 8)
-      .option('--step-tokens <n>', 'activation rows per optimiser step', int('--step-tokens'), 512)
-      .option('--lr <lr>', 'Adam learning rate', num, 4e-4)
-      .option('--seed <seed>', 'seed of the data order and the initial weights', int('--seed'), 0)
-      .option('--eval-windows <n>', 'held-out windows for the final metrics', int('--eval-windows'), 16)
+      .option('--context <n>', 'tokens per window (BOS included)', int('--context', 2, LIMITS.context), 128)
+      .option('--batch <n>', 'windows per model forward pass', int('--batch', 1, LIMITS.batchRows), 8)
+      .option(
+        '--step-tokens <n>',
+        'activation rows per optimiser step',
+        int('--step-tokens', 1, LIMITS.batchRows),
+        512,
+      )
+      .option('--lr <lr>', 'Adam learning rate', positive('--lr'), 4e-4)
+      .option(
+        '--seed <seed>',
+        'seed of the data order and the initial weights',
+        int('--seed', 0, LIMITS.seed),
+        0,
+      )
+      .option(
+        '--eval-windows <n>',
+        'held-out windows for the final metrics',
+        int('--eval-windows', 1, LIMITS.batchRows),
+        16,
+      )
       .option(
         '--dead-window <tokens>',
         'a feature is dead when silent this many tokens',
-        int('--dead-window'),
+        int('--dead-window', 1),
         100_000,
       )
       .option(
@@ -318,7 +369,7 @@ export function buildProgram(io: CliIo): Command {
           .choices(['sum', 'each'])
           .default('sum'),
       )
-      .option('--top <k>', 'nodes to print', int('--top'), 20)
+      .option('--top <k>', 'nodes to print', int('--top', 1, LIMITS.topK), 20)
       .option('--out <result.json>', 'where to write the result'),
   )
     .addHelpText(
@@ -372,7 +423,12 @@ export function buildProgram(io: CliIo): Command {
         int('--contexts'),
         256,
       )
-      .option('--context-length <n>', 'tokens per text window', int('--context-length'), 64)
+      .option(
+        '--context-length <n>',
+        'tokens per text window',
+        int('--context-length', 2, LIMITS.context),
+        64,
+      )
       .option('--text <file>', 'top-activating contexts from this text file instead of the Brown corpus')
       .option('--out <folder>', 'output folder', 'relp-sae-circuit'),
   )

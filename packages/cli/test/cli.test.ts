@@ -299,3 +299,41 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     expect(r.err).toMatch(/navigator\.gpu/);
   });
 });
+
+describe('numeric options are checked when the command starts', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['attribute', ['--method', 'atp', '--max-batch-rows', '0'], /--max-batch-rows must be an integer from 1/],
+    ['attribute', ['--method', 'ig', '--ig-steps', '1e8'], /--ig-steps must be an integer from 1 to 10000/],
+    [
+      'attribute',
+      ['--method', 'atp', '--task', 'ioi', '--n', '1e9'],
+      /--n must be an integer from 1 to 100000/,
+    ],
+    ['attribute', ['--method', 'atp', '--seed', '-1'], /--seed must be an integer/],
+    ['compare', ['--methods', 'atp', '--top-k', '0'], /--top-k must be an integer from 1/],
+    ['circuit', ['--thresholds', '1e-4:1:1e8'], /at most 1000 steps/],
+    ['circuit', ['--select', 'top-k', '--value', '-5'], /--value with --select top-k .* integer ≥ 1/],
+    ['circuit', ['--select', 'top-k', '--value', '2.5'], /integer ≥ 1/],
+    ['circuit', ['--value', '-0.1'], /threshold on \|score\|, so it must be ≥ 0/],
+    ['demo', ['--n', '0'], /--n must be an integer from 1/],
+  ];
+  for (const [command, extra, message] of cases) {
+    it(`relp ${command} ${extra.join(' ')}: exit 2 before loading the model`, async () => {
+      const t0 = performance.now();
+      const r = await run([
+        command,
+        '--model',
+        '/nonexistent/model',
+        '--data',
+        pairs,
+        ...extra,
+        '--out',
+        join(tmp(), 'o'),
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(message);
+      expect(r.err, 'refused before the model was looked up').not.toMatch(/nonexistent/);
+      expect(performance.now() - t0).toBeLessThan(5000);
+    });
+  }
+});

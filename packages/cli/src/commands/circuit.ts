@@ -41,11 +41,16 @@ export interface CircuitCommandOptions extends CommonOptions {
 }
 
 /** "1e-4:1:15" → 15 log-spaced thresholds from 1 down to 1e-4. */
+export const MAX_SWEEP_STEPS = 1000;
+
 export function parseThresholds(s: string): number[] {
   const parts = s.split(':').map(Number);
   if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
     throw badInput(`--thresholds takes lo:hi:steps, e.g. 1e-4:1:15 (got ${s})`);
   }
+  // Each step is one ablated forward pass per method: a bound keeps a typo from starting days of work.
+  if (parts[2]! > MAX_SWEEP_STEPS)
+    throw badInput(`--thresholds: at most ${MAX_SWEEP_STEPS} steps (got ${parts[2]})`);
   return logThresholds(parts[0]!, parts[1]!, parts[2]!);
 }
 
@@ -80,6 +85,12 @@ export async function circuitCommand(o: CircuitCommandOptions, io: CliIo): Promi
   if (o.select !== 'threshold' && o.select !== 'top-k') throw badInput('--select must be threshold or top-k');
   if (o.by !== 'abs' && o.by !== 'signed') throw badInput('--by must be abs or signed');
   if (o.ablation !== 'mean' && o.ablation !== 'corrupt') throw badInput('--ablation must be mean or corrupt');
+  if (o.select === 'top-k' && (!Number.isInteger(o.value) || o.value < 1)) {
+    throw badInput(`--value with --select top-k is the number of nodes, an integer ≥ 1 (got ${o.value})`);
+  }
+  if (o.select === 'threshold' && o.by === 'abs' && o.value < 0) {
+    throw badInput(`--value is a threshold on |score|, so it must be ≥ 0 (got ${o.value})`);
+  }
   const thresholds = parseThresholds(o.thresholds);
   checkWritable(o.out, o.force === true, 'output folder');
   const s = await openSession(o, io);
