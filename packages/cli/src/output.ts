@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { badInput } from '@relp/core/errors';
@@ -7,11 +7,62 @@ function tempSibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
 }
 
-/** Refuses to overwrite an existing path unless force is set (checked before any work is done). */
+/** The nearest part of `path` that exists (the path itself, or a parent). */
+function nearestExisting(path: string): string {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  return p;
+}
+
+/**
+ * Checks, before any work is done, that the output can be written: an existing target only with force and only
+ * of the kind wanted (a file for a file, a folder for a folder), and a parent that is a folder this process can
+ * write in. All of these are the user's to fix: bad input, never an internal error after the run.
+ */
 export function checkWritable(path: string, force: boolean, what: string): void {
-  if (existsSync(path) && !force) {
-    throw badInput(`${what} ${path} already exists; pass --force to replace it`, { path });
+  const target = resolve(path);
+  const wantFolder = what.endsWith('folder');
+  if (existsSync(target)) {
+    if (!force) throw badInput(`${what} ${path} already exists; pass --force to replace it`, { path });
+    const isDir = statSync(target).isDirectory();
+    if (isDir !== wantFolder) {
+      throw badInput(
+        `${what} ${path} exists and is ${isDir ? 'a folder' : 'not a folder'}; choose another path`,
+        {
+          path,
+        },
+      );
+    }
   }
+  const parent = nearestExisting(dirname(target));
+  if (!statSync(parent).isDirectory()) {
+    throw badInput(`cannot write ${what} ${path}: ${parent} is a file, not a folder`, { path });
+  }
+  try {
+    accessSync(parent, constants.W_OK | constants.X_OK);
+  } catch {
+    throw badInput(`cannot write ${what} ${path}: no permission to write in ${parent}`, { path });
+  }
+}
+
+/** File-system errors a user can fix (permissions, a full or read-only disk) as bad input, not as a bug. */
+function asBadInput(e: unknown, what: string, path: string): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  const fixable = [
+    'EACCES',
+    'EPERM',
+    'EROFS',
+    'ENOSPC',
+    'EDQUOT',
+    'ENOTDIR',
+    'EISDIR',
+    'EEXIST',
+    'ENOTEMPTY',
+  ];
+  if (code !== undefined && fixable.includes(code)) {
+    return badInput(`cannot write ${what} ${path}: ${code} (${(e as Error).message})`, { path, code });
+  }
+  return e;
 }
 
 /**
@@ -21,14 +72,14 @@ export function checkWritable(path: string, force: boolean, what: string): void 
 export async function writeFileAtomic(path: string, content: string, force: boolean): Promise<void> {
   const target = resolve(path);
   checkWritable(target, force, 'output file');
-  await mkdir(dirname(target), { recursive: true });
   const tmp = tempSibling(target);
   try {
+    await mkdir(dirname(target), { recursive: true });
     await writeFile(tmp, content);
     await rename(tmp, target);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw e;
+    throw asBadInput(e, 'output file', path);
   }
 }
 
@@ -43,9 +94,9 @@ export async function writeFolderAtomic(
 ): Promise<void> {
   const target = resolve(path);
   checkWritable(target, force, 'output folder');
-  await mkdir(dirname(target), { recursive: true });
   const tmp = tempSibling(target);
   try {
+    await mkdir(dirname(target), { recursive: true });
     await mkdir(tmp);
     for (const [name, content] of Object.entries(files)) {
       const p = join(tmp, name);
@@ -62,7 +113,7 @@ export async function writeFolderAtomic(
     if (old) await rm(old, { recursive: true, force: true });
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw asBadInput(e, 'output folder', path);
   }
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -336,4 +337,49 @@ describe('numeric options are checked when the command starts', () => {
       expect(performance.now() - t0).toBeLessThan(5000);
     });
   }
+});
+
+describe('the output target is checked before the run', () => {
+  const refused = async (command: string, extra: string[], out: string, message: RegExp) => {
+    const args =
+      command === 'attribute'
+        ? ['--method', 'atp', ...extra]
+        : command === 'compare'
+          ? ['--methods', 'atp', ...extra]
+          : extra;
+    const r = await run([command, '--model', '/nonexistent/model', '--data', pairs, ...args, '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.err, 'refused before the model was looked up').not.toMatch(/nonexistent/);
+  };
+
+  it('an existing output without --force', async () => {
+    const dir = tmp();
+    await refused('compare', [], dir, /already exists; pass --force/);
+  });
+  it('a path under a regular file', async () => {
+    const file = join(tmp(), 'plain');
+    writeFileSync(file, 'x');
+    await refused('attribute', [], join(file, 'sub', 'result.json'), /is a file, not a folder/);
+    await refused('compare', [], join(file, 'out'), /is a file, not a folder/);
+  });
+  it('a folder where a file is wanted, and a file where a folder is wanted (with --force)', async () => {
+    await refused('attribute', ['--force'], tmp(), /exists and is a folder/);
+    const file = join(tmp(), 'plain');
+    writeFileSync(file, 'x');
+    await refused('circuit', ['--force'], file, /exists and is not a folder/);
+  });
+  it('a place this process cannot write in (immutable folder)', async (ctx) => {
+    const dir = tmp();
+    const chattr = spawnSync('chattr', ['+i', dir]);
+    if (chattr.status !== 0) {
+      console.log('skipped: chattr +i is not available here');
+      ctx.skip();
+    }
+    try {
+      await refused('compare', [], join(dir, 'out'), /no permission to write/);
+    } finally {
+      spawnSync('chattr', ['-i', dir]);
+    }
+  });
 });
