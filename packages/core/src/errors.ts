@@ -29,6 +29,27 @@ export const ErrorCodes = {
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
+/**
+ * C0 and C1 control characters, DEL, and UTF-16 surrogates that are not half of a pair: what a terminal acts on
+ * (ESC starts escape sequences) or cannot show.
+ */
+const UNPRINTABLE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * `s` with every control character (C0, DEL, C1) and lone surrogate written as a visible escape (ESC → \u001b,
+ * NUL → \u0000), so an untrusted string (a file's architecture name, a JSONL line, a token) cannot move a terminal's
+ * cursor, clear it, or forge a line of output. `keep` names characters to leave as they are (the CLI keeps "\n\t"
+ * in whole output lines). The escapes are JSON's, so JSON text stays valid JSON with the same value.
+ */
+export function printable(s: string, keep = ''): string {
+  return s.replace(UNPRINTABLE, (c) =>
+    keep.includes(c) ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** A RelpError's message is always printable(): untrusted parts of it cannot act on a terminal. */
 export class RelpError extends Error {
   override readonly name = 'RelpError';
   readonly code: ErrorCode;
@@ -40,7 +61,7 @@ export class RelpError extends Error {
     message: string,
     options: { cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(printable(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};
   }
