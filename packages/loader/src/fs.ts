@@ -1,9 +1,15 @@
+import { badInput } from '@relp/core/errors';
+
 /**
  * The file system the loader needs, as an interface: Node provides it through `@relp/loader/node`, a browser can
  * back it with the Cache API or IndexedDB, tests with `createMemoryFs`. Paths are strings joined with "/".
  */
 export interface LoaderFs {
-  readFile(path: string): Promise<Uint8Array>;
+  /**
+   * Reads a whole file. Node's refuses anything that is not a regular file (BAD_INPUT) and, with `maxBytes`,
+   * files larger than that (BAD_INPUT), before reading a byte.
+   */
+  readFile(path: string, options?: { readonly maxBytes?: number }): Promise<Uint8Array>;
   /** Size and kind of a path, or undefined when nothing is there. */
   stat(path: string): Promise<{ readonly size: number; readonly isDirectory: boolean } | undefined>;
   writeFile(path: string, data: Uint8Array): Promise<void>;
@@ -66,9 +72,16 @@ export function createMemoryFs(initial: Record<string, Uint8Array | string> = {}
   const missing = (path: string) => Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
   return {
     files,
-    async readFile(path) {
+    async readFile(path, options) {
       const f = files.get(path);
       if (f === undefined) throw missing(path);
+      if (options?.maxBytes !== undefined && f.byteLength > options.maxBytes)
+        throw badInput(
+          `${path} is ${f.byteLength} bytes, more than the ${options.maxBytes} relp reads for it`,
+          {
+            path,
+          },
+        );
       return f.slice();
     },
     async stat(path) {

@@ -91,12 +91,7 @@ async function loadGguf<T>(
   registry: FamilyRegistry,
   options: LoadModelOptions<T>,
 ): Promise<LoadedModel<T>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await options.fs.readFile(path);
-  } catch (e) {
-    throw badFile(`cannot read ${path}`, { path }, e);
-  }
+  const bytes = await readOrFail(options.fs, path);
   const file = parseGguf(bytes);
   const config = checkConfig(ggufConfig(file), `${path} (GGUF metadata)`);
   const family = pickFamily(config, registry);
@@ -123,13 +118,21 @@ function badFile(message: string, details: Record<string, unknown> = {}, cause?:
   return new RelpError(ErrorCodes.BadModelFile, message, { details, cause });
 }
 
-async function readJson(fs: LoaderFs, path: string): Promise<unknown> {
-  let bytes: Uint8Array;
+/** The most bytes of JSON read (configs are kilobytes, tokenizer.json tens of megabytes). */
+export const MAX_JSON_BYTES = 256 * 2 ** 20;
+
+/** Reads a file; the reader's own errors (not a regular file, too large) as they are, others as BAD_MODEL_FILE. */
+async function readOrFail(fs: LoaderFs, path: string, maxBytes?: number): Promise<Uint8Array> {
   try {
-    bytes = await fs.readFile(path);
+    return await fs.readFile(path, maxBytes === undefined ? undefined : { maxBytes });
   } catch (e) {
+    if (isRelpError(e)) throw e;
     throw badFile(`cannot read ${path}`, { path }, e);
   }
+}
+
+async function readJson(fs: LoaderFs, path: string): Promise<unknown> {
+  const bytes = await readOrFail(fs, path, MAX_JSON_BYTES);
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (e) {
@@ -171,21 +174,14 @@ export async function readWeights(
   files: ResolvedModelFiles,
   fs: LoaderFs,
 ): Promise<{ weights: WeightMap; contentHash: string; files: string[] }> {
-  const read = async (name: string) => {
-    const path = joinPath(files.folder, name);
-    try {
-      return await fs.readFile(path);
-    } catch (e) {
-      throw badFile(`cannot read ${path}`, { path }, e);
-    }
-  };
+  const read = (name: string, maxBytes?: number) => readOrFail(fs, joinPath(files.folder, name), maxBytes);
   if (files.weights.kind === 'single') {
     const bytes = await read(files.weights.file);
     const weights = readSafetensors(bytes, { source: joinPath(files.folder, files.weights.file) });
     const hash = await contentHash([{ name: files.weights.file, sha256: await sha256Hex(bytes) }]);
     return { weights, contentHash: hash, files: [files.weights.file] };
   }
-  const indexBytes = await read(files.weights.index);
+  const indexBytes = await read(files.weights.index, MAX_JSON_BYTES);
   const shards = new Map<string, Uint8Array>();
   const hashes: { name: string; sha256: string }[] = [];
   for (const s of files.weights.shards) {

@@ -1,13 +1,13 @@
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { readRegularFile } from '@relp/core/node-files';
 import type { FetchLike } from './fetch.js';
 import { joinPath, type LoaderFs } from './fs.js';
 
 /** LoaderFs over node:fs/promises. */
 export const nodeFs: LoaderFs = {
-  async readFile(path) {
-    const b = await readFile(path);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  readFile(path, options) {
+    return readRegularFile(path, { what: 'file', ...options });
   },
   async stat(path) {
     try {

@@ -1,4 +1,4 @@
-import { ErrorCodes, RelpError } from '@relp/core/errors';
+import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
 import { parseSafetensorsIndex } from '@relp/weights';
 import { joinPath, type LoaderFs } from './fs.js';
 import {
@@ -14,6 +14,8 @@ const CONFIG_FILE = 'config.json';
 const WEIGHTS_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
 const TOKENIZER_FILE = 'tokenizer.json';
+/** A shard index names tensors and files: megabytes at most. */
+const MAX_INDEX_BYTES = 64 * 2 ** 20;
 
 /** A parsed model reference. */
 export type ModelRef =
@@ -93,8 +95,9 @@ async function isFile(fs: LoaderFs, path: string): Promise<boolean> {
 async function readIndexShards(fs: LoaderFs, path: string): Promise<string[]> {
   let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(path);
+    bytes = await fs.readFile(path, { maxBytes: MAX_INDEX_BYTES });
   } catch (e) {
+    if (isRelpError(e)) throw e;
     throw new RelpError(ErrorCodes.BadModelFile, `cannot read ${path}`, { cause: e });
   }
   return [...parseSafetensorsIndex(bytes, path).shards];
