@@ -12,6 +12,7 @@ import { saeCircuitCommand } from './commands/sae-circuit.js';
 import { saeListCommand, saeTrainCommand } from './commands/sae-train.js';
 import { tasksCommand } from './commands/tasks.js';
 import type { CliIo } from './io.js';
+import { printableIo } from './printable.js';
 import { cliVersion } from './provenance.js';
 
 /** Exit codes: 0 ok, 1 internal error (a bug in relp), 2 bad input (a RelpError the user can fix, bad flags). */
@@ -454,7 +455,10 @@ export function buildProgram(io: CliIo): Command {
 }
 
 /** Runs the CLI on arguments (without node and script) and returns the exit code; never calls process.exit. */
-export async function main(args: readonly string[], io: CliIo): Promise<number> {
+export async function main(args: readonly string[], rawIo: CliIo): Promise<number> {
+  // Everything printed, errors and help included, goes through printableText: untrusted strings cannot act on
+  // the terminal.
+  const io = printableIo(rawIo);
   const program = buildProgram(io);
   try {
     await program.parseAsync([...args], { from: 'user' });

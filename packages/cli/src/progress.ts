@@ -1,10 +1,12 @@
 import type { Progress } from '@relp/core';
 import cliProgress from 'cli-progress';
 import type { CliIo } from './io.js';
+import { printableText, rawStream } from './printable.js';
 
 /**
  * Progress bars (cli-progress) with counts and ETA, one per phase of a loop (patches, IG steps, prompts,
- * thresholds). Silent with --quiet and when stderr is not a terminal, so logs and pipes stay clean.
+ * thresholds). Silent with --quiet and when stderr is not a terminal, so logs and pipes stay clean. The bar's own
+ * cursor escapes go to the raw stream; its labels (which may hold a model's or file's names) are made printable.
  */
 export class ProgressBar {
   private bar: cliProgress.SingleBar | undefined;
@@ -27,7 +29,7 @@ export class ProgressBar {
       this.phase = p.phase;
       this.bar = new cliProgress.SingleBar(
         {
-          stream: this.io.stderr as unknown as NodeJS.WritableStream,
+          stream: rawStream(this.io.stderr) as unknown as NodeJS.WritableStream,
           format: `${this.prefix}{phase} [{bar}] {value}/{total} | ETA {eta_formatted} | {duration_formatted}`,
           hideCursor: true,
           clearOnComplete: false,
@@ -36,7 +38,7 @@ export class ProgressBar {
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(p.total, p.done, { phase: p.phase.padEnd(12) });
+      this.bar.start(p.total, p.done, { phase: printableText(p.phase).padEnd(12) });
     }
     this.bar.setTotal(p.total);
     this.bar.update(p.done);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/io.js';
+import { printableIo } from '../src/printable.js';
 import { ProgressBar } from '../src/progress.js';
 import { shellQuote } from '../src/provenance.js';
 import { parseSites } from '../src/sites.js';
@@ -52,6 +53,16 @@ describe('progress bars', () => {
       p.update({ phase: 'x', done: 1, total: 2 });
       expect(t.text()).toBe('');
     }
+  });
+
+  it("behind the CLI's printable output: the bar's cursor escapes pass, a label's control characters do not", () => {
+    const t = io(true);
+    const p = new ProgressBar(printableIo(t.io), false);
+    p.labelled('model\u001b[2J')({ phase: 'load', done: 1, total: 2 });
+    p.stop();
+    expect(t.text()).toContain('model\\u001b[2J: load');
+    expect(t.text()).not.toContain('\u001b[2J');
+    expect(t.text()).toContain('\u001b[?25l'); // the bar hides the cursor: its own escape reaches the terminal
   });
 });
 
