@@ -86,6 +86,31 @@ export interface TokenWindows {
   readonly documents: { readonly train: number; readonly eval: number };
 }
 
+/** Why no training window came out of the documents, in numbers; details.reason names the case. */
+function noTrainingWindow(
+  o: TokenWindowOptions,
+  body: number,
+  counts: { documents: number; evalDocs: number; evalWindows: number; longest: number; longestTrain: number },
+) {
+  const details = { ...counts, windowTextTokens: body };
+  const window = `a window of ${o.contextLength} tokens holds ${body} tokens of text${o.bos === undefined ? '' : ' and BOS'}`;
+  if (counts.documents === 0) return badInput('the text is empty', { reason: 'empty', ...details });
+  if (counts.evalDocs === counts.documents && counts.evalWindows > 0) {
+    return badInput(
+      `the ${o.evalWindows} held-out windows took all ${counts.documents} document(s) of the text ` +
+        `(${counts.evalWindows} windows), leaving none to train on: give more text or hold out fewer windows`,
+      { reason: 'held-out-took-all', ...details },
+    );
+  }
+  const whole = counts.evalDocs === counts.documents;
+  return badInput(
+    `${whole ? 'every document of the text' : `each of the ${counts.documents - counts.evalDocs} document(s) left after the held-out windows`} ` +
+      `is shorter than one window: ${window}, the longest has ${whole ? counts.longest : counts.longestTrain} tokens; ` +
+      'give longer text or a shorter context',
+    { reason: 'too-short', ...details },
+  );
+}
+
 /**
  * Token windows of a fixed length from documents: the document order is shuffled with the seed, held-out
  * windows come from the documents at the end of that order, training windows from the start; each document's
@@ -100,6 +125,10 @@ export function tokenWindows(
   const { contextLength, seed, bos, evalWindows, maxTrainWindows } = options;
   if (!Number.isInteger(contextLength) || contextLength < 2)
     throw badInput(`context length must be an integer ≥ 2 (got ${contextLength})`);
+  if (!Number.isInteger(maxTrainWindows) || maxTrainWindows < 1)
+    throw badInput(`the number of training windows must be an integer ≥ 1 (got ${maxTrainWindows})`);
+  if (!Number.isInteger(evalWindows) || evalWindows < 0)
+    throw badInput(`the number of held-out windows must be an integer ≥ 0 (got ${evalWindows})`);
   const body = bos === undefined ? contextLength : contextLength - 1;
   const rng = seededRng(seed);
   const order = shuffled(
@@ -115,37 +144,94 @@ export function tokenWindows(
       into.push(w);
     }
   };
+  let longest = 0;
+  let longestTrain = 0;
+  const encode = (doc: string) => {
+    const ids = tokenizer.encode(doc);
+    longest = Math.max(longest, ids.length);
+    return ids;
+  };
   const evalOut: Int32Array[] = [];
   let back = order.length - 1;
   let evalDocs = 0;
   while (evalOut.length < evalWindows && back >= 0) {
-    cut(tokenizer.encode(documents[order[back]!]!), evalOut, evalWindows);
+    cut(encode(documents[order[back]!]!), evalOut, evalWindows);
     back--;
     evalDocs++;
   }
   const train: Int32Array[] = [];
   let trainDocs = 0;
   for (let i = 0; i <= back && train.length < maxTrainWindows; i++) {
-    cut(tokenizer.encode(documents[order[i]!]!), train, maxTrainWindows);
+    const ids = encode(documents[order[i]!]!);
+    longestTrain = Math.max(longestTrain, ids.length);
+    cut(ids, train, maxTrainWindows);
     trainDocs++;
   }
-  if (train.length === 0)
-    throw badInput('the text gives no training window: too short for the context length');
+  if (train.length === 0) {
+    throw noTrainingWindow(options, body, {
+      documents: documents.length,
+      evalDocs,
+      evalWindows: evalOut.length,
+      longest,
+      longestTrain,
+    });
+  }
   return { train: shuffled(train, rng), eval: evalOut, documents: { train: trainDocs, eval: evalDocs } };
+}
+
+/** How a piece of text too long for one pseudo-document is cut: at line breaks, else at white space. */
+const FINER_BREAKS = [/(\n)/, /(\s+)/];
+
+/**
+ * `text` cut into pieces of at most about `chars` characters, at the coarsest break that does it (a line break,
+ * else white space, else anywhere but inside a surrogate pair); each piece keeps the break that followed it.
+ */
+function cutLong(text: string, chars: number, level = 0): string[] {
+  if (text.length <= chars) return [text];
+  const breaks = FINER_BREAKS[level];
+  if (breaks === undefined) {
+    const out: string[] = [];
+    for (let at = 0; at < text.length; ) {
+      let end = Math.min(at + chars, text.length);
+      const c = text.charCodeAt(end - 1);
+      if (end < text.length && c >= 0xd800 && c <= 0xdbff) end++;
+      out.push(text.slice(at, end));
+      at = end;
+    }
+    return out;
+  }
+  const parts = text.split(breaks); // piece, break, piece, break, …, piece
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < parts.length; i += 2) {
+    for (const piece of cutLong(parts[i]!, chars, level + 1)) {
+      if (cur.length > 0 && cur.length + piece.length > chars) {
+        out.push(cur);
+        cur = '';
+      }
+      cur += piece;
+    }
+    cur += parts[i + 1] ?? '';
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
 }
 
 /**
  * Splits one long text (a user's file) into pseudo-documents of about `chars` characters at paragraph
- * boundaries, so tokenWindows can shuffle and hold out parts of it.
+ * boundaries (blank lines), so tokenWindows can shuffle and hold out parts of it. A paragraph longer than that
+ * (a text without blank lines, or without line breaks at all) is cut at line breaks, else at white space.
  */
 export function splitText(text: string, chars = 2_000): string[] {
   const out: string[] = [];
   let cur = '';
   for (const para of text.split(/\n\s*\n/)) {
-    cur = cur ? `${cur}\n\n${para}` : para;
-    if (cur.length >= chars) {
-      out.push(cur);
-      cur = '';
+    for (const piece of cutLong(para, chars)) {
+      cur = cur ? `${cur}\n\n${piece}` : piece;
+      if (cur.length >= chars) {
+        out.push(cur);
+        cur = '';
+      }
     }
   }
   if (cur.trim()) out.push(cur);
