@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { LanguageModel, TokenPair } from '@relp/core';
-import { badInput, ErrorCodes, RelpError } from '@relp/core/errors';
+import { badInput, ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
+import { readRegularText } from '@relp/core/node-files';
 import {
   buildTask,
   type CheckedPairs,
@@ -35,6 +35,9 @@ export interface ResolvedData {
   readonly droppedNote: string;
 }
 
+/** The largest --data file read: a pairs file of 100,000 pairs is about 20 MiB. */
+const MAX_DATA_BYTES = 256 * 2 ** 20;
+
 /** Reads --data or builds --task, then checks the pairs against the model's tokenizer and context. */
 export async function resolveData(
   o: DataOptions,
@@ -52,8 +55,9 @@ export async function resolveData(
     const path = resolve(cwd, o.data);
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await readRegularText(path, { what: '--data', maxBytes: MAX_DATA_BYTES });
     } catch (e) {
+      if (isRelpError(e)) throw e; // not a regular file, too large, not UTF-8
       throw new RelpError(ErrorCodes.BadInput, `cannot read --data ${o.data}: ${(e as Error).message}`, {
         cause: e,
       });

@@ -3,9 +3,11 @@
  * and a manifest.json that records its size, SHA-256 and where it came from.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { badInput } from '@relp/core/errors';
+import { readRegularText } from '@relp/core/node-files';
 import { defaultCacheDir } from '@relp/loader/node';
 
 export interface ManifestSource {
@@ -42,16 +44,32 @@ export function modelDir(cacheDir: string, alias: string): string {
   return join(cacheDir, 'models', alias);
 }
 
+/** The SHA-256 of a regular file's bytes up to the size it had when opened (BAD_INPUT for anything else). */
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
-  return h.digest('hex');
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw badInput(`${path} is not a regular file`, { path });
+    if (st.size === 0) return h.digest('hex');
+    const stream = handle.createReadStream({
+      highWaterMark: 4 << 20,
+      start: 0,
+      end: st.size - 1,
+      autoClose: false,
+    });
+    for await (const chunk of stream) h.update(chunk as Buffer);
+    return h.digest('hex');
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The manifest of a model folder, or undefined when there is none or it is malformed. */
 export async function readManifest(dir: string): Promise<ModelManifest | undefined> {
   try {
-    const m = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as ModelManifest;
+    const text = await readRegularText(join(dir, MANIFEST), { what: 'manifest', maxBytes: 1 << 20 });
+    const m = JSON.parse(text) as ModelManifest;
     if (typeof m.file !== 'string' || typeof m.sha256 !== 'string' || typeof m.size !== 'number')
       return undefined;
     if (m.file.includes('/') || m.file.includes('\\') || m.file.startsWith('.')) return undefined;

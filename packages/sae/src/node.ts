@@ -4,6 +4,8 @@ import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { isRelpError } from '@relp/core/errors';
+import { readRegularFile, readRegularText } from '@relp/core/node-files';
 import { readSafetensors, writeSafetensors } from '@relp/weights';
 import { brownToText } from './corpus.js';
 import { badSaeFile } from './formats/common.js';
@@ -17,16 +19,30 @@ import {
 import type { SparseAutoencoder } from './sae.js';
 import type { SaeTrainerState, TrainerState } from './train/index.js';
 
-/** A reader of a folder's required files: BAD_SAE_FILE naming the file when one is missing or unreadable. */
+/** The most bytes of an SAE's JSON files (configs of a few kilobytes) that are read. */
+const MAX_JSON_BYTES = 16 * 2 ** 20;
+
+const maxBytesOf = (name: string) => (name.endsWith('.json') ? MAX_JSON_BYTES : undefined);
+
+/**
+ * A reader of a folder's required files: BAD_SAE_FILE naming the file when one is missing or unreadable,
+ * BAD_INPUT when it is not a regular file (a FIFO, /dev/zero) or a JSON file is implausibly large.
+ */
 function requiredFile(folder: string): (name: string) => Promise<Uint8Array> {
   return async (name) => {
+    const path = join(folder, name);
     try {
-      return new Uint8Array(await readFile(join(folder, name)));
-    } catch {
+      return await readRegularFile(path, { what: 'SAE file', maxBytes: maxBytesOf(name) });
+    } catch (e) {
+      if (isRelpError(e)) throw e;
       throw badSaeFile(`${folder}: ${name} is missing or unreadable`, { file: name });
     }
   };
 }
+
+/** A file this module reads (not a regular file, or too large: BAD_INPUT; system errors as they are). */
+const readSaeFile = (path: string) => readRegularFile(path, { what: 'SAE file', maxBytes: maxBytesOf(path) });
+const readSaeText = (path: string) => readRegularText(path, { what: 'SAE file', maxBytes: maxBytesOf(path) });
 
 /** Loads a SAELens folder (cfg.json, sae_weights.safetensors, optional activation_scaler.json). */
 export async function loadSaeLensFolder(
@@ -39,7 +55,7 @@ export async function loadSaeLensFolder(
     {
       cfg: await need('cfg.json'),
       weights: await need('sae_weights.safetensors'),
-      ...(existsSync(scalerPath) ? { activationScaler: await readFile(scalerPath) } : {}),
+      ...(existsSync(scalerPath) ? { activationScaler: await readSaeFile(scalerPath) } : {}),
       source: folder,
     },
     options,
@@ -138,11 +154,12 @@ export async function loadTrainerState(folder: string): Promise<TrainerState | u
     saes: (Omit<SaeTrainerState, 'tensors' | 'lastFired'> & { tensors: string[]; lastFired: number[] })[];
   };
   try {
-    json = JSON.parse(await readFile(jp, 'utf8'));
+    json = JSON.parse(await readSaeText(jp));
   } catch (e) {
+    if (isRelpError(e)) throw e;
     throw badSaeFile(`${jp} is not JSON (${(e as Error).message})`);
   }
-  const file = readSafetensors(new Uint8Array(await readFile(join(folder, 'trainer.safetensors'))), {
+  const file = readSafetensors(await readSaeFile(join(folder, 'trainer.safetensors')), {
     source: join(folder, 'trainer.safetensors'),
   });
   return {
@@ -189,7 +206,7 @@ export async function listCachedSaes(root = saeCacheDir()): Promise<CachedSae[]>
     if (names.has('cfg.json') || names.has('ae.pt')) {
       const read = async (n: string) => {
         try {
-          return JSON.parse(await readFile(join(dir, n), 'utf8')) as Record<string, unknown>;
+          return JSON.parse(await readSaeText(join(dir, n))) as Record<string, unknown>;
         } catch {
           return undefined;
         }

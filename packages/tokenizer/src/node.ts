@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { ErrorCodes, RelpError } from '@relp/core/errors';
+import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
+import { readRegularTextSync } from '@relp/core/node-files';
 import { GPT2_EOS_ID, gpt2TokenizerJson } from './gpt2.js';
 import { Tokenizer, type TokenizerOptions } from './tokenizer.js';
 import type { TokenizerJson } from './types.js';
@@ -51,12 +52,19 @@ export function gpt2Tokenizer(): Tokenizer {
   return gpt2;
 }
 
-/** Reads and builds a tokenizer.json file (NOT_AVAILABLE when missing, BAD_MODEL_FILE when malformed). */
+/** The largest tokenizer.json read (the largest real ones are tens of megabytes). */
+const MAX_TOKENIZER_BYTES = 256 * 2 ** 20;
+
+/**
+ * Reads and builds a tokenizer.json file (NOT_AVAILABLE when missing, BAD_MODEL_FILE when malformed, BAD_INPUT
+ * when it is not a regular file or is over 256 MiB).
+ */
 export function loadTokenizerFile(path: string, options: TokenizerOptions = {}): Tokenizer {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularTextSync(path, { what: 'tokenizer file', maxBytes: MAX_TOKENIZER_BYTES });
   } catch (e) {
+    if (isRelpError(e)) throw e; // not a regular file, too large, not UTF-8: BAD_INPUT
     throw new RelpError(ErrorCodes.NotAvailable, `cannot read ${path}`, { cause: e, details: { path } });
   }
   let json: unknown;
