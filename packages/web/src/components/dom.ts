@@ -49,7 +49,9 @@ export function createTooltip(host: HTMLElement): Tooltip {
       const x = ev.clientX - box.left + 12;
       const y = ev.clientY - box.top + 12;
       el.style.left = `${Math.min(x, Math.max(0, host.clientWidth - el.offsetWidth - 4))}px`;
-      el.style.top = `${y}px`;
+      // Above the pointer when below it would leave the host (a clipping box would hide it).
+      const below = y + el.offsetHeight <= host.clientHeight;
+      el.style.top = `${below ? y : Math.max(0, y - el.offsetHeight - 24)}px`;
     },
     hide() {
       el.hidden = true;
