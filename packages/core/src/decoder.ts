@@ -3,7 +3,7 @@ import type { RunContext } from './context.js';
 import { ErrorCodes, RelpError } from './errors.js';
 import { checkTokens, MASKED_SCORE } from './layers.js';
 import type { KvPrefix, ModelDims, ModelInput } from './model.js';
-import { Site, type SiteName } from './sites.js';
+import { EDGE_SITES, Site, type SiteDef, type SiteName } from './sites.js';
 
 /**
  * Building blocks of decoder-only transformers with rotary embeddings (Llama, Qwen2, Mistral, Gemma, and the
@@ -284,22 +284,142 @@ export function groupedQueryAttention(
 }
 
 /**
- * The attention output projection z·W_O (+ b_O), W_O [H·dh, d]. When the context wants `result` at this layer,
- * computes per-head results [B,T,H,d] (no bias), passes them through the site and returns Σ_h result (+ b_O), so
- * patches of heads flow into the output; otherwise one 2-D matmul. The caller puts the output through attn_out
- * (after any post-norm).
+ * How a block normalises the residual before a sub-block (its norm, through the rule slots), over the last axis
+ * of any shape; `scaleSite` is given on the plain path and absent for the per-reader copies of an edge run.
  */
-export function attentionOutput(ctx: RunContext, layer: number, z: tf.Tensor4D, wO: Linear): tf.Tensor3D {
+export type ResidualNorm = (x: tf.Tensor, scaleSite?: SiteName) => tf.Tensor;
+
+/** The query, key and value projections: three layers, or one fused layer with columns [q | k | v]. */
+export type QkvWeights =
+  | { readonly q: Linear; readonly k: Linear; readonly v: Linear }
+  | { readonly qkv: Linear };
+
+/** Head counts and width of the projections. */
+export interface HeadShape {
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly dHead: number;
+}
+
+/** Whether a run asks for the per-reader inputs of block `layer`'s attention (an edge run; §17). */
+export function wantsSplitAttention(ctx: RunContext, layer: number): boolean {
+  return (
+    ctx.wants(EDGE_SITES.q_input, layer) ||
+    ctx.wants(EDGE_SITES.k_input, layer) ||
+    ctx.wants(EDGE_SITES.v_input, layer)
+  );
+}
+
+/**
+ * The queries [B,T,H,dh] and keys and values [B,T,Hkv,dh] (before rotary embeddings, q/k norms and their sites)
+ * from the residual entering the attention sub-block. Plain path: norm(resid) once (its scale through
+ * `ln1_scale`), then the projections. Edge runs (docs/method.md §17), when the run asks for `q_input`, `k_input`
+ * or `v_input` at this layer: every query head and every key/value head's key and value projection reads its own
+ * copy of the residual through those sites, normalised on its own (no scale site) and projected by that head's
+ * columns only — the same function, so gradients and patches at the sites are per head.
+ */
+export function attentionInputs(
+  ctx: RunContext,
+  layer: number,
+  resid: tf.Tensor3D,
+  norm: ResidualNorm,
+  w: QkvWeights,
+  heads: HeadShape,
+): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const { nHeads: H, nKvHeads: Hkv, dHead: dh } = heads;
+  const [b, t, d] = resid.shape;
+  const split = (n: number) => (y: tf.Tensor) => tf.reshape(y, [b, t, n, dh]) as tf.Tensor4D;
+  if (!wantsSplitAttention(ctx, layer)) {
+    const x = norm(resid, Site.Ln1Scale);
+    if ('qkv' in w) {
+      const [q, k, v] = tf.split(linear(x, w.qkv), [H * dh, Hkv * dh, Hkv * dh], 2);
+      return { q: split(H)(q!), k: split(Hkv)(k!), v: split(Hkv)(v!) };
+    }
+    return { q: split(H)(linear(x, w.q)), k: split(Hkv)(linear(x, w.k)), v: split(Hkv)(linear(x, w.v)) };
+  }
+  const columns = (which: 0 | 1 | 2): Linear => {
+    if (!('qkv' in w)) return [w.q, w.k, w.v][which]!;
+    const start = [0, H * dh, (H + Hkv) * dh][which]!;
+    const width = (which === 0 ? H : Hkv) * dh;
+    const { w: m, b: bias } = w.qkv;
+    return {
+      w: tf.slice(m, [0, start], [d, width]) as tf.Tensor2D,
+      b: bias === undefined ? undefined : (tf.slice(bias, [start], [width]) as tf.Tensor1D),
+    };
+  };
+  const perReader = (site: SiteDef, n: number, which: 0 | 1 | 2) => {
+    const copies = tf.tile(tf.expandDims(resid, 2), [1, 1, n, 1]);
+    return headLinear(norm(ctx.site(site, layer, copies)), columns(which), n, dh);
+  };
+  return {
+    q: perReader(EDGE_SITES.q_input, H, 0),
+    k: perReader(EDGE_SITES.k_input, Hkv, 1),
+    v: perReader(EDGE_SITES.v_input, Hkv, 2),
+  };
+}
+
+/** Per-head projections: x [B,T,n,d] with head i's copy through columns i·dh … (i+1)·dh of W: [B,T,n,dh]. */
+function headLinear(x: tf.Tensor, layer: Linear, n: number, dh: number): tf.Tensor4D {
+  const [b, t, , d] = x.shape as [number, number, number, number];
+  const xh = tf.reshape(tf.transpose(x, [2, 0, 1, 3]), [n, b * t, d]) as tf.Tensor3D;
+  const wh = tf.transpose(tf.reshape(layer.w, [d, n, dh]), [1, 0, 2]) as tf.Tensor3D;
+  let y: tf.Tensor = tf.matMul(xh, wh);
+  if (layer.b !== undefined) y = tf.add(y, tf.reshape(layer.b, [n, 1, dh]));
+  return tf.transpose(tf.reshape(y, [n, b, t, dh]), [1, 2, 0, 3]) as tf.Tensor4D;
+}
+
+/**
+ * The residual as the MLP reads it: x itself, or in an edge run that asks for `mlp_input` at this layer, x through
+ * that site (a copy only the MLP reads; the residual stream goes on with x).
+ */
+export function mlpInput(ctx: RunContext, layer: number, x: tf.Tensor3D): tf.Tensor3D {
+  return ctx.wants(EDGE_SITES.mlp_input, layer)
+    ? (ctx.site(EDGE_SITES.mlp_input, layer, x) as tf.Tensor3D)
+    : x;
+}
+
+/** A norm after the attention output (Gemma 3's post-attention RMSNorm): weight (already 1 + w) and eps. */
+export interface PostNorm {
+  readonly weight: tf.Tensor;
+  readonly eps: number;
+}
+
+/**
+ * The attention output projection z·W_O (+ b_O), W_O [H·dh, d], then the post-attention RMSNorm when given.
+ * When the context wants `result` or `head_out` at this layer, computes per-head results [B,T,H,d] (no bias),
+ * passes them through `result`, and returns Σ_h result (+ b_O), so patches of heads flow into the output;
+ * otherwise one 2-D matmul. With `head_out` wanted, each head's write goes through that site and the output is
+ * their sum: without a post-norm head_out = result; with one (normaliser s of the whole Σ_h result + b_O),
+ * head_out_h = normalize(result_h, s)·weight, and the bias's share normalize(b_O, s)·weight is added — the same
+ * function as the post-norm of the sum (docs/method.md §17). The caller puts the output through attn_out.
+ */
+export function attentionOutput(
+  ctx: RunContext,
+  layer: number,
+  z: tf.Tensor4D,
+  wO: Linear,
+  post?: PostNorm,
+): tf.Tensor3D {
   const [b, t, h, dh] = z.shape;
   const d = wO.w.shape[1];
-  if (!ctx.wants(Site.Result, layer)) {
-    return linear(tf.reshape(z, [b, t, h * dh]), wO) as tf.Tensor3D;
+  const postNorm = (x: tf.Tensor): tf.Tensor3D =>
+    (post === undefined ? x : rmsNorm(ctx, x, post.weight, post.eps)) as tf.Tensor3D;
+  const headOut = ctx.wants(EDGE_SITES.head_out, layer);
+  if (!ctx.wants(Site.Result, layer) && !headOut) {
+    return postNorm(linear(tf.reshape(z, [b, t, h * dh]), wO));
   }
   const zh = tf.reshape(tf.transpose(z, [2, 0, 1, 3]), [h, b * t, dh]) as tf.Tensor3D;
   const perHead = tf.matMul(zh, tf.reshape(wO.w, [h, dh, d]) as tf.Tensor3D);
   const result = ctx.site(Site.Result, layer, tf.transpose(tf.reshape(perHead, [h, b, t, d]), [1, 2, 0, 3]));
-  const summed = tf.sum(result, 2);
-  return (wO.b === undefined ? summed : tf.add(summed, wO.b)) as tf.Tensor3D;
+  const withBias = (x: tf.Tensor) => (wO.b === undefined ? x : tf.add(x, wO.b));
+  if (!headOut) return postNorm(withBias(tf.sum(result, 2)));
+  if (post === undefined)
+    return withBias(tf.sum(ctx.site(EDGE_SITES.head_out, layer, result), 2)) as tf.Tensor3D;
+  const scale = ctx.normScale(withBias(tf.sum(result, 2)), post.eps);
+  const share = (x: tf.Tensor, s: tf.Tensor) => tf.mul(ctx.normalize(x, s), post.weight);
+  const writes = ctx.site(EDGE_SITES.head_out, layer, share(result, tf.expandDims(scale, 2)));
+  const out = tf.sum(writes, 2);
+  return (wO.b === undefined ? out : tf.add(out, share(tf.reshape(wO.b, [1, 1, d]), scale))) as tf.Tensor3D;
 }
 
 /**

@@ -10,7 +10,8 @@ import { type SiteName, siteKeyExists } from './sites.js';
 
 /**
  * LayerNorm through the rule slots: xc = x − mean(x); scale = site(scaleSite, layer, sqrt(mean(xc²) + eps));
- * out = normalize(xc, scale)·γ + β (as torch.nn.LayerNorm, biased variance). `gamma`/`beta` are [d]; `beta`
+ * out = normalize(xc, scale)·γ + β (as torch.nn.LayerNorm, biased variance); without `scaleSite` the scale passes
+ * through no site. `gamma`/`beta` are [d]; `beta`
  * may be omitted for bias-free norms.
  */
 export function layerNorm(
@@ -19,11 +20,13 @@ export function layerNorm(
   gamma: tf.Tensor,
   beta: tf.Tensor | undefined,
   eps: number,
-  scaleSite: SiteName,
+  scaleSite: SiteName | undefined,
   layer: number,
 ): tf.Tensor {
   const xc = tf.sub(x, tf.mean(x, -1, true));
-  const scale = ctx.site(scaleSite, layer, ctx.normScale(xc, eps));
+  // No scale site for a norm over per-reader copies (edge runs' split inputs, docs/method.md §17).
+  const s = ctx.normScale(xc, eps);
+  const scale = scaleSite === undefined ? s : ctx.site(scaleSite, layer, s);
   const y = tf.mul(ctx.normalize(xc, scale), gamma);
   return beta === undefined ? y : tf.add(y, beta);
 }

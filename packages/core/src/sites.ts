@@ -194,6 +194,54 @@ const TABLE: { readonly [S in SiteName]: Omit<SiteDef, 'name'> } = {
   },
 };
 
+/**
+ * The sites of edge attribution (docs/method.md §17): what each downstream node reads and what each attention head
+ * writes, one copy per reader. They are not in the site table of `SITES` (not offered as ordinary sites): a run
+ * lists them as run-time sites (`RunContextOptions.extraSites`), and a block computes them only when its run asks
+ * (`ctx.wants`), so runs that do not ask are unchanged bit for bit.
+ */
+export const EdgeSite = {
+  /** The residual as each query head reads it, before the norm: one copy per head. [B,T,H,d] */
+  QInput: 'q_input',
+  /** The residual as each key/value head's key projection reads it. [B,T,H_kv,d] */
+  KInput: 'k_input',
+  /** The residual as each key/value head's value projection reads it. [B,T,H_kv,d] */
+  VInput: 'v_input',
+  /** The residual as the MLP reads it, before its norm. [B,T,d] */
+  MlpInput: 'mlp_input',
+  /**
+   * What each head adds to the residual: `result`, or with a post-attention norm (Gemma 3) the head's result
+   * through that norm with the whole attention output's normaliser; attn_out is then Σ_h head_out (+ bias). [B,T,H,d]
+   */
+  HeadOut: 'head_out',
+} as const;
+
+export type EdgeSiteName = (typeof EdgeSite)[keyof typeof EdgeSite];
+
+const edgeInput = (description: string, heads: (dims: Dims) => number): Omit<SiteDef, 'name'> => ({
+  ...perHead(description, (d) => d.dModel, heads),
+  circuitNodes: false,
+});
+
+const EDGE_TABLE: { readonly [S in EdgeSiteName]: Omit<SiteDef, 'name'> } = {
+  q_input: edgeInput('the residual as each query head reads it (before the norm)', (d) => d.nHeads),
+  k_input: edgeInput('the residual as each key head reads it (before the norm)', (d) => d.nKvHeads),
+  v_input: edgeInput('the residual as each value head reads it (before the norm)', (d) => d.nKvHeads),
+  mlp_input: { ...residual('the residual as the MLP reads it (before its norm)'), circuitNodes: false },
+  head_out: {
+    ...perHead('what each attention head adds to the residual', (d) => d.dModel),
+    circuitNodes: false,
+  },
+};
+
+/** The edge sites' definitions, by name: pass `EDGE_SITE_DEFS` as a run's `extraSites`. */
+export const EDGE_SITES: { readonly [S in EdgeSiteName]: SiteDef & { readonly name: S } } =
+  Object.fromEntries(
+    Object.entries(EDGE_TABLE).map(([name, def]) => [name, Object.freeze({ name, ...def })]),
+  ) as { readonly [S in EdgeSiteName]: SiteDef & { readonly name: S } };
+
+export const EDGE_SITE_DEFS: readonly SiteDef[] = Object.values(EDGE_SITES);
+
 /** The model's own sites: the one table every consumer reads (shapes, axes, layers, granularity, text). */
 export const SITES: { readonly [S in SiteName]: SiteDef & { readonly name: S } } = Object.fromEntries(
   Object.entries(TABLE).map(([name, def]) => [name, Object.freeze({ name, ...def })]),

@@ -1,6 +1,7 @@
 import {
   ALL_SITES,
   applyRotary,
+  attentionInputs,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
@@ -11,9 +12,11 @@ import {
   type HfConfig,
   linear,
   type ModelFamily,
+  mlpInput,
   type RunContext,
   rmsNorm,
   Site,
+  type SiteName,
   unembedLogits,
   type WeightMap,
   WeightReader,
@@ -124,18 +127,16 @@ export class Gemma3Model extends DecoderModel<Plan> {
 
   protected block(ctx: RunContext, l: number, residIn: tf.Tensor3D, attention: BlockAttention): tf.Tensor3D {
     const w = this.weights.layers[l]!;
-    const { nHeads: H, nKvHeads: Hkv, dHead: dh } = this.dims;
     const eps = this.config.rmsNormEps;
     const { cos, sin } = attention.rope!;
     const resid = ctx.site(Site.ResidPre, l, residIn);
-    const [b, t] = resid.shape as [number, number, number];
-    const x = rmsNorm(ctx, resid, w.inputNorm, eps, Site.Ln1Scale, l);
-    const heads = (y: tf.Tensor, n: number) => tf.reshape(y, [b, t, n, dh]) as tf.Tensor4D;
-    const qn = rmsNorm(ctx, heads(linear(x, w.q), H), w.qNorm, eps) as tf.Tensor4D;
-    const kn = rmsNorm(ctx, heads(linear(x, w.k), Hkv), w.kNorm, eps) as tf.Tensor4D;
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) => rmsNorm(ctx, x, w.inputNorm, eps, scaleSite, l);
+    const inputs = attentionInputs(ctx, l, resid as tf.Tensor3D, norm1, w, this.dims);
+    const qn = rmsNorm(ctx, inputs.q, w.qNorm, eps) as tf.Tensor4D;
+    const kn = rmsNorm(ctx, inputs.k, w.kNorm, eps) as tf.Tensor4D;
     const q = ctx.site(Site.Q, l, applyRotary(qn, cos, sin)) as tf.Tensor4D;
     const k = ctx.site(Site.K, l, applyRotary(kn, cos, sin)) as tf.Tensor4D;
-    const v = ctx.site(Site.V, l, heads(linear(x, w.v), Hkv)) as tf.Tensor4D;
+    const v = ctx.site(Site.V, l, inputs.v) as tf.Tensor4D;
     // transformers' Gemma3Attention stores attn_logit_softcapping but never passes it to the attention function
     // (Gemma 3 replaced Gemma 2's soft-capping with q/k norms), so neither does relp.
     const z = groupedQueryAttention(ctx, l, q, k, v, {
@@ -143,17 +144,18 @@ export class Gemma3Model extends DecoderModel<Plan> {
       maskBias: attention.mask,
       prefix: attention.prefix,
     });
-    const attn = ctx.site(
-      Site.AttnOut,
-      l,
-      rmsNorm(ctx, attentionOutput(ctx, l, z, w.o), w.postAttnNorm, eps),
-    );
-    const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn));
-    const x2 = rmsNorm(ctx, mid, w.preFfNorm, eps, Site.Ln2Scale, l);
+    const post = { weight: w.postAttnNorm, eps };
+    const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.o, post));
+    const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn)) as tf.Tensor3D;
+    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid), w.preFfNorm, eps, Site.Ln2Scale, l);
     const gate = ctx.site(Site.MlpPre, l, linear(x2, w.gate));
     const up = linear(x2, w.up);
-    const post = ctx.site(Site.MlpPost, l, ctx.gateProduct(ctx.activation(this.config.activation, gate), up));
-    const mlp = ctx.site(Site.MlpOut, l, rmsNorm(ctx, linear(post, w.down), w.postFfNorm, eps));
+    const hidden = ctx.site(
+      Site.MlpPost,
+      l,
+      ctx.gateProduct(ctx.activation(this.config.activation, gate), up),
+    );
+    const mlp = ctx.site(Site.MlpOut, l, rmsNorm(ctx, linear(hidden, w.down), w.postFfNorm, eps));
     return ctx.site(Site.ResidPost, l, tf.add(mid, mlp)) as tf.Tensor3D;
   }
 

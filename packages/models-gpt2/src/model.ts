@@ -1,5 +1,6 @@
 import {
   ALL_SITES,
+  attentionInputs,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
@@ -9,8 +10,10 @@ import {
   groupedQueryAttention,
   layerNorm,
   linear,
+  mlpInput,
   type RunContext,
   Site,
+  type SiteName,
   type WeightMap,
   WeightReader,
 } from '@relp/core';
@@ -98,14 +101,13 @@ export class Gpt2Model extends DecoderModel<Plan> {
   protected block(ctx: RunContext, l: number, residIn: tf.Tensor3D, attention: BlockAttention): tf.Tensor3D {
     const c = this.config;
     const w = this.weights.layers[l]!;
-    const [B, T] = residIn.shape;
-    const heads = (x: tf.Tensor) => tf.reshape(x, [B, T, c.nHeads, c.dHead]) as tf.Tensor4D;
-    const resid = ctx.site(Site.ResidPre, l, residIn);
-    const h1 = layerNorm(ctx, resid, w.ln1.g, w.ln1.b, c.layerNormEps, Site.Ln1Scale, l);
-    const [q0, k0, v0] = tf.split(linear(h1, w.qkv), 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const q = ctx.site(Site.Q, l, heads(q0)) as tf.Tensor4D;
-    const k = ctx.site(Site.K, l, heads(k0)) as tf.Tensor4D;
-    const v = ctx.site(Site.V, l, heads(v0)) as tf.Tensor4D;
+    const resid = ctx.site(Site.ResidPre, l, residIn) as tf.Tensor3D;
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) =>
+      layerNorm(ctx, x, w.ln1.g, w.ln1.b, c.layerNormEps, scaleSite, l);
+    const inputs = attentionInputs(ctx, l, resid, norm1, { qkv: w.qkv }, this.dims);
+    const q = ctx.site(Site.Q, l, inputs.q) as tf.Tensor4D;
+    const k = ctx.site(Site.K, l, inputs.k) as tf.Tensor4D;
+    const v = ctx.site(Site.V, l, inputs.v) as tf.Tensor4D;
     // HF multiplies the scores by 1/√dh (scale_attn_weights) and 1/(l+1) (scale_attn_by_inverse_layer_idx), as one
     // number; multiplying by exactly 1 when neither applies changes no bit.
     let scale = c.scaleAttnWeights ? 1 / Math.sqrt(c.dHead) : 1;
@@ -117,7 +119,15 @@ export class Gpt2Model extends DecoderModel<Plan> {
     });
     const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.o));
     const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn));
-    const h2 = layerNorm(ctx, mid, w.ln2.g, w.ln2.b, c.layerNormEps, Site.Ln2Scale, l);
+    const h2 = layerNorm(
+      ctx,
+      mlpInput(ctx, l, mid as tf.Tensor3D),
+      w.ln2.g,
+      w.ln2.b,
+      c.layerNormEps,
+      Site.Ln2Scale,
+      l,
+    );
     const pre = ctx.site(Site.MlpPre, l, linear(h2, w.fc));
     const post = ctx.site(Site.MlpPost, l, ctx.activation(c.activation, pre));
     const mlp = ctx.site(Site.MlpOut, l, linear(post, w.proj));

@@ -1,6 +1,7 @@
 import {
   ALL_SITES,
   applyRotary,
+  attentionInputs,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
@@ -11,9 +12,11 @@ import {
   type HfConfig,
   linear,
   type ModelFamily,
+  mlpInput,
   type RunContext,
   rmsNorm,
   Site,
+  type SiteName,
   unembedLogits,
   type WeightMap,
   WeightReader,
@@ -88,16 +91,15 @@ export class LlamaModel extends DecoderModel<Plan> {
 
   protected block(ctx: RunContext, l: number, residIn: tf.Tensor3D, attention: BlockAttention): tf.Tensor3D {
     const w = this.weights.layers[l]!;
-    const { nHeads: H, nKvHeads: Hkv, dHead: dh } = this.dims;
+    const { dHead: dh } = this.dims;
     const eps = this.config.rmsNormEps;
     const { cos, sin } = attention.rope!;
     const resid = ctx.site(Site.ResidPre, l, residIn);
-    const [b, t] = resid.shape as [number, number, number];
-    const x = rmsNorm(ctx, resid, w.ln1, eps, Site.Ln1Scale, l);
-    const heads = (y: tf.Tensor, n: number) => tf.reshape(y, [b, t, n, dh]) as tf.Tensor4D;
-    const q = ctx.site(Site.Q, l, applyRotary(heads(linear(x, w.q), H), cos, sin)) as tf.Tensor4D;
-    const k = ctx.site(Site.K, l, applyRotary(heads(linear(x, w.k), Hkv), cos, sin)) as tf.Tensor4D;
-    const v = ctx.site(Site.V, l, heads(linear(x, w.v), Hkv)) as tf.Tensor4D;
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) => rmsNorm(ctx, x, w.ln1, eps, scaleSite, l);
+    const inputs = attentionInputs(ctx, l, resid as tf.Tensor3D, norm1, w, this.dims);
+    const q = ctx.site(Site.Q, l, applyRotary(inputs.q, cos, sin)) as tf.Tensor4D;
+    const k = ctx.site(Site.K, l, applyRotary(inputs.k, cos, sin)) as tf.Tensor4D;
+    const v = ctx.site(Site.V, l, inputs.v) as tf.Tensor4D;
     const z = groupedQueryAttention(ctx, l, q, k, v, {
       scale: dh ** -0.5,
       maskBias: attention.mask,
@@ -105,7 +107,7 @@ export class LlamaModel extends DecoderModel<Plan> {
     });
     const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.o));
     const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn));
-    const x2 = rmsNorm(ctx, mid, w.ln2, eps, Site.Ln2Scale, l);
+    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid as tf.Tensor3D), w.ln2, eps, Site.Ln2Scale, l);
     const gate = ctx.site(Site.MlpPre, l, linear(x2, w.gate));
     const up = linear(x2, w.up);
     const post = ctx.site(Site.MlpPost, l, ctx.gateProduct(ctx.activation(this.config.activation, gate), up));

@@ -1,6 +1,7 @@
 import {
   ALL_SITES,
   applyRotary,
+  attentionInputs,
   attentionOutput,
   type BlockAttention,
   DecoderModel,
@@ -11,10 +12,12 @@ import {
   groupedQueryAttention,
   layerNorm,
   linear,
+  mlpInput,
   RelpError,
   type RopeSpec,
   type RunContext,
   Site,
+  type SiteName,
   transposeHost,
   type WeightMap,
   WeightReader,
@@ -130,19 +133,18 @@ export class PythiaModel extends DecoderModel<Plan> {
   }
 
   protected block(ctx: RunContext, l: number, residIn: tf.Tensor3D, attention: BlockAttention): tf.Tensor3D {
-    const { nHeads: H, dHead: dh } = this.dims;
+    const { dHead: dh } = this.dims;
     const w = this.weights.layers[l]!;
     const eps = this.config.layerNormEps;
-    const [B, T] = residIn.shape;
     const { cos, sin } = attention.rope!;
-    const heads = (x: tf.Tensor) => tf.reshape(x, [B, T, H, dh]) as tf.Tensor4D;
-    const resid = ctx.site(Site.ResidPre, l, residIn);
+    const resid = ctx.site(Site.ResidPre, l, residIn) as tf.Tensor3D;
 
-    const a = layerNorm(ctx, resid, w.ln1.g, w.ln1.b, eps, Site.Ln1Scale, l);
-    const [q0, k0, v0] = tf.split(linear(a, w.qkv), 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const q = ctx.site(Site.Q, l, applyRotary(heads(q0), cos, sin)) as tf.Tensor4D;
-    const k = ctx.site(Site.K, l, applyRotary(heads(k0), cos, sin)) as tf.Tensor4D;
-    const v = ctx.site(Site.V, l, heads(v0)) as tf.Tensor4D;
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) =>
+      layerNorm(ctx, x, w.ln1.g, w.ln1.b, eps, scaleSite, l);
+    const inputs = attentionInputs(ctx, l, resid, norm1, { qkv: w.qkv }, this.dims);
+    const q = ctx.site(Site.Q, l, applyRotary(inputs.q, cos, sin)) as tf.Tensor4D;
+    const k = ctx.site(Site.K, l, applyRotary(inputs.k, cos, sin)) as tf.Tensor4D;
+    const v = ctx.site(Site.V, l, inputs.v) as tf.Tensor4D;
     const z = groupedQueryAttention(ctx, l, q, k, v, {
       scale: 1 / Math.sqrt(dh),
       maskBias: attention.mask,
@@ -152,7 +154,15 @@ export class PythiaModel extends DecoderModel<Plan> {
 
     // The MLP reads resid_pre (parallel residual) or resid_mid (sequential).
     const mid = this.config.parallelResidual ? undefined : ctx.site(Site.ResidMid, l, tf.add(attn, resid));
-    const b = layerNorm(ctx, mid ?? resid, w.ln2.g, w.ln2.b, eps, Site.Ln2Scale, l);
+    const b = layerNorm(
+      ctx,
+      mlpInput(ctx, l, (mid ?? resid) as tf.Tensor3D),
+      w.ln2.g,
+      w.ln2.b,
+      eps,
+      Site.Ln2Scale,
+      l,
+    );
     const pre = ctx.site(Site.MlpPre, l, linear(b, w.fc));
     const post = ctx.site(Site.MlpPost, l, ctx.activation(this.config.activation, pre));
     const mlp = ctx.site(Site.MlpOut, l, linear(post, w.proj));
