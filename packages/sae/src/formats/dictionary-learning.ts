@@ -9,7 +9,7 @@ import {
   transpose2d,
   unsupportedSae,
 } from './common.js';
-import { readTorchStateDict, type TorchTensor } from './torch-pickle.js';
+import { MAX_TORCH_BYTES, readTorchStateDict, type TorchTensor } from './torch-pickle.js';
 
 /** The files of a dictionary_learning SAE: `ae.pt` (a torch.save'd state dict) and `config.json`. */
 export interface DictionaryLearningFiles {
@@ -60,6 +60,40 @@ function parseConfig(source: string, v: DictionaryLearningFiles['config']): Reco
   return parsed as Record<string, unknown>;
 }
 
+/** The tensors (by state dict name) each dictionary class is read from, with their shapes. */
+function expectedTensors(
+  cls: unknown,
+  dIn: number,
+  dSae: number,
+  source: string,
+): Record<string, readonly number[]> {
+  switch (cls) {
+    case 'AutoEncoder':
+      return {
+        'encoder.weight': [dSae, dIn],
+        'encoder.bias': [dSae],
+        'decoder.weight': [dIn, dSae],
+        bias: [dIn],
+      };
+    case 'AutoEncoderTopK':
+      return {
+        'encoder.weight': [dSae, dIn],
+        'encoder.bias': [dSae],
+        'decoder.weight': [dIn, dSae],
+        b_dec: [dIn],
+        k: [],
+      };
+    case 'JumpReluAutoEncoder':
+      return { W_enc: [dIn, dSae], b_enc: [dSae], W_dec: [dSae, dIn], b_dec: [dIn], threshold: [dSae] };
+    case 'GatedAutoEncoder':
+      throw unsupportedSae(`${source}: gated SAEs (GatedAutoEncoder) are not supported`);
+    default:
+      throw unsupportedSae(`${source}: dictionary class ${JSON.stringify(cls)} is not supported`, {
+        dictClass: cls,
+      });
+  }
+}
+
 /**
  * Loads a dictionary_learning SAE (github.com/saprmarks/dictionary_learning): ae.pt read directly (no Python), the
  * class from config.json's trainer.dict_class.
@@ -90,7 +124,14 @@ export function loadDictionaryLearning(
       `${source}: cannot tell the site from trainer.submodule_name ${JSON.stringify(tr.submodule_name)}: pass hookPoint`,
     );
   }
-  const sd = readTorchStateDict(files.ae, `${source}/ae.pt`);
+  const want = expectedTensors(cls, dIn, dSae, source);
+  // Room for float64 storages and the float32 copies made of them, and no more: a file that declares more is refused
+  // before anything is inflated.
+  const expectedElements = Object.values(want).reduce((a, shape) => a + shape.reduce((x, y) => x * y, 1), 0);
+  const sd = readTorchStateDict(files.ae, `${source}/ae.pt`, {
+    want,
+    maxBytes: Math.min(12 * expectedElements + 2 ** 20, MAX_TORCH_BYTES),
+  });
   const get = (name: string, shape: readonly number[]): HostArray => {
     const t: TorchTensor | undefined = sd.get(name);
     if (t !== undefined && !(t.data instanceof Float32Array))

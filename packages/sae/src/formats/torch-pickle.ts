@@ -416,50 +416,199 @@ function unpickle(bytes: Uint8Array, source: string): Dict {
   }
 }
 
-const MAX_ENTRY_BYTES = 2 ** 31;
-const MAX_INFLATED_BYTES = 2 ** 28;
+/** The hard ceiling of bytes one checkpoint may inflate and materialise, whatever a caller allows. */
+export const MAX_TORCH_BYTES = 2 ** 31;
+/** A state dict's pickle holds names and tensor geometry: kilobytes to a few megabytes. */
+const MAX_PICKLE_BYTES = 64 * 2 ** 20;
+/** More zip entries than any state dict has (one per storage, plus a few). */
+const MAX_ZIP_ENTRIES = 100_000;
+
+export interface TorchReadOptions {
+  /**
+   * The tensors to read, by name, with the shape each must have. Only these are inflated and materialised (others
+   * are skipped after their geometry checks); a wanted tensor of another shape is BAD_MODEL_FILE before any of
+   * its storage is inflated. Absent: every tensor is read.
+   */
+  readonly want?: Readonly<Record<string, readonly number[]>>;
+  /**
+   * The most bytes inflated (the storages read) plus materialised (the tensors returned), in all; at most, and by
+   * default, MAX_TORCH_BYTES.
+   */
+  readonly maxBytes?: number;
+}
+
+/** One tensor's geometry checked against its storage; `numel` is bounded by the byte budget. */
+interface PlannedTensor {
+  readonly name: string;
+  readonly ref: TensorRef;
+  readonly numel: number;
+}
+
+/** The product of sizes, or undefined past 2^53. */
+function safeProduct(xs: readonly number[]): number | undefined {
+  let p = 1;
+  for (const x of xs) {
+    if (x === 0) return 0;
+    p *= x;
+    if (p > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  return p;
+}
 
 /**
  * Reads the tensors of a `torch.save`d state dict (zip format, PyTorch ≥ 1.6). Storage offsets and strides are
- * honoured; float16 and bfloat16 become float32 exactly. Throws BAD_MODEL_FILE for anything that is not a plain
- * little-endian state dict of tensors, UNSUPPORTED for big-endian files.
+ * honoured; float16 and bfloat16 become float32 exactly. Hostile files cost little: only the pickle and the
+ * storages of the tensors read are inflated, each only after its declared size matched what the pickle says it
+ * holds, every view must lie inside its storage, and the bytes inflated and materialised are bounded
+ * (`options.maxBytes`, and wanted shapes) before any of it is allocated. Throws BAD_MODEL_FILE for anything that
+ * is not a plain little-endian state dict of tensors (or exceeds those bounds), UNSUPPORTED for big-endian files.
  */
-export function readTorchStateDict(bytes: Uint8Array, source = 'checkpoint'): Map<string, TorchTensor> {
-  let files: Record<string, Uint8Array>;
+export function readTorchStateDict(
+  bytes: Uint8Array,
+  source = 'checkpoint',
+  options: TorchReadOptions = {},
+): Map<string, TorchTensor> {
+  const budget = Math.min(options.maxBytes ?? MAX_TORCH_BYTES, MAX_TORCH_BYTES);
+  const entries = new Map<string, { originalSize: number; compression: number }>();
+  const isPickle = (n: string) => n === 'data.pkl' || n.endsWith('/data.pkl');
+  let head: Record<string, Uint8Array>;
   try {
-    files = unzipSync(bytes, {
+    // First pass: every entry's name and declared size; only the pickle and byteorder are inflated.
+    head = unzipSync(bytes, {
       filter: (f) => {
-        // torch.save stores entries uncompressed; a compressed entry is inflated into a buffer of its claimed size.
-        const cap = f.compression === 0 ? MAX_ENTRY_BYTES : MAX_INFLATED_BYTES;
-        if (f.originalSize > cap) throw new Error(`entry ${f.name} claims ${f.originalSize} bytes`);
-        return true;
+        if (entries.size >= MAX_ZIP_ENTRIES) throw new Error(`more than ${MAX_ZIP_ENTRIES} entries`);
+        entries.set(f.name, { originalSize: f.originalSize, compression: f.compression });
+        const keep = isPickle(f.name) || f.name === 'byteorder' || f.name.endsWith('/byteorder');
+        if (keep && f.originalSize > MAX_PICKLE_BYTES)
+          throw new Error(`entry ${f.name} claims ${f.originalSize} bytes`);
+        return keep;
       },
     });
   } catch (e) {
     throw badSaeFile(`${source} is not a PyTorch zip checkpoint (${(e as Error).message})`);
   }
-  const pkl = Object.keys(files).filter((n) => n === 'data.pkl' || n.endsWith('/data.pkl'));
+  const pkl = [...entries.keys()].filter(isPickle);
   if (pkl.length !== 1) {
     throw badSaeFile(
       `${source}: expected one data.pkl in the zip, found ${pkl.length} (legacy non-zip torch.save files are not supported)`,
     );
   }
   const prefix = pkl[0]!.slice(0, -'data.pkl'.length);
-  const order = files[`${prefix}byteorder`];
+  const order = head[`${prefix}byteorder`];
   if (order && new TextDecoder().decode(order).trim() !== 'little') {
     throw unsupportedSae(`${source}: big-endian checkpoints are not supported`);
   }
-  const dict = unpickle(files[pkl[0]!]!, source);
-  const out = new Map<string, TorchTensor>();
+  const pickle = head[pkl[0]!];
+  if (pickle === undefined) throw badSaeFile(`${source}: ${pkl[0]} cannot be read`);
+  const dict = unpickle(pickle, source);
+
+  // Plan: check every tensor's geometry and the byte budget before inflating or allocating anything.
+  const planned: PlannedTensor[] = [];
+  const storages = new Map<string, StorageRef>();
+  let spend = 0;
+  const charge = (n: number, where: string) => {
+    spend += n;
+    if (spend > budget) {
+      throw badSaeFile(
+        `${where}: the checkpoint needs more than ${budget} bytes (inflated storages and tensors) to read`,
+        { maxBytes: budget },
+      );
+    }
+  };
   for (const [name, v] of dict.map) {
     if (typeof name !== 'string') throw badSaeFile(`${source}: a state dict key is not a string`);
     if (!(v instanceof TensorRef)) throw badSaeFile(`${source}: "${name}" is not a tensor`);
-    out.set(name, materialise(v, files[`${prefix}data/${v.storage.key}`], `${source}: "${name}"`));
+    const where = `${source}: "${name}"`;
+    const numel = checkView(v, where);
+    const wanted = options.want?.[name];
+    if (options.want !== undefined && wanted === undefined) continue;
+    if (
+      wanted !== undefined &&
+      (wanted.length !== v.shape.length || wanted.some((d, i) => d !== v.shape[i]))
+    ) {
+      throw badSaeFile(`${where} has shape [${v.shape}], expected [${wanted}]`, {
+        tensor: name,
+        shape: [...v.shape],
+        expected: [...wanted],
+      });
+    }
+    const st = v.storage;
+    const known = storages.get(st.key);
+    if (known === undefined) {
+      charge(st.numel * st.size, where);
+      storages.set(st.key, st);
+    } else if (known.numel !== st.numel || known.dtype !== st.dtype) {
+      throw badSaeFile(`${where}: storage data/${st.key} is declared twice, differently`);
+    }
+    const floating = st.dtype.startsWith('float') || st.dtype === 'bfloat16';
+    charge(numel * (floating ? 4 : 8), where);
+    planned.push({ name, ref: v, numel });
   }
+  for (const [key, st] of storages) {
+    const entry = entries.get(`${prefix}data/${key}`);
+    if (entry === undefined) throw badSaeFile(`${source}: storage data/${key} is missing`);
+    if (entry.originalSize !== st.numel * st.size) {
+      throw badSaeFile(
+        `${source}: storage data/${key} has ${entry.originalSize} bytes, expected ${st.numel * st.size}`,
+      );
+    }
+  }
+
+  // Second pass: inflate the storages the planned tensors read, and nothing else.
+  let raw: Record<string, Uint8Array>;
+  try {
+    raw = unzipSync(bytes, {
+      filter: (f) =>
+        f.name.startsWith(`${prefix}data/`) && storages.has(f.name.slice(`${prefix}data/`.length)),
+    });
+  } catch (e) {
+    throw badSaeFile(`${source}: a storage cannot be inflated (${(e as Error).message})`);
+  }
+  const out = new Map<string, TorchTensor>();
+  for (const t of planned)
+    out.set(
+      t.name,
+      materialise(t.ref, t.numel, raw[`${prefix}data/${t.ref.storage.key}`], `${source}: "${t.name}"`),
+    );
   return out;
 }
 
-function materialise(t: TensorRef, raw: Uint8Array | undefined, where: string): TorchTensor {
+/**
+ * Checks a view's geometry (sizes, strides and offset non-negative, its furthest element inside the storage, its
+ * element count representable) and returns its element count.
+ */
+function checkView(t: TensorRef, where: string): number {
+  const { shape, stride, offset, storage: st } = t;
+  if (shape.length !== stride.length) throw badSaeFile(`${where}: size and stride differ in length`);
+  if (shape.some((s) => s < 0) || stride.some((s) => s < 0) || offset < 0)
+    throw badSaeFile(`${where}: negative size, stride or offset`);
+  if (st.numel * st.size > Number.MAX_SAFE_INTEGER) throw badSaeFile(`${where}: storage size out of range`);
+  const numel = safeProduct(shape);
+  if (numel === undefined) throw badSaeFile(`${where}: [${shape}] has more elements than can be counted`);
+  // A state dict's tensors are views of their own storage; one with more elements than its storage (zero or
+  // overlapping strides) would let a few bytes declare gigabytes.
+  if (numel > st.numel) {
+    throw badSaeFile(
+      `${where}: the view [${shape}] has ${numel} elements but its storage only ${st.numel} (zero or overlapping strides)`,
+    );
+  }
+  if (numel > 0) {
+    let last = offset;
+    for (let i = 0; i < shape.length; i++) {
+      last += (shape[i]! - 1) * stride[i]!;
+      if (!(last < st.numel)) {
+        throw badSaeFile(
+          `${where}: the view (size [${shape}], stride [${stride}], offset ${offset}) reaches past its ${st.numel}-element storage`,
+        );
+      }
+    }
+    if (!(last < st.numel))
+      throw badSaeFile(`${where}: view reaches element ${last} of a ${st.numel}-element storage`);
+  }
+  return numel;
+}
+
+function materialise(t: TensorRef, numel: number, raw: Uint8Array | undefined, where: string): TorchTensor {
   const st = t.storage;
   if (!raw) throw badSaeFile(`${where}: storage data/${st.key} is missing`);
   if (raw.length !== st.numel * st.size)
@@ -467,15 +616,6 @@ function materialise(t: TensorRef, raw: Uint8Array | undefined, where: string): 
       `${where}: storage data/${st.key} has ${raw.length} bytes, expected ${st.numel * st.size}`,
     );
   const { shape, stride, offset } = t;
-  if (shape.length !== stride.length) throw badSaeFile(`${where}: size and stride differ in length`);
-  if (shape.some((s) => s < 0) || stride.some((s) => s < 0) || offset < 0)
-    throw badSaeFile(`${where}: negative size, stride or offset`);
-  const numel = shape.reduce((a, b) => a * b, 1);
-  if (numel > 0) {
-    const last = offset + shape.reduce((a, s, i) => a + (s - 1) * stride[i]!, 0);
-    if (last >= st.numel)
-      throw badSaeFile(`${where}: view reaches element ${last} of a ${st.numel}-element storage`);
-  }
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const read = (i: number): number => {
     const b = i * st.size;
