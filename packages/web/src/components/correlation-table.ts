@@ -12,7 +12,8 @@ export interface CorrelationRow {
 /**
  * The correlation table: rows are methods, column groups are site types, each with Pearson, Spearman and
  * top-k agreement against activation patching. Cells carry `data-method`, `data-site`, `data-stat` and the
- * full-precision `data-value`.
+ * full-precision `data-value`. The table scrolls sideways in its own box, so a narrow screen never scrolls the
+ * page.
  */
 export function renderCorrelationTable(
   container: HTMLElement,
@@ -46,6 +47,12 @@ export function renderCorrelationTable(
     body.append(tr);
   }
   table.append(body);
-  container.append(table);
+  container.append(
+    html(
+      'div',
+      { class: 'relp-table-scroll', role: 'region', 'aria-label': 'agreement table', tabindex: 0 },
+      [table],
+    ),
+  );
   return table;
 }

@@ -1,5 +1,5 @@
 import { divergingColor, fmt } from '@relp/report';
-import { plotFrame, svg, tokenText } from './dom.js';
+import { html, plotFrame, svg, tokenText } from './dom.js';
 
 export interface HeatmapProps {
   /** [layer][position] scores, as `AttributionResult.scores[site]` holds them (position granularity). */
@@ -11,7 +11,7 @@ export interface HeatmapProps {
   readonly rowLabels?: readonly string[];
   /** Symmetric colour bound; default the grid's largest |value| (share it across methods to compare them). */
   readonly maxAbs?: number;
-  /** Cell size in px (default from the number of positions). */
+  /** Cell size in px (default from the number of positions and the container's width). */
   readonly cell?: number;
   /** Extra attributes for tests and styling, e.g. { 'data-method': 'relp', 'data-site': 'mlp_out' }. */
   readonly attrs?: Readonly<Record<string, string>>;
@@ -34,12 +34,17 @@ export function maxAbsOf(...grids: readonly (readonly (readonly number[])[])[]):
 /**
  * A layer × position heatmap (layers top to bottom, tokens left to right) on a symmetric diverging scale,
  * with token labels, a colour bar and a tooltip on hover. Each cell carries `data-layer`, `data-position` and
- * `data-value` (the full-precision score).
+ * `data-value` (the full-precision score). For keyboards and screen readers: the picture is an image whose label
+ * summarises it, the cells are one tab stop moved through with the arrow keys (Home/End: first/last position,
+ * PageUp/PageDown: first/last layer) with the focused cell read out in a live region, and a data table under
+ * "Data table" holds every value.
  */
 export function renderHeatmap(container: HTMLElement, props: HeatmapProps): HeatmapView {
   const rows = props.grid.length;
   const cols = Math.max(0, ...props.grid.map((r) => r.length));
-  const cell = props.cell ?? Math.max(14, Math.min(28, Math.floor(400 / Math.max(1, cols))));
+  // Cells fit the container's width where they can (a phone), between 14 and 28 px.
+  const room = (container.clientWidth || 560) - 44 - 16 - 70 - 24;
+  const cell = props.cell ?? Math.max(14, Math.min(28, Math.floor(Math.min(400, room) / Math.max(1, cols))));
   const maxAbs = props.maxAbs ?? maxAbsOf(props.grid);
   const rowLabels = props.rowLabels ?? props.grid.map((_, i) => `L${i}`);
   const tokens = props.tokens ?? [];
@@ -52,26 +57,30 @@ export function renderHeatmap(container: HTMLElement, props: HeatmapProps): Heat
 
   const { root, tip, svg: s } = plotFrame('heatmap', props, width, height);
   const cells = svg('g', { class: 'cells' });
+  const rectRows: SVGRectElement[][] = [];
   props.grid.forEach((row, l) => {
     s.append(
       svg('text', { x: left - 6, y: top + l * cell + cell / 2 + 4, 'text-anchor': 'end', class: 'axis' }, [
         rowLabels[l] ?? String(l),
       ]),
     );
+    const rowRects: SVGRectElement[] = [];
+    rectRows.push(rowRects);
     row.forEach((v, p) => {
       const t = maxAbs > 0 ? v / maxAbs : 0;
-      cells.append(
-        svg('rect', {
-          x: left + p * cell,
-          y: top + l * cell,
-          width: cell - 1,
-          height: cell - 1,
-          fill: divergingColor(Number.isFinite(v) ? t : Number.NaN),
-          'data-layer': l,
-          'data-position': p,
-          'data-value': String(v),
-        }),
-      );
+      const rect = svg('rect', {
+        x: left + p * cell,
+        y: top + l * cell,
+        width: cell - 1,
+        height: cell - 1,
+        fill: divergingColor(Number.isFinite(v) ? t : Number.NaN),
+        'data-layer': l,
+        'data-position': p,
+        'data-value': String(v),
+        tabindex: l === 0 && p === 0 ? 0 : -1,
+      });
+      rowRects.push(rect);
+      cells.append(rect);
     });
   });
   s.append(cells);
@@ -108,6 +117,57 @@ export function renderHeatmap(container: HTMLElement, props: HeatmapProps): Heat
   marker.style.display = 'none';
   s.append(marker);
 
+  s.setAttribute('aria-label', summary(props, rowLabels, tokens, rows, cols));
+  const readout = html('div', { class: 'relp-sr-only', 'aria-live': 'polite' });
+  root.append(readout, dataTable(props.grid, rowLabels, tokens, cols));
+
+  // One tab stop: the last focused cell (first the top left); arrow keys move between cells.
+  const rects = rectRows.flat();
+  const rectAt = (l: number, p: number) => rectRows[l]?.[Math.min(p, (rectRows[l]?.length ?? 1) - 1)];
+  const cellText = (l: number, p: number, v: number) =>
+    `${rowLabels[l] ?? `L${l}`}, position ${p} ${JSON.stringify(tokens[p] ?? '')}: ${Number.isFinite(v) ? v.toPrecision(6) : String(v)}`;
+  cells.addEventListener('focusin', (ev) => {
+    const r = cellOf(ev.target);
+    if (!r) return;
+    for (const o of rects) o.setAttribute('tabindex', o === r ? '0' : '-1');
+    const l = Number(r.dataset.layer);
+    const p = Number(r.dataset.position);
+    marker.setAttribute('x', String(left + p * cell));
+    marker.setAttribute('y', String(top + l * cell));
+    marker.style.display = '';
+    const b = r.getBoundingClientRect();
+    tip.show({ clientX: b.right, clientY: b.bottom }, [
+      `${rowLabels[l] ?? l} · position ${p} ${JSON.stringify(tokens[p] ?? '')}`,
+      `score ${Number(r.dataset.value).toPrecision(6)}`,
+    ]);
+    readout.textContent = cellText(l, p, Number(r.dataset.value));
+  });
+  cells.addEventListener('focusout', () => {
+    marker.style.display = 'none';
+    tip.hide();
+  });
+  cells.addEventListener('keydown', (ev) => {
+    const r = cellOf(ev.target);
+    if (!r) return;
+    const l = Number(r.dataset.layer);
+    const p = Number(r.dataset.position);
+    const lastPos = (props.grid[l]?.length ?? 1) - 1;
+    const to: Record<string, [number, number]> = {
+      ArrowLeft: [l, p - 1],
+      ArrowRight: [l, p + 1],
+      ArrowUp: [l - 1, p],
+      ArrowDown: [l + 1, p],
+      Home: [l, 0],
+      End: [l, lastPos],
+      PageUp: [0, p],
+      PageDown: [rows - 1, p],
+    };
+    const next = to[ev.key];
+    if (!next) return;
+    ev.preventDefault();
+    rectAt(Math.max(0, Math.min(rows - 1, next[0])), Math.max(0, next[1]))?.focus();
+  });
+
   const cellOf = (target: EventTarget | null): SVGRectElement | undefined =>
     target instanceof SVGRectElement && target.dataset.value !== undefined ? target : undefined;
   cells.addEventListener('pointermove', (ev) => {
@@ -134,4 +194,55 @@ export function renderHeatmap(container: HTMLElement, props: HeatmapProps): Heat
       marker.style.display = '';
     },
   };
+}
+
+/** The picture in words: its size, its range and where its largest |value| is. */
+function summary(
+  props: HeatmapProps,
+  rowLabels: readonly string[],
+  tokens: readonly string[],
+  rows: number,
+  cols: number,
+): string {
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  let peak: { l: number; p: number; v: number } | undefined;
+  for (const [l, row] of props.grid.entries()) {
+    for (const [p, v] of row.entries()) {
+      if (!Number.isFinite(v)) continue;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+      if (!peak || Math.abs(v) > Math.abs(peak.v)) peak = { l, p, v };
+    }
+  }
+  const head = `${props.title ?? 'heatmap'}: ${rows} layers × ${cols} positions`;
+  if (!peak) return `${head}, no finite values`;
+  return `${head}, values from ${fmt(lo)} to ${fmt(hi)}; largest |value| ${fmt(peak.v)} at ${rowLabels[peak.l] ?? `L${peak.l}`}, position ${peak.p} ${JSON.stringify(tokens[peak.p] ?? '')}. Arrow keys move between cells; the data table below lists every value.`;
+}
+
+/** Every value as a table (rows: layers, columns: positions), folded under "Data table". */
+function dataTable(
+  grid: readonly (readonly number[])[],
+  rowLabels: readonly string[],
+  tokens: readonly string[],
+  cols: number,
+): HTMLDetailsElement {
+  const head = html('tr', {}, [
+    html('th', { scope: 'col' }, ['layer']),
+    ...Array.from({ length: cols }, (_, p) =>
+      html('th', { scope: 'col' }, [`${p} ${tokenText(tokens[p] ?? '', 10)}`]),
+    ),
+  ]);
+  const body = grid.map((row, l) =>
+    html('tr', {}, [
+      html('th', { scope: 'row' }, [rowLabels[l] ?? `L${l}`]),
+      ...row.map((v) => html('td', { 'data-value': String(v) }, [fmt(v, 4)])),
+    ]),
+  );
+  return html('details', { class: 'relp-data' }, [
+    html('summary', {}, ['Data table']),
+    html('div', { class: 'relp-table-scroll' }, [
+      html('table', { class: 'relp-table' }, [html('thead', {}, [head]), html('tbody', {}, body)]),
+    ]),
+  ]);
 }

@@ -20,13 +20,14 @@ export interface ScatterProps {
 
 /**
  * Method-vs-patching scatter: one point per (layer, position) cell, x = activation patching, y = the method's
- * estimate, one colour per method, with the y = x diagonal and a tooltip per point.
+ * estimate, one colour per method, with the y = x diagonal, round-valued ticks on both axes and a tooltip per
+ * point.
  */
 export function renderScatter(container: HTMLElement, props: ScatterProps): HTMLElement {
   const size = props.size ?? 300;
-  const pad = 44;
+  const pad = 52;
   const w = size + pad + 12;
-  const h = size + pad + 12;
+  const h = size + 12 + 36;
   const xs = props.reference.flat();
   const ys = props.series.flatMap((s) => s.grid.flat());
   const all = [...xs, ...ys].filter(Number.isFinite);
@@ -55,7 +56,7 @@ export function renderScatter(container: HTMLElement, props: ScatterProps): HTML
     }),
     svg('line', { x1: sx(0), y1: 12, x2: sx(0), y2: 12 + size, stroke: '#e3e3e3' }),
     svg('line', { x1: pad, y1: sy(0), x2: pad + size, y2: sy(0), stroke: '#e3e3e3' }),
-    svg('text', { x: pad + size / 2, y: h - 4, 'text-anchor': 'middle', class: 'axis' }, [
+    svg('text', { x: pad + size / 2, y: h - 2, 'text-anchor': 'middle', class: 'axis' }, [
       'activation patching',
     ]),
     svg(
@@ -69,9 +70,24 @@ export function renderScatter(container: HTMLElement, props: ScatterProps): HTML
       },
       ['estimate'],
     ),
-    svg('text', { x: pad, y: 12 + size + 14, class: 'axis' }, [fmt(lo)]),
-    svg('text', { x: pad + size, y: 12 + size + 14, 'text-anchor': 'end', class: 'axis' }, [fmt(hi)]),
   );
+  // The same round ticks on both axes (the plot is square with one scale).
+  const ticks = svg('g', { class: 'ticks' });
+  for (const v of niceTicks(lo, hi)) {
+    ticks.append(
+      svg('line', { x1: sx(v), y1: 12 + size, x2: sx(v), y2: 12 + size + 4, stroke: '#888' }),
+      svg(
+        'text',
+        { x: sx(v), y: 12 + size + 15, 'text-anchor': 'middle', class: 'axis tick x', 'data-value': v },
+        [fmt(v)],
+      ),
+      svg('line', { x1: pad - 4, y1: sy(v), x2: pad, y2: sy(v), stroke: '#888' }),
+      svg('text', { x: pad - 6, y: sy(v) + 4, 'text-anchor': 'end', class: 'axis tick y', 'data-value': v }, [
+        fmt(v),
+      ]),
+    );
+  }
+  s.append(ticks);
   const points = svg('g', { class: 'points' });
   props.series.forEach((ser, k) => {
     const color = SERIES_COLORS[k % SERIES_COLORS.length]!;
@@ -117,4 +133,16 @@ export function renderScatter(container: HTMLElement, props: ScatterProps): HTML
   root.append(legend);
   container.append(root);
   return root;
+}
+
+/** About `n` round tick values (steps of 1, 2 or 5 × 10^k) inside [lo, hi]. */
+function niceTicks(lo: number, hi: number, n = 5): number[] {
+  if (!(hi > lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) return [];
+  const rough = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= rough) ?? rough;
+  const out: number[] = [];
+  for (let i = Math.ceil(lo / step); i * step <= hi + step * 1e-9; i++)
+    out.push(Number((i * step).toPrecision(12)));
+  return out;
 }
