@@ -131,11 +131,37 @@ export function validateTrainOptions(o: TrainOptions): void {
     if (s.arch.kind === 'relu' && !(s.arch.l1Coefficient >= 0))
       throw badInput(`the L1 coefficient must be ≥ 0 (got ${s.arch.l1Coefficient})`);
   }
+  const count = (name: string, v: number | undefined, min: number) => {
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= min))
+      throw badInput(`${name} must be an integer ≥ ${min} (got ${v})`);
+  };
+  count('tokens', o.tokens, 1);
+  count('batchWindows', o.batchWindows, 1);
+  count('stepTokens', o.stepTokens, 1);
+  count('evalBatchWindows', o.evalBatchWindows, 1);
+  count('deadWindowTokens', o.deadWindowTokens, 1);
+  count('checkpointEvery', o.checkpointEvery, 0);
+  count('lrWarmupSteps', o.lrWarmupSteps, 0);
+  count('skipPositions', o.skipPositions, 0);
+  if (o.lr !== undefined && !(Number.isFinite(o.lr) && o.lr >= 0))
+    throw badInput(`the learning rate must be a number ≥ 0 (got ${o.lr})`);
   if (o.windows.length === 0) throw badInput('no training windows');
   const T = o.windows[0]!.length;
-  if (o.windows.some((w) => w.length !== T)) throw badInput('training windows must all have the same length');
-  if ((o.skipPositions ?? 1) >= T) throw badInput(`skipPositions must be below the context length ${T}`);
-  if (!(o.tokens > 0)) throw badInput(`tokens must be > 0 (got ${o.tokens})`);
+  if ([...o.windows, ...(o.evalWindows ?? [])].some((w) => w.length !== T))
+    throw badInput('training and held-out windows must all have the same length');
+  const context = o.model.dims.contextLength;
+  if (T > context)
+    throw badInput(`windows of ${T} tokens are longer than the model's context of ${context} tokens`);
+  if ((o.skipPositions ?? 1) >= T) throw badInput(`skipPositions must be below the window length ${T}`);
+  const B = o.batchWindows ?? 8;
+  if (o.windows.length < B)
+    throw badInput(`${o.windows.length} training window(s) are fewer than one batch of ${B} windows`);
+  for (const s of o.specs) {
+    if (s.hookPoint.layer >= o.model.dims.nLayers)
+      throw badInput(
+        `site ${siteKey(s.hookPoint.site, s.hookPoint.layer)}: the model has ${o.model.dims.nLayers} layers`,
+      );
+  }
 }
 
 /** Parses "resid_post.3" into a hook point. */
