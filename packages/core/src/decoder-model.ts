@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { CONFIG_LIMITS } from './checkpoint.js';
 import type { RunContext } from './context.js';
 import {
   attentionMaskBias,
@@ -60,7 +61,11 @@ export interface DecoderModelOptions {
   readonly transposedCopies?: boolean;
 }
 
-/** The sizes of a config as `ModelDims`: key/value heads default to the heads, the head width to d / heads. */
+/**
+ * The sizes of a config as `ModelDims` (key/value heads default to the heads, the head width to d / heads),
+ * checked against `CONFIG_LIMITS` (BAD_MODEL_FILE): every family calls this before it makes anything sized by
+ * the config, so a config that claims absurd sizes costs nothing.
+ */
 export function decoderDims(c: {
   readonly nLayers: number;
   readonly dModel: number;
@@ -71,7 +76,7 @@ export function decoderDims(c: {
   readonly vocabSize: number;
   readonly contextLength: number;
 }): ModelDims {
-  return {
+  const dims: ModelDims = {
     nLayers: c.nLayers,
     dModel: c.dModel,
     nHeads: c.nHeads,
@@ -81,6 +86,62 @@ export function decoderDims(c: {
     vocabSize: c.vocabSize,
     contextLength: c.contextLength,
   };
+  checkDecoderDims(dims);
+  return dims;
+}
+
+/** Each size's limit, and the product of sizes that makes one weight tensor. */
+const DIM_LIMITS: readonly (readonly [keyof ModelDims, string, number])[] = [
+  ['nLayers', 'layer count', CONFIG_LIMITS.layers],
+  ['dModel', 'model width', CONFIG_LIMITS.width],
+  ['nHeads', 'head count', CONFIG_LIMITS.width],
+  ['nKvHeads', 'key/value head count', CONFIG_LIMITS.width],
+  ['dHead', 'head width', CONFIG_LIMITS.width],
+  ['dMlp', 'MLP width', CONFIG_LIMITS.width],
+  ['vocabSize', 'vocabulary size', CONFIG_LIMITS.vocab],
+  ['contextLength', 'context length', CONFIG_LIMITS.positions],
+];
+
+/**
+ * Model sizes that a checkpoint could hold: positive integers within `CONFIG_LIMITS`, heads a multiple of the
+ * key/value heads, heads × head width and every weight matrix's size within the limits. BAD_MODEL_FILE otherwise.
+ */
+export function checkDecoderDims(dims: ModelDims): void {
+  const bad = (message: string, details: Record<string, unknown>) =>
+    new RelpError(ErrorCodes.BadModelFile, `model sizes: ${message}`, { details });
+  for (const [key, what, max] of DIM_LIMITS) {
+    const v = dims[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw bad(`the ${what} (${key}) must be a positive integer, got ${String(v)}`, { [key]: v });
+    }
+    if (v > max) {
+      throw bad(`the ${what} (${key}) is ${v}, more than the largest supported (${max})`, { [key]: v });
+    }
+  }
+  const { dModel: d, nHeads: H, nKvHeads: Hkv, dHead: dh, dMlp: m, vocabSize: V } = dims;
+  if (H % Hkv !== 0) {
+    throw bad(`${Hkv} key/value heads do not divide ${H} heads`, { nHeads: H, nKvHeads: Hkv });
+  }
+  if (H * dh > CONFIG_LIMITS.width) {
+    throw bad(`${H} heads × head width ${dh} is more than the largest supported (${CONFIG_LIMITS.width})`, {
+      nHeads: H,
+      dHead: dh,
+    });
+  }
+  for (const [what, size] of [
+    ['embedding [vocab, width]', V * d],
+    ['MLP matrix [width, MLP width]', d * m],
+    ['attention projection [width, heads × head width]', d * H * dh],
+  ] as const) {
+    if (size > CONFIG_LIMITS.tensorElements) {
+      throw bad(
+        `the ${what} would have ${size} elements, more than a tensor may (${CONFIG_LIMITS.tensorElements})`,
+        {
+          elements: size,
+        },
+      );
+    }
+  }
 }
 
 export interface DecoderSpec<P> {

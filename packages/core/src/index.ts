@@ -17,5 +17,6 @@ export * from './model.js';
 export * from './random.js';
 export * from './sites.js';
 export * from './slots.js';
+export * from './weight-names.js';
 export * from './weight-reader.js';
 export * from './weights.js';

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { wantsTransposedWeightCopies } from './backend.js';
 import type { Linear } from './decoder.js';
 import { ErrorCodes, RelpError } from './errors.js';
+import { checkpointLayerCount, layerIndexOf } from './weight-names.js';
 import type { HostTensor, WeightMap } from './weights.js';
 
 /**
@@ -15,8 +16,15 @@ import type { HostTensor, WeightMap } from './weights.js';
 export function requireWeight(weights: WeightMap, name: string, shape: readonly number[]): HostTensor {
   const t = weights.get(name);
   if (t === undefined) {
-    throw new RelpError(ErrorCodes.BadModelFile, `weight '${name}' is missing`, {
-      details: { tensor: name },
+    const layer = layerIndexOf(name);
+    const count = layer === undefined ? undefined : checkpointLayerCount(weights);
+    // A whole missing layer usually means the config claims more layers than the checkpoint holds.
+    const why =
+      count !== undefined && layer! >= count
+        ? `: the checkpoint has weights for ${count} layer${count === 1 ? '' : 's'}, fewer than the config declares`
+        : '';
+    throw new RelpError(ErrorCodes.BadModelFile, `weight '${name}' is missing${why}`, {
+      details: { tensor: name, ...(count !== undefined ? { checkpointLayers: count } : {}) },
     });
   }
   return checkShape(name, t, shape);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import {
   buildWeights,
+  decoderDims,
   deferred,
   ErrorCodes,
   type HostTensor,
@@ -121,5 +122,56 @@ describeEachBackend('decoder helpers', () => {
     });
     const f = Math.fround;
     expect(Array.from(inv)).toEqual([0, 2, 4].map((e) => f(1 / f(10000 ** f(e / 5)))));
+  });
+});
+
+describeEachBackend('config sizes and the checkpoint', () => {
+  it('a layer the checkpoint lacks entirely is named with the checkpoint’s layer count', () => {
+    const w = weightMapFromRecord({
+      'model.layers.0.w': host([2]),
+      'model.layers.1.w': host([2]),
+      'model.layers.1.v': host([2]),
+    });
+    const r = new WeightReader(w);
+    expectCode(
+      () => r.host('model.layers.2.w', [2]),
+      ErrorCodes.BadModelFile,
+      /'model\.layers\.2\.w' is missing: the checkpoint has weights for 2 layers, fewer than the config declares/,
+    );
+    // A tensor missing inside a layer the checkpoint has is just missing.
+    expectCode(
+      () => r.host('model.layers.0.v', [2]),
+      ErrorCodes.BadModelFile,
+      /'model\.layers\.0\.v' is missing$/,
+    );
+  });
+
+  it('decoderDims refuses sizes no checkpoint could hold, naming the size', () => {
+    const ok = {
+      nLayers: 2,
+      dModel: 32,
+      nHeads: 4,
+      nKvHeads: 2,
+      dHead: 8,
+      dMlp: 64,
+      vocabSize: 50,
+      contextLength: 16,
+    };
+    expect(decoderDims(ok).nKvHeads).toBe(2);
+    const cases: [Partial<typeof ok>, RegExp][] = [
+      [{ nLayers: 1e9 }, /layer count \(nLayers\) is 1000000000, more than the largest supported \(4096\)/],
+      [{ dModel: 2 ** 31 }, /model width \(dModel\) is 2147483648/],
+      [{ dHead: 2 ** 31 }, /head width \(dHead\) is 2147483648/],
+      [{ dHead: 1e9 }, /head width/],
+      [{ dMlp: 1.5 }, /MLP width \(dMlp\) must be a positive integer/],
+      [{ vocabSize: 2 ** 53 }, /vocabulary size/],
+      [{ contextLength: 2 ** 31 }, /context length/],
+      [{ nHeads: 4096, dHead: 4096 }, /4096 heads × head width 4096/],
+      [{ vocabSize: 1 << 20, dModel: 1 << 12 }, /embedding \[vocab, width\] would have 4294967296 elements/],
+      [{ nKvHeads: 3 }, /3 key\/value heads do not divide 4 heads/],
+    ];
+    for (const [change, text] of cases) {
+      expectCode(() => decoderDims({ ...ok, ...change }), ErrorCodes.BadModelFile, text);
+    }
   });
 });

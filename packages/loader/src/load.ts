@@ -1,5 +1,6 @@
 import type { LanguageModel, ModelFamily, WeightMap } from '@relp/core';
 import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
+import { trackWeightReads, unusedWeightWarnings } from '@relp/core/weight-names';
 import {
   type GgufTokenizerMetadata,
   ggufConfig,
@@ -62,16 +63,22 @@ export interface LoadedModel<T = unknown> {
   readonly source: ModelSource;
   /** Absent for GGUF files, which are one file. */
   readonly files?: ResolvedModelFiles;
+  /** What the user should know about the checkpoint: tensors the model does not use, extra layers. */
+  readonly warnings: readonly string[];
 }
 
+/** The model, and warnings about checkpoint tensors it did not use (as transformers warns). */
 function buildModel(
   family: ModelFamily,
   config: Record<string, unknown>,
   weights: WeightMap,
   where: string,
-): LanguageModel {
+): { model: LanguageModel; warnings: string[] } {
   try {
-    return family.fromHfConfig(config, weights);
+    const tracked = trackWeightReads(weights);
+    const model = family.fromHfConfig(config, tracked.weights);
+    const warnings = unusedWeightWarnings(tracked.unread(), model.dims.nLayers).map((w) => `${where}: ${w}`);
+    return { model, warnings };
   } catch (e) {
     if (isRelpError(e)) throw e;
     throw badFile(
@@ -95,7 +102,7 @@ async function loadGguf<T>(
   const file = parseGguf(bytes);
   const config = checkConfig(ggufConfig(file), `${path} (GGUF metadata)`);
   const family = pickFamily(config, registry);
-  const model = buildModel(family, config, ggufToWeightMap(file), path);
+  const { model, warnings } = buildModel(family, config, ggufToWeightMap(file), path);
   let tokenizer: T | undefined;
   if (options.loadGgufTokenizer !== undefined) {
     try {
@@ -111,7 +118,13 @@ async function loadGguf<T>(
     }
   }
   const hash = await contentHash([{ name: path, sha256: await sha256Hex(bytes) }]);
-  return { model, tokenizer, config, source: { kind: 'gguf', path, contentHash: hash, files: [path] } };
+  return {
+    model,
+    tokenizer,
+    config,
+    source: { kind: 'gguf', path, contentHash: hash, files: [path] },
+    warnings,
+  };
 }
 
 function badFile(message: string, details: Record<string, unknown> = {}, cause?: unknown): RelpError {
@@ -216,7 +229,7 @@ export async function loadModel<T = unknown>(
   const config = checkConfig(await readJson(options.fs, configPath), configPath);
   const family = pickFamily(config, registry);
   const { weights, contentHash: hash, files: weightFiles } = await readWeights(files, options.fs);
-  const model = buildModel(family, config, weights, files.folder);
+  const { model, warnings } = buildModel(family, config, weights, files.folder);
   let tokenizer: T | undefined;
   if (options.loadTokenizer !== undefined && files.tokenizer !== undefined) {
     const tokPath = joinPath(files.folder, files.tokenizer);
@@ -246,5 +259,5 @@ export async function loadModel<T = unknown>(
           contentHash: hash,
           files: allFiles,
         };
-  return { model, tokenizer, config, source, files };
+  return { model, tokenizer, config, source, files, warnings };
 }

@@ -1,5 +1,6 @@
 import {
   type ActivationKind,
+  CONFIG_LIMITS,
   configBoolOr,
   configDecoderSizes,
   configInt,
@@ -82,14 +83,14 @@ export function parseGemma3Config(raw: HfConfig): Gemma3Config {
     cfg = text;
   }
   const { vocabSize, dModel, nLayers, nHeads, nKvHeads } = configDecoderSizes(cfg);
-  const dHead = configIntOr(cfg, 'head_dim', 256);
-  const dMlp = configInt(cfg, 'intermediate_size');
+  const dHead = configIntOr(cfg, 'head_dim', 256, 1, CONFIG_LIMITS.width);
+  const dMlp = configInt(cfg, 'intermediate_size', 1, CONFIG_LIMITS.width);
   const actField =
     cfg.hidden_activation !== undefined && cfg.hidden_activation !== null
       ? 'hidden_activation'
       : 'hidden_act';
   const activation = hfActivation(configStringOr(cfg, actField, 'gelu_pytorch_tanh'), actField);
-  const contextLength = configIntOr(cfg, 'max_position_embeddings', 131072);
+  const contextLength = configIntOr(cfg, 'max_position_embeddings', 131072, 1, CONFIG_LIMITS.positions);
   const rmsNormEps = configNumberOr(cfg, 'rms_norm_eps', 1e-6);
   if (configBoolOr(cfg, 'use_bidirectional_attention', false)) {
     throw unsupported(
@@ -114,7 +115,7 @@ export function parseGemma3Config(raw: HfConfig): Gemma3Config {
   const ropeGlobal = ropeSpec(fullParams, globalTheta, dHead, 'rope_parameters.full_attention');
   const ropeLocal = ropeSpec(localParams, localTheta, dHead, 'rope_parameters.sliding_attention');
 
-  const slidingWindow = configIntOr(cfg, 'sliding_window', 4096);
+  const slidingWindow = configIntOr(cfg, 'sliding_window', 4096, 1, CONFIG_LIMITS.positions);
   const layerTypes = configLayerTypes(cfg, nLayers);
   let slidingLayers: boolean[];
   if (layerTypes) {

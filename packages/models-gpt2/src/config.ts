@@ -1,4 +1,4 @@
-import { type ActivationKind, ErrorCodes, RelpError } from '@relp/core';
+import { type ActivationKind, CONFIG_LIMITS, ErrorCodes, RelpError } from '@relp/core';
 
 /** A GPT-2 configuration, read from Hugging Face's config.json (GPT2Config) and checked. */
 export interface Gpt2Config {
@@ -48,12 +48,18 @@ function pick(config: Readonly<Record<string, unknown>>, names: readonly string[
   return [names[0]!, undefined];
 }
 
-function positiveInt(config: Readonly<Record<string, unknown>>, names: readonly string[]): number {
+/** A positive integer no larger than `max` (core's CONFIG_LIMITS). */
+function positiveInt(
+  config: Readonly<Record<string, unknown>>,
+  names: readonly string[],
+  max: number,
+): number {
   const [field, v] = pick(config, names);
   if (v === undefined || v === null) throw bad(field, 'is missing', v);
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw bad(field, `must be a positive integer, got ${JSON.stringify(v)}`, v);
   }
+  if (v > max) throw bad(field, `is ${v}, more than the largest supported (${max})`, v);
   return v;
 }
 
@@ -82,16 +88,22 @@ export function parseGpt2Config(config: Readonly<Record<string, unknown>>): Gpt2
       { details: { field: 'model_type', value: modelType } },
     );
   }
-  const vocabSize = positiveInt(config, ['vocab_size']);
-  const contextLength = positiveInt(config, ['n_positions', 'max_position_embeddings']);
-  const dModel = positiveInt(config, ['n_embd', 'hidden_size']);
-  const nLayers = positiveInt(config, ['n_layer', 'num_hidden_layers']);
-  const nHeads = positiveInt(config, ['n_head', 'num_attention_heads']);
+  const vocabSize = positiveInt(config, ['vocab_size'], CONFIG_LIMITS.vocab);
+  const contextLength = positiveInt(
+    config,
+    ['n_positions', 'max_position_embeddings'],
+    CONFIG_LIMITS.positions,
+  );
+  const dModel = positiveInt(config, ['n_embd', 'hidden_size'], CONFIG_LIMITS.width);
+  const nLayers = positiveInt(config, ['n_layer', 'num_hidden_layers'], CONFIG_LIMITS.layers);
+  const nHeads = positiveInt(config, ['n_head', 'num_attention_heads'], CONFIG_LIMITS.width);
   if (dModel % nHeads !== 0) {
     throw bad('n_head', `(${nHeads}) must divide n_embd (${dModel})`, nHeads);
   }
   const dMlp =
-    config.n_inner === undefined || config.n_inner === null ? 4 * dModel : positiveInt(config, ['n_inner']);
+    config.n_inner === undefined || config.n_inner === null
+      ? 4 * dModel
+      : positiveInt(config, ['n_inner'], CONFIG_LIMITS.width);
 
   const actName = config.activation_function ?? 'gelu_new';
   if (typeof actName !== 'string') {

@@ -1,5 +1,6 @@
 import {
   type ActivationKind,
+  CONFIG_LIMITS,
   configBoolOr,
   configDecoderSizes,
   configInt,
@@ -79,7 +80,7 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
   const type = modelType as LlamaModelType;
   const { vocabSize, dModel, nLayers, nHeads, nKvHeads } = configDecoderSizes(cfg);
   let dHead: number;
-  if (hasField(cfg, 'head_dim')) dHead = configInt(cfg, 'head_dim');
+  if (hasField(cfg, 'head_dim')) dHead = configInt(cfg, 'head_dim', 1, CONFIG_LIMITS.width);
   else if (dModel % nHeads === 0) dHead = dModel / nHeads;
   else {
     throw new RelpError(
@@ -88,9 +89,9 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
       { details: { field: 'head_dim' } },
     );
   }
-  const dMlp = configInt(cfg, 'intermediate_size');
+  const dMlp = configInt(cfg, 'intermediate_size', 1, CONFIG_LIMITS.width);
   const activation = hfActivation(configStringOr(cfg, 'hidden_act', 'silu'));
-  const contextLength = configInt(cfg, 'max_position_embeddings');
+  const contextLength = configInt(cfg, 'max_position_embeddings', 1, CONFIG_LIMITS.positions);
   const rmsNormEps = configNumberOr(cfg, 'rms_norm_eps', 1e-6);
   const rope = parseRope(cfg, configObject(cfg, 'rope_parameters'), dHead, 10000);
   if (rope.dim !== dHead) {
@@ -108,7 +109,9 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
 
   // Sliding windows: layer_types when given (transformers ≥ 5 writes it), else the family's rule.
   const layerTypes = configLayerTypes(cfg, nLayers);
-  const window = hasField(cfg, 'sliding_window') ? configInt(cfg, 'sliding_window') : undefined;
+  const window = hasField(cfg, 'sliding_window')
+    ? configInt(cfg, 'sliding_window', 1, CONFIG_LIMITS.positions)
+    : undefined;
   let sliding: boolean[];
   if (type === 'mistral') {
     sliding = Array.from({ length: nLayers }, () => window !== undefined);

@@ -1,4 +1,4 @@
-import { type ActivationKind, ErrorCodes, RelpError } from '@relp/core';
+import { type ActivationKind, CONFIG_LIMITS, ErrorCodes, RelpError } from '@relp/core';
 
 /** A GPT-NeoX / Pythia configuration, resolved from config.json with Hugging Face's defaults. */
 export interface PythiaConfig {
@@ -40,12 +40,13 @@ function bad(field: string, why: string): RelpError {
   return new RelpError(ErrorCodes.BadModelFile, `config.json: ${field} ${why}`, { details: { field } });
 }
 
-function posInt(c: Json, field: string, dflt?: number): number {
+function posInt(c: Json, field: string, max: number, dflt?: number): number {
   const v = c[field] ?? dflt;
   if (v === undefined) throw bad(field, 'is missing');
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw bad(field, `must be a positive integer, got ${JSON.stringify(v)}`);
   }
+  if (v > max) throw bad(field, `is ${v}, more than the largest supported (${max})`);
   return v;
 }
 
@@ -78,12 +79,12 @@ export function parsePythiaConfig(config: Json): PythiaConfig {
       details: { field: 'model_type' },
     });
   }
-  const vocabSize = posInt(config, 'vocab_size');
-  const dModel = posInt(config, 'hidden_size');
-  const nLayers = posInt(config, 'num_hidden_layers');
-  const nHeads = posInt(config, 'num_attention_heads');
-  const dMlp = posInt(config, 'intermediate_size');
-  const contextLength = posInt(config, 'max_position_embeddings', 2048);
+  const vocabSize = posInt(config, 'vocab_size', CONFIG_LIMITS.vocab);
+  const dModel = posInt(config, 'hidden_size', CONFIG_LIMITS.width);
+  const nLayers = posInt(config, 'num_hidden_layers', CONFIG_LIMITS.layers);
+  const nHeads = posInt(config, 'num_attention_heads', CONFIG_LIMITS.width);
+  const dMlp = posInt(config, 'intermediate_size', CONFIG_LIMITS.width);
+  const contextLength = posInt(config, 'max_position_embeddings', CONFIG_LIMITS.positions, 2048);
   const layerNormEps = posNum('layer_norm_eps', config.layer_norm_eps ?? 1e-5);
   if (dModel % nHeads !== 0) {
     throw bad('num_attention_heads', `(${nHeads}) must divide hidden_size (${dModel})`);

@@ -24,8 +24,10 @@ import {
   installLeakGuard,
   maxAbsDiff,
   type TestBackend,
+  testBackends,
   useBackend,
 } from '../index.js';
+import { absurdConfigTests } from './configs.js';
 import { expectRelpError } from './errors.js';
 import {
   expectedTensor,
@@ -129,6 +131,12 @@ export function runFamilyConformance(spec: FamilyConformance): void {
       for (const m of spec.models) modelTests(spec, m, backend);
     },
     spec.backends,
+  );
+  // Config checks need no backend of their own: the first one runs them.
+  describeEachBackend(
+    `${spec.name} config checks`,
+    () => absurdConfigTests(spec),
+    (spec.backends ?? testBackends()).slice(0, 1),
   );
 }
 
