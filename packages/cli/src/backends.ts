@@ -1,39 +1,18 @@
 import { nativeBackendLoader } from '@relp/backend-native';
+import { webgpuNodeBackendLoader } from '@relp/backend-webgpu-node';
 import { type BackendChoice, type BackendLoader, selectBackend } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-interface GpuLike {
-  requestAdapter(): Promise<{ info?: { vendor?: string; description?: string } } | null>;
-}
-
 /**
  * The backends the CLI can use. Importing a backend registers it with tfjs (a side effect), so each loader
- * imports its package only when selected. WebGPU is probed through navigator.gpu, which Node does not have.
+ * imports its package only when selected. WebGPU comes first, but only with a hardware adapter.
  */
 export function nodeBackendLoaders(): BackendLoader[] {
   return [
     // Native kernels (OpenBLAS) when the addon is built; its probe says why not otherwise.
     nativeBackendLoader,
-    {
-      name: 'webgpu',
-      async probe() {
-        const gpu = (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu;
-        if (!gpu) {
-          return {
-            ok: false,
-            reason:
-              'no navigator.gpu: WebGPU is not available in Node (use the browser build, or --backend wasm)',
-          };
-        }
-        const adapter = await gpu.requestAdapter();
-        if (!adapter) return { ok: false, reason: 'navigator.gpu.requestAdapter() returned no adapter' };
-        const info = adapter.info;
-        return { ok: true, detail: `adapter ${info?.vendor ?? ''} ${info?.description ?? ''}`.trim() };
-      },
-      async register() {
-        await import('@tensorflow/tfjs-backend-webgpu');
-      },
-    },
+    // WebGPU through Dawn's Node bindings: a hardware adapter automatically, a software one only when named.
+    webgpuNodeBackendLoader(),
     {
       name: 'wasm',
       async probe() {

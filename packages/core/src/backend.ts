@@ -1,8 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCodes, RelpError } from './errors.js';
 
-/** Backends in the order relp prefers them when nothing is asked for. */
-export const BACKEND_PREFERENCE = ['native', 'webgpu', 'wasm', 'cpu'] as const;
+/**
+ * Backends in the order relp prefers them when nothing is asked for: a hardware GPU first (a WebGPU loader's
+ * probe refuses a software adapter unless asked for explicitly), then native CPU kernels, WASM, plain JS.
+ */
+export const BACKEND_PREFERENCE = ['webgpu', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_PREFERENCE)[number];
 
 export function isBackendName(s: string): s is BackendName {
@@ -16,9 +19,17 @@ export function isBackendName(s: string): s is BackendName {
  */
 export interface BackendLoader {
   readonly name: BackendName;
-  probe(): Promise<{ ok: true; detail?: string } | { ok: false; reason: string }>;
+  /**
+   * `explicit` is true when the user named this backend: a probe may then accept what it would not pick on its
+   * own (e.g. a software WebGPU adapter, slower than the CPU backends).
+   */
+  probe(context?: ProbeContext): Promise<{ ok: true; detail?: string } | { ok: false; reason: string }>;
   /** Imports and registers the backend with tfjs (idempotent). */
   register(): Promise<void>;
+}
+
+export interface ProbeContext {
+  readonly explicit: boolean;
 }
 
 export interface BackendChoice {
@@ -58,7 +69,7 @@ export async function selectBackend(options: SelectBackendOptions): Promise<Back
     if (!loader) {
       throw new RelpError(ErrorCodes.Backend, `backend '${explicit}' is not available in this build`);
     }
-    const probe = await loader.probe();
+    const probe = await loader.probe({ explicit: true });
     if (!probe.ok)
       throw new RelpError(ErrorCodes.Backend, `backend '${explicit}' cannot run here: ${probe.reason}`);
     await activate(loader);
@@ -73,7 +84,9 @@ export async function selectBackend(options: SelectBackendOptions): Promise<Back
   for (const name of BACKEND_PREFERENCE) {
     const loader = byName.get(name);
     if (!loader) continue;
-    const probe = await loader.probe().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+    const probe = await loader
+      .probe({ explicit: false })
+      .catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
     if (!probe.ok) {
       tried.push({ name, ok: false, note: probe.reason });
       continue;
@@ -114,4 +127,38 @@ async function activate(loader: BackendLoader): Promise<void> {
  */
 export function wantsTransposedWeightCopies(): boolean {
   return tf.getBackend() === 'wasm';
+}
+
+/** What a WebGPU adapter reports about itself (GPUAdapterInfo's fields, all optional). */
+export interface GpuAdapterInfoLike {
+  readonly vendor?: string;
+  readonly architecture?: string;
+  readonly device?: string;
+  readonly description?: string;
+}
+
+// Names software rasterisers report in GPUAdapterInfo (Dawn over SwiftShader, Mesa's llvmpipe/lavapipe, WARP).
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|\bwarp\b/i;
+
+/**
+ * Whether a WebGPU adapter is a software renderer: one that says so (`isFallbackAdapter`) or that names a
+ * software rasteriser. Such an adapter computes correctly but slower than relp's CPU backends, so automatic
+ * choice skips it.
+ */
+export function isSoftwareAdapter(
+  info: GpuAdapterInfoLike | undefined,
+  isFallbackAdapter?: boolean,
+): boolean {
+  if (isFallbackAdapter === true) return true;
+  const text = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
+  return SOFTWARE_ADAPTER.test(text);
+}
+
+/** A one-line description of an adapter ("google swiftshader (software)"). */
+export function describeAdapter(info: GpuAdapterInfoLike | undefined, isFallbackAdapter?: boolean): string {
+  const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter(
+    (s): s is string => s !== undefined && s !== '',
+  );
+  const name = parts.join(' ') || 'unnamed adapter';
+  return isSoftwareAdapter(info, isFallbackAdapter) ? `${name} (software)` : name;
 }
