@@ -8,16 +8,18 @@ import type { ScoredKey } from './plan.js';
 import { type LayerScores, reduceToGranularity, toLayerScores } from './reduce.js';
 import type { Job } from './run.js';
 
-/** The sum of `n` stacked copies' metrics: the gradient at each copy is that copy's gradient. */
+/**
+ * The sum of `n` stacked copies' metrics: the gradient at each copy is that copy's gradient. Added pairwise,
+ * not with one AddN: WebGPU's AddN binds every input as a storage buffer, and past the adapter's limit (8 on
+ * many) it computes garbage.
+ */
 function summedCopiesMetric(job: Job, n: number): (logits: tf.Tensor3D) => tf.Scalar {
   const B = job.batch.size;
   return (logits) =>
     tf.tidy(() =>
-      tf.addN(
-        Array.from({ length: n }, (_, c) =>
-          job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
-        ),
-      ),
+      Array.from({ length: n }, (_, c) =>
+        job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
+      ).reduce((a, b) => tf.add(a, b)),
     ) as tf.Scalar;
 }
 
