@@ -1,5 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +15,11 @@ const dir = mkdtempSync(join(tmpdir(), 'relp-cli-hostile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** `relp <args>` in a child process with a memory cap, killed after `limitMs`. */
-function relp(args: string[], limitMs = 30_000): Promise<{ code: number | null; err: string; ms: number }> {
+function relp(
+  args: string[],
+  limitMs = 30_000,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; err: string; ms: number }> {
   const t0 = performance.now();
   const child = spawn(
     process.execPath,
@@ -25,7 +31,7 @@ function relp(args: string[], limitMs = 30_000): Promise<{ code: number | null; 
       'packages/cli/src/bin.ts',
       ...args,
     ],
-    { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RELP_BACKEND: 'cpu' } },
+    { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RELP_BACKEND: 'cpu', ...env } },
   );
   let err = '';
   child.stderr.on('data', (d) => (err += d));
@@ -55,5 +61,34 @@ describe('relp on files that are not regular files', () => {
     const r = await relp(['attribute', '--model', m, '--data', pairs, '--method', 'atp', '--json']);
     expect(r.err).toMatch(/model\.safetensors is a character device/);
     expect(r.code).toBe(2);
+  }, 60_000);
+});
+
+describe('relp against a hub that never answers', () => {
+  it('HF_ENDPOINT accepting connections but never answering: exit 2 naming the host and timeout, in seconds', async () => {
+    const sockets = new Set<Socket>();
+    const server = createServer(() => undefined);
+    server.on('connection', (c) => sockets.add(c));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const cache = join(dir, 'cache');
+    try {
+      const r = await relp(
+        ['attribute', '--model', 'acme/toy', '--data', pairs, '--method', 'atp', '--json'],
+        30_000,
+        {
+          HF_ENDPOINT: `http://${host}`,
+          RELP_HTTP_TIMEOUT_MS: '500',
+          RELP_CACHE: cache,
+        },
+      );
+      expect(r.err).toMatch(/NOT_AVAILABLE/);
+      expect(r.err).toContain(`${host} did not answer within 500 ms`);
+      expect(r.code).toBe(2);
+      expect(existsSync(cache)).toBe(false); // nothing left behind, not even empty folders
+    } finally {
+      for (const c of sockets) c.destroy();
+      await new Promise((r) => server.close(r));
+    }
   }, 60_000);
 });

@@ -21,6 +21,8 @@ export interface LoaderFs {
   rename(from: string, to: string): Promise<void>;
   /** Removes a file; no error when it does not exist. */
   remove(path: string): Promise<void>;
+  /** Removes a folder if it is empty; nothing otherwise (a failed download tidies the folders it made). */
+  removeEmptyFolder?(path: string): Promise<void>;
 }
 
 export interface FileSink {
@@ -122,6 +124,11 @@ export function createMemoryFs(initial: Record<string, Uint8Array | string> = {}
     },
     async remove(path) {
       files.delete(path);
+    },
+    async removeEmptyFolder(path) {
+      const under = `${path}/`;
+      if ([...files.keys(), ...dirs].some((p) => p.startsWith(under))) return;
+      dirs.delete(path);
     },
   };
 }

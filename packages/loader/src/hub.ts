@@ -1,5 +1,12 @@
 import { ErrorCodes, RelpError } from '@relp/core/errors';
-import type { FetchLike, ResponseLike } from './fetch.js';
+import {
+  bodyChunks,
+  DEFAULT_HTTP_TIMEOUTS,
+  type FetchLike,
+  fetchWithTimeout,
+  type HttpTimeouts,
+  type ResponseLike,
+} from './fetch.js';
 import { dirname, joinPath, type LoaderFs } from './fs.js';
 import { sha256Hex } from './hash.js';
 
@@ -25,6 +32,8 @@ export interface HubOptions {
   readonly token?: string;
   readonly onProgress?: (p: DownloadProgress) => void;
   readonly signal?: AbortSignal;
+  /** How long to wait on a silent server (default DEFAULT_HTTP_TIMEOUTS: 30 s for an answer, 60 s mid-body). */
+  readonly timeouts?: Partial<HttpTimeouts>;
 }
 
 const ID_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
@@ -84,23 +93,6 @@ function parseContentRange(v: string | null): { start: number; total: number | u
   return { start: Number(m[1]), total: m[3] === '*' ? undefined : Number(m[3]) };
 }
 
-async function* chunks(res: ResponseLike): AsyncGenerator<Uint8Array> {
-  if (res.body === null) {
-    yield new Uint8Array(await res.arrayBuffer());
-    return;
-  }
-  const reader = res.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      if (value !== undefined && value.byteLength > 0) yield value;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
-
 function notAvailable(message: string, details: Record<string, unknown> = {}, cause?: unknown): RelpError {
   return new RelpError(ErrorCodes.NotAvailable, message, { details, cause });
 }
@@ -130,13 +122,38 @@ export async function ensureHubFile(
   }
   if ((await fs.stat(`${final}.absent`)) !== undefined) return undefined;
   if (options.fetch === undefined) throw new OfflineError('offline: no fetch function given');
-  await fs.mkdir(dirname(final));
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const result = await download(id, revision, file, final, options, options.fetch);
-    if (result === 'retry') continue;
-    return result;
+  // Folders are made only once the server answered; a download that fails leaves none of them behind empty.
+  const created = await missingFolders(fs, dirname(final), options.cacheDir);
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const result = await download(id, revision, file, final, options, options.fetch);
+      if (result === 'retry') continue;
+      return result;
+    }
+    throw notAvailable(`${id}: the server kept refusing the resume of ${file}`, { file });
+  } catch (e) {
+    await removeEmptyFolders(fs, created);
+    throw e;
   }
-  throw notAvailable(`${id}: the server kept refusing the resume of ${file}`, { file });
+}
+
+/** The folders from `folder` up to `root` (the cache folder itself included) that do not exist yet, deepest first. */
+async function missingFolders(fs: LoaderFs, folder: string, root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (let d = folder; d !== '.' && d !== '/' && d.length >= root.length; d = dirname(d)) {
+    if ((await fs.stat(d)) !== undefined) break;
+    out.push(d);
+  }
+  return out;
+}
+
+async function removeEmptyFolders(fs: LoaderFs, folders: readonly string[]): Promise<void> {
+  if (fs.removeEmptyFolder === undefined) return;
+  for (const d of folders) await fs.removeEmptyFolder(d).catch(() => undefined);
+}
+
+function timeoutsOf(options: HubOptions): HttpTimeouts {
+  return { ...DEFAULT_HTTP_TIMEOUTS, ...options.timeouts };
 }
 
 async function download(
@@ -157,18 +174,21 @@ async function download(
   if (have > 0) {
     headers.range = `bytes=${have}-`;
     if ((await fs.stat(etagFile)) !== undefined)
-      headers['if-range'] = new TextDecoder().decode(await fs.readFile(etagFile));
+      headers['if-range'] = new TextDecoder().decode(await fs.readFile(etagFile, { maxBytes: 1024 }));
   }
   const url = hubFileUrl(options.endpoint ?? DEFAULT_ENDPOINT, id, revision, file);
+  const timeouts = timeoutsOf(options);
   let res: ResponseLike;
+  let abort: () => void;
   try {
-    res = await fetchFn(url, { headers, ...(options.signal ? { signal: options.signal } : {}) });
+    ({ res, abort } = await fetchWithTimeout(fetchFn, url, headers, timeouts, options.signal));
   } catch (e) {
     if (options.signal?.aborted)
       throw new RelpError(ErrorCodes.Aborted, `download of ${file} aborted`, { cause: e });
     throw new OfflineError(e instanceof Error ? e.message : String(e), { cause: e });
   }
   if (res.status === 404) {
+    await fs.mkdir(dirname(final));
     await fs.writeFile(`${final}.absent`, new Uint8Array(0));
     return undefined;
   }
@@ -211,12 +231,13 @@ async function download(
   }
   const sha = expectedSha256(res);
   const etag = res.headers.get('x-linked-etag') ?? res.headers.get('etag');
+  await fs.mkdir(dirname(final));
   if (etag !== null) await fs.writeFile(etagFile, new TextEncoder().encode(etag));
   const sink = await fs.openWrite(part, { truncate: start === 0 });
   let done = start;
   options.onProgress?.({ file, bytesDone: done, bytesTotal: total, done: false, cached: false });
   try {
-    for await (const chunk of chunks(res)) {
+    for await (const chunk of bodyChunks(res, url, timeouts.stallMs, abort)) {
       await sink.write(chunk);
       done += chunk.byteLength;
       options.onProgress?.({ file, bytesDone: done, bytesTotal: total, done: false, cached: false });

@@ -1,7 +1,8 @@
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { badInput } from '@relp/core/errors';
 import { readRegularFile } from '@relp/core/node-files';
-import type { FetchLike } from './fetch.js';
+import { DEFAULT_HTTP_TIMEOUTS, type FetchLike, type HttpTimeouts } from './fetch.js';
 import { joinPath, type LoaderFs } from './fs.js';
 
 /** LoaderFs over node:fs/promises. */
@@ -46,6 +47,9 @@ export const nodeFs: LoaderFs = {
   async remove(path) {
     await rm(path, { force: true });
   },
+  async removeEmptyFolder(path) {
+    await rmdir(path).catch(() => undefined); // ENOTEMPTY, ENOENT: nothing to tidy
+  },
 };
 
 /** The cache folder: $RELP_CACHE, else $XDG_CACHE_HOME/relp, else ~/.cache/relp. */
@@ -58,13 +62,36 @@ export function defaultCacheDir(
   return joinPath(home, '.cache', 'relp');
 }
 
-/** Node defaults for loadModel: the node file system, global fetch, the default cache, HF_ENDPOINT and HF_TOKEN. */
+/**
+ * The HTTP timeouts: $RELP_HTTP_TIMEOUT_MS (milliseconds, a positive integer) sets both how long to wait for a
+ * server's answer and for the next bytes of a body; unset, DEFAULT_HTTP_TIMEOUTS (30 s and 60 s). BAD_INPUT for
+ * anything else.
+ */
+export function httpTimeoutsFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): HttpTimeouts {
+  const v = env.RELP_HTTP_TIMEOUT_MS?.trim();
+  if (v === undefined || v === '') return DEFAULT_HTTP_TIMEOUTS;
+  const ms = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2 ** 31 - 1) {
+    throw badInput(`RELP_HTTP_TIMEOUT_MS must be a positive whole number of milliseconds (got "${v}")`, {
+      RELP_HTTP_TIMEOUT_MS: v,
+    });
+  }
+  return { firstByteMs: ms, stallMs: ms };
+}
+
+/**
+ * Node defaults for loadModel: the node file system, global fetch, the default cache, HF_ENDPOINT, HF_TOKEN and
+ * RELP_HTTP_TIMEOUT_MS.
+ */
 export function nodeLoadOptions(env: Readonly<Record<string, string | undefined>> = process.env): {
   fs: LoaderFs;
   fetch: FetchLike;
   cacheDir: string;
   endpoint?: string;
   token?: string;
+  timeouts: HttpTimeouts;
 } {
   return {
     fs: nodeFs,
@@ -72,5 +99,6 @@ export function nodeLoadOptions(env: Readonly<Record<string, string | undefined>
     cacheDir: defaultCacheDir(env),
     ...(env.HF_ENDPOINT ? { endpoint: env.HF_ENDPOINT } : {}),
     ...(env.HF_TOKEN ? { token: env.HF_TOKEN } : {}),
+    timeouts: httpTimeoutsFromEnv(env),
   };
 }

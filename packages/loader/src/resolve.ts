@@ -161,7 +161,9 @@ async function resolveHub(
   let offlineCause: unknown;
   const get = async (file: string): Promise<string | undefined | null> => {
     try {
-      return await ensureHubFile(id, revision, file, options);
+      // Once the hub proved unreachable, the other files come from the cache or not at all (one timeout, not four).
+      const { fetch, ...cacheOnly } = options;
+      return await ensureHubFile(id, revision, file, offlineCause === undefined ? options : cacheOnly);
     } catch (e) {
       if (!(e instanceof OfflineError)) throw e;
       offlineCause ??= e;

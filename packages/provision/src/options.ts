@@ -28,7 +28,10 @@ export interface ProvisionOptions {
   token?: string;
   /** Overrides the hub repository / file / revision of the alias (the pinned checksum is then not enforced). */
   hub?: { repo: string; file?: string; revision?: string };
-  /** Milliseconds without a response before the hub counts as unreachable. Default 15000. */
+  /**
+   * Milliseconds without a response before the hub counts as unreachable. Default $RELP_HTTP_TIMEOUT_MS, else
+   * 30000; $RELP_HTTP_TIMEOUT_MS also bounds a stalled download (default 60000) and pip's socket timeout.
+   */
   hubTimeoutMs?: number;
   fetch?: FetchLike;
   pip?: PipRunner;

