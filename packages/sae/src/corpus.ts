@@ -102,7 +102,7 @@ function noTrainingWindow(
       { reason: 'held-out-took-all', ...details },
     );
   }
-  const whole = counts.evalDocs === counts.documents;
+  const whole = counts.evalDocs === 0 || counts.evalDocs === counts.documents;
   return badInput(
     `${whole ? 'every document of the text' : `each of the ${counts.documents - counts.evalDocs} document(s) left after the held-out windows`} ` +
       `is shorter than one window: ${window}, the longest has ${whole ? counts.longest : counts.longestTrain} tokens; ` +

@@ -58,6 +58,11 @@ describe('tokenWindows says why no training window comes out', () => {
     expect(f.message).toMatch(
       /a window of 9 tokens holds 8 tokens of text and BOS, the longest has 7 tokens/,
     );
+    // No held-out windows asked for: the same case, said the same way.
+    const g = failure(() => tokenWindows([words(7).join(' ')], tok, { ...options, evalWindows: 0 }));
+    expect(g.message).toMatch(
+      /^every document of the text is shorter than one window.*the longest has 7 tokens/,
+    );
   });
 
   it('the held-out windows took every document', () => {
