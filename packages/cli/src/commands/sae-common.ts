@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PairBatch } from '@relp/core';
-import { badInput } from '@relp/core/errors';
+import { badInput, isRelpError } from '@relp/core/errors';
 import { type MethodSettings, methodOptions, type NamedMethod } from '@relp/methods';
 import {
   attributeFeatures,
@@ -96,4 +97,32 @@ export function saeInfo(saes: readonly SparseAutoencoder[]) {
     activation: x.activation.kind === 'topk' ? `topk(${x.activation.k})` : x.activation.kind,
     provenance: x.provenance,
   }));
+}
+
+/** A text file's contents (`flag` names it in messages); an unreadable or empty file is the user's to fix. */
+export async function readText(path: string, flag: string, given: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw badInput(
+      `cannot read ${flag} ${given}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  if (text.trim() === '') throw badInput(`${flag} ${given} is empty`);
+  return text;
+}
+
+/**
+ * Runs `f` (tokenWindows); a reason it gives for no window comes back about `source` ("--text notes.txt"), naming
+ * the flag that changes it (`flags`: reason → "--context 128").
+ */
+export function explainNoWindow<T>(f: () => T, source: string, flags: Readonly<Record<string, string>>): T {
+  try {
+    return f();
+  } catch (e) {
+    const flag = isRelpError(e) ? flags[String(e.details.reason)] : undefined;
+    if (flag === undefined || !isRelpError(e)) throw e;
+    throw badInput(`${source}: ${e.message} (${flag})`, e.details);
+  }
 }

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { ALL_SITES, isSiteName } from '@relp/core';
-import { badInput, isRelpError } from '@relp/core/errors';
+import { badInput } from '@relp/core/errors';
 import { formatTable } from '@relp/report';
 import {
   parseHookPoint,
@@ -27,6 +27,7 @@ import type { CliIo } from '../io.js';
 import { toJson } from '../output.js';
 import { provenance } from '../provenance.js';
 import { type CommonOptions, openSession } from '../session.js';
+import { explainNoWindow, readText } from './sae-common.js';
 
 export interface SaeTrainCommandOptions extends CommonOptions {
   readonly sites: string;
@@ -67,38 +68,6 @@ function modelSlug(ref: string): string {
   );
 }
 
-/** A text file's contents; an unreadable or empty file is the user's to fix. */
-async function readText(path: string, given: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw badInput(
-      `cannot read --text ${given}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
-  if (text.trim() === '') throw badInput(`--text ${given} is empty`);
-  return text;
-}
-
-/** The flag that changes each reason tokenWindows gives for no training window. */
-const WINDOW_FLAGS: Readonly<Record<string, (o: SaeTrainCommandOptions) => string>> = {
-  empty: () => '--text',
-  'too-short': (o) => `--context ${o.context}`,
-  'held-out-took-all': (o) => `--eval-windows ${o.evalWindows}`,
-};
-
-/** Runs `f`; a reason tokenWindows gives for no training window comes back naming the flag to change. */
-function withFlags<T>(f: () => T, o: SaeTrainCommandOptions): T {
-  try {
-    return f();
-  } catch (e) {
-    const flag = isRelpError(e) ? WINDOW_FLAGS[String(e.details.reason)] : undefined;
-    if (flag === undefined || !isRelpError(e)) throw e;
-    throw badInput(`${o.text ? `--text ${o.text}` : 'the corpus'}: ${e.message} (${flag(o)})`, e.details);
-  }
-}
-
 /**
  * `relp sae train`: SAEs at one or more sites of a model, trained from one activation stream on the Brown corpus
  * (or a text file); each written as a SAELens folder <out>/<site>.<layer>-<arch> with metrics.json beside it.
@@ -121,7 +90,7 @@ export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Pro
     throw badInput(`--k ${o.k} is more than the ${o.dSae} features of --d-sae`);
   let text: string | undefined;
   if (o.text) {
-    text = await readText(resolve(io.cwd, o.text), o.text);
+    text = await readText(resolve(io.cwd, o.text), '--text', o.text);
   } else if (o.corpus !== 'brown') throw badInput(`unknown corpus "${o.corpus}" (brown, or --text <file>)`);
 
   const s = await openSession(o, io, 'smollm2-135m');
@@ -169,7 +138,7 @@ export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Pro
   const perWindow = o.context - skip;
   const needWindows = Math.ceil(o.tokens / (o.batch * perWindow)) * o.batch;
   const t0 = performance.now();
-  const windows = withFlags(
+  const windows = explainNoWindow(
     () =>
       tokenWindows(documents, tokenizer, {
         contextLength: o.context,
@@ -178,7 +147,8 @@ export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Pro
         evalWindows: o.evalWindows,
         maxTrainWindows: needWindows,
       }),
-    o,
+    o.text ? `--text ${o.text}` : 'the corpus',
+    { 'too-short': `--context ${o.context}`, 'held-out-took-all': `--eval-windows ${o.evalWindows}` },
   );
   s.log.info(
     `corpus: ${corpusName}: ${windows.train.length} training windows of ${o.context} tokens from ${windows.documents.train} documents, ` +
