@@ -12,6 +12,7 @@ import {
   configStringOr,
   ErrorCodes,
   type HfConfig,
+  hasField,
   hfActivation,
   parseRopeScaling,
   RelpError,
@@ -51,13 +52,25 @@ export interface Gemma3Config {
 
 const unsupported = unsupportedField;
 
-function ropeSpec(params: HfConfig | undefined, theta: number, dim: number, field: string): RopeSpec {
+/**
+ * One layer kind's rotary settings. partial_rotary_factor (that kind's, else the top level's, as transformers reads
+ * it) must be 1: transformers' Gemma 3 rotates every dimension of a head.
+ */
+function ropeSpec(
+  cfg: HfConfig,
+  params: HfConfig | undefined,
+  theta: number,
+  dim: number,
+  field: string,
+): RopeSpec {
   const scaling = parseRopeScaling(params, field, ['default', 'linear'], 'Gemma 3');
-  if (params && configNumberOr(params, 'partial_rotary_factor', 1) !== 1) {
+  const own = params !== undefined && hasField(params, 'partial_rotary_factor');
+  const partial = configNumberOr(own ? params : cfg, 'partial_rotary_factor', 1);
+  if (partial !== 1) {
     throw unsupported(
-      'partial rotary embeddings are not supported for Gemma 3',
-      `${field}.partial_rotary_factor`,
-      params.partial_rotary_factor,
+      `partial rotary embeddings (partial_rotary_factor ${partial}) are not supported for Gemma 3`,
+      own ? `${field}.partial_rotary_factor` : 'partial_rotary_factor',
+      partial,
     );
   }
   return { theta, dim, scaling };
@@ -112,8 +125,8 @@ export function parseGemma3Config(raw: HfConfig): Gemma3Config {
   const localTheta = localParams
     ? configNumberOr(localParams, 'rope_theta', configNumberOr(cfg, 'rope_local_base_freq', 10_000))
     : configNumberOr(cfg, 'rope_local_base_freq', 10_000);
-  const ropeGlobal = ropeSpec(fullParams, globalTheta, dHead, 'rope_parameters.full_attention');
-  const ropeLocal = ropeSpec(localParams, localTheta, dHead, 'rope_parameters.sliding_attention');
+  const ropeGlobal = ropeSpec(cfg, fullParams, globalTheta, dHead, 'rope_parameters.full_attention');
+  const ropeLocal = ropeSpec(cfg, localParams, localTheta, dHead, 'rope_parameters.sliding_attention');
 
   const slidingWindow = configIntOr(cfg, 'sliding_window', 4096, 1, CONFIG_LIMITS.positions);
   const layerTypes = configLayerTypes(cfg, nLayers);

@@ -65,7 +65,12 @@ export function parseRope(
   const theta = params
     ? configNumberOr(params, 'rope_theta', configNumberOr(cfg, 'rope_theta', defaultTheta))
     : configNumberOr(cfg, 'rope_theta', defaultTheta);
-  const partial = configNumberOr(params ?? cfg, 'partial_rotary_factor', 1);
+  // transformers reads partial_rotary_factor from rope_parameters first, then from the top level.
+  const partial = configNumberOr(
+    params && hasField(params, 'partial_rotary_factor') ? params : cfg,
+    'partial_rotary_factor',
+    1,
+  );
   const dim = Math.trunc(headDim * partial);
   const scaling = parseRopeScaling(scalingCfg, field, ['default', 'linear', 'llama3']);
   return { theta, dim, scaling };
@@ -95,8 +100,10 @@ export function parseLlamaConfig(cfg: HfConfig): LlamaConfig {
   const rmsNormEps = configNumberOr(cfg, 'rms_norm_eps', 1e-6);
   const rope = parseRope(cfg, configObject(cfg, 'rope_parameters'), dHead, 10000);
   if (rope.dim !== dHead) {
+    // transformers' Llama, Qwen2 and Mistral rotate every dimension of a head (their default rope ignores the
+    // factor; the scaled ropes would fail on the shapes), so a checkpoint that asks for fewer cannot be run as asked.
     throw unsupported(
-      'partial rotary embeddings are not supported for Llama-family models',
+      `partial rotary embeddings (partial_rotary_factor ${rope.dim / dHead}: ${rope.dim} of ${dHead} head dimensions) are not supported for Llama-family models`,
       'partial_rotary_factor',
       rope.dim / dHead,
     );

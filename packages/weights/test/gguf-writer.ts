@@ -1,5 +1,5 @@
 /** A minimal GGUF writer for tests: builds files (valid or deliberately broken) from a description. */
-import { GgufValueType } from '../src/gguf/index.js';
+import { type GgufFile, type GgufValue, GgufValueType } from '../src/gguf/index.js';
 
 export type TestValue =
   | { type: 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'f64'; value: number }
@@ -157,4 +157,61 @@ export function writeTestGguf(f: TestFile): Uint8Array {
 
 export function f32Bytes(values: number[]): Uint8Array {
   return new Uint8Array(new Float32Array(values).buffer);
+}
+
+const VALUE_TYPE_NAMES: Record<number, Exclude<TestValue['type'], 'array'>> = {
+  [GgufValueType.UINT8]: 'u8',
+  [GgufValueType.INT8]: 'i8',
+  [GgufValueType.UINT16]: 'u16',
+  [GgufValueType.INT16]: 'i16',
+  [GgufValueType.UINT32]: 'u32',
+  [GgufValueType.INT32]: 'i32',
+  [GgufValueType.FLOAT32]: 'f32',
+  [GgufValueType.BOOL]: 'bool',
+  [GgufValueType.STRING]: 'string',
+  [GgufValueType.UINT64]: 'u64',
+  [GgufValueType.INT64]: 'i64',
+  [GgufValueType.FLOAT64]: 'f64',
+};
+
+function testValue(type: number, itemType: number | undefined, value: GgufValue): TestValue {
+  if (type === GgufValueType.ARRAY) {
+    const items = Array.from(value as ArrayLike<GgufValue>, (x) => testValue(itemType!, undefined, x));
+    return {
+      type: 'array',
+      itemType: itemType === GgufValueType.ARRAY ? 'array' : VALUE_TYPE_NAMES[itemType!]!,
+      items,
+    };
+  }
+  return { type: VALUE_TYPE_NAMES[type]!, value } as TestValue;
+}
+
+/**
+ * A parsed GGUF file written again with edits: metadata set (added or replaced) or deleted (`undefined`), and
+ * tensors' types changed (same bytes). For tests that need a real file with one thing wrong.
+ */
+export function rewriteGguf(
+  file: GgufFile,
+  edits: {
+    metadata?: Record<string, TestValue | undefined>;
+    tensorTypes?: Record<string, number>;
+  },
+): Uint8Array {
+  const metadata: [string, TestValue][] = [];
+  for (const [k, e] of file.metadata) {
+    if (k === 'general.alignment' || (edits.metadata && k in edits.metadata)) continue;
+    metadata.push([k, testValue(e.type, e.itemType, e.value)]);
+  }
+  for (const [k, v] of Object.entries(edits.metadata ?? {})) if (v !== undefined) metadata.push([k, v]);
+  return writeTestGguf({
+    version: file.version,
+    alignment: file.alignment,
+    metadata,
+    tensors: file.tensors.map((t) => ({
+      name: t.name,
+      dims: [...t.dims],
+      type: edits.tensorTypes?.[t.name] ?? t.type,
+      data: file.tensorBytes(t),
+    })),
+  });
 }

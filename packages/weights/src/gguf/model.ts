@@ -19,6 +19,7 @@ import { badFile } from '../errors.js';
 import { dequantize } from './dequant.js';
 import { metaNumber, metaNumberArray, metaString, requireCount, requireNumber } from './metadata.js';
 import { type GgufFile, type GgufParseOptions, type GgufTensorInfo, parseGguf } from './reader.js';
+import { GgmlType } from './types.js';
 
 /** Architectures (general.architecture) with a config and name mapping. */
 export const GGUF_SUPPORTED_ARCHITECTURES = ['llama', 'qwen2', 'qwen3', 'gemma3'] as const;
@@ -118,6 +119,14 @@ export function ggufConfig(input: FileInput): GgufHfConfig {
   const k = (s: string) => `${arch}.${s}`;
   const hidden = requireCount(file, k('embedding_length'));
   const layers = requireCount(file, k('block_count'));
+  // Checked before anything is made per block: a count the tensors do not back is a broken file.
+  const blocks = ggufBlockCount(file);
+  if (layers > blocks) {
+    throw badFile(
+      `GGUF: metadata "${k('block_count')}" says ${layers} blocks, but the file holds tensors for ${blocks}`,
+      { key: k('block_count'), value: layers, blocks },
+    );
+  }
   const heads = uniformCount(file, k('attention.head_count'));
   if (heads === undefined) throw badFile(`GGUF: metadata "${k('attention.head_count')}" is missing`);
   const kvHeads = uniformCount(file, k('attention.head_count_kv')) ?? heads;
@@ -139,6 +148,7 @@ export function ggufConfig(input: FileInput): GgufHfConfig {
   const eps = requireNumber(file, k('attention.layer_norm_rms_epsilon'));
   const ctx = metaNumber(file, k('context_length')) ?? 2048;
 
+  const ropeDims = ropeDimensionCount(file, k('rope.dimension_count'), headDim);
   const common = {
     hidden_size: hidden,
     num_hidden_layers: layers,
@@ -150,6 +160,8 @@ export function ggufConfig(input: FileInput): GgufHfConfig {
     vocab_size: vocab,
     max_position_embeddings: ctx,
     tie_word_embeddings: tied,
+    // llama.cpp rotates the first rope.dimension_count dimensions of each head: as transformers spells it.
+    ...(ropeDims !== headDim ? { partial_rotary_factor: ropeDims / headDim } : {}),
     ...tokenIds(file),
   };
 
@@ -190,7 +202,6 @@ export function ggufConfig(input: FileInput): GgufHfConfig {
   }
 
   const theta = metaNumber(file, k('rope.freq_base')) ?? 10_000;
-  const ropeDims = metaNumber(file, k('rope.dimension_count'));
   const base = {
     ...common,
     rope_theta: theta,
@@ -199,13 +210,35 @@ export function ggufConfig(input: FileInput): GgufHfConfig {
     hidden_act: 'silu',
     attention_bias: file.tensor('blk.0.attn_q.bias') !== undefined,
     mlp_bias: file.tensor('blk.0.ffn_up.bias') !== undefined,
-    ...(ropeDims !== undefined && ropeDims !== headDim ? { partial_rotary_factor: ropeDims / headDim } : {}),
   };
   if (arch === 'llama') return { model_type: 'llama', architectures: ['LlamaForCausalLM'], ...base };
   if (arch === 'qwen2') {
     return { model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], ...base, attention_bias: true };
   }
   return { model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], ...base };
+}
+
+/** 1 + the largest block index among the tensor names (`blk.N.…`). */
+function ggufBlockCount(file: GgufFile): number {
+  let count = 0;
+  for (const t of file.tensors) {
+    const m = BLOCK_RE.exec(t.name);
+    if (m !== null) count = Math.max(count, Number(m[1]) + 1);
+  }
+  return count;
+}
+
+/** rope.dimension_count (default: the head size): an even count from 2 to the head size. */
+function ropeDimensionCount(file: GgufFile, key: string, headDim: number): number {
+  const dims = metaNumber(file, key);
+  if (dims === undefined) return headDim;
+  if (!Number.isInteger(dims) || dims < 2 || dims % 2 !== 0 || dims > headDim) {
+    throw badFile(
+      `GGUF: metadata "${key}" = ${dims} is not a rotary dimension count for heads of ${headDim} (an even number from 2 to ${headDim})`,
+      { key, value: dims, headDim },
+    );
+  }
+  return dims;
 }
 
 function gemmaLayerTypes(
@@ -323,6 +356,19 @@ export function unpermuteRotaryRows(
   return out;
 }
 
+/** ggml types that hold weights: floats and the quantised block types (not the integer types I8 … I64). */
+const INTEGER_TYPES: ReadonlySet<number> = new Set([GgmlType.I8, GgmlType.I16, GgmlType.I32, GgmlType.I64]);
+
+/** Refuses a tensor stored in an integer type where a model weight (float or quantised) is read. */
+function requireWeightType(info: GgufTensorInfo, hfName: string): void {
+  if (INTEGER_TYPES.has(info.type)) {
+    throw badFile(
+      `GGUF: tensor "${info.name}" (${hfName}) is stored as ${info.typeName}, an integer type; a model weight must be a float or quantised type`,
+      { tensor: info.name, type: info.typeName },
+    );
+  }
+}
+
 /** Dequantises one tensor to float32 with its row-major shape, without any renaming or transformation. */
 export function ggufTensorToHost(file: GgufFile, tensor: GgufTensorInfo | string): HostTensor {
   const info = typeof tensor === 'string' ? file.tensor(tensor) : tensor;
@@ -383,6 +429,7 @@ export function ggufToWeightMap(input: FileInput, options: GgufWeightMapOptions 
       if (src === undefined) return undefined;
       const held = memo.get(name)?.deref();
       if (held !== undefined) return held;
+      if (mode === 'hf') requireWeightType(src.info, name);
       const t = src.transform(ggufTensorToHost(file, src.info));
       memo.set(name, new WeakRef(t));
       return t;
