@@ -8,6 +8,7 @@ export * from './context.js';
 export * from './data.js';
 export * from './decoder.js';
 export * from './decoder-model.js';
+export * from './edges/index.js';
 export * from './errors.js';
 export * from './evaluation.js';
 export * from './layers.js';

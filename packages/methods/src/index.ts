@@ -6,6 +6,15 @@ export {
   type MethodAgreement,
 } from './compare.js';
 export {
+  EDGE_METHOD_NAMES,
+  EDGE_METHODS,
+  type EdgeMethodName,
+  type EdgeMethodSettings,
+  edgeMethodByName,
+  edgeMethodOptions,
+  type NamedEdgeMethod,
+} from './edges.js';
+export {
   checkSettings,
   METHOD_NAMES,
   METHODS,
