@@ -1,11 +1,8 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { badInput } from '@relp/core/errors';
-
-function tempSibling(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
-}
+import { type ReplaceHooks, recoverOutput, replaceFile, replaceFolder, replaceNames } from './replace.js';
 
 /** The nearest part of `path` that exists (the path itself, or a parent). */
 function nearestExisting(path: string): string {
@@ -21,6 +18,7 @@ function nearestExisting(path: string): string {
  */
 export function checkWritable(path: string, force: boolean, what: string): void {
   const target = resolve(path);
+  recoverOutput(target); // a run killed while replacing this output left it aside
   const wantFolder = what.endsWith('folder');
   if (existsSync(target)) {
     if (!force) throw badInput(`${what} ${path} already exists; pass --force to replace it`, { path });
@@ -66,17 +64,17 @@ function asBadInput(e: unknown, what: string, path: string): unknown {
 }
 
 /**
- * Writes a file atomically: to a temporary sibling first, then renamed over the target, so a crash never
- * leaves a half-written result.
+ * Writes a file atomically: to a temporary sibling first, then in place of the target in one step, so a crash
+ * never leaves a half-written result (see replace.ts).
  */
 export async function writeFileAtomic(path: string, content: string, force: boolean): Promise<void> {
   const target = resolve(path);
   checkWritable(target, force, 'output file');
-  const tmp = tempSibling(target);
+  const tmp = replaceNames(target).temp;
   try {
     await mkdir(dirname(target), { recursive: true });
     await writeFile(tmp, content);
-    await rename(tmp, target);
+    await replaceFile(tmp, target, force, 'output file');
   } catch (e) {
     await rm(tmp, { force: true });
     throw asBadInput(e, 'output file', path);
@@ -84,17 +82,20 @@ export async function writeFileAtomic(path: string, content: string, force: bool
 }
 
 /**
- * Writes a folder of files atomically: everything goes to a temporary sibling folder which replaces the target
- * in one rename (an existing target, with --force, is moved aside first and removed after).
+ * Writes a folder of files atomically: everything goes to a temporary sibling folder which then replaces the
+ * target; a run killed meanwhile, or another run writing the same folder, loses neither the old nor the new
+ * output (see replace.ts). `hooks` are for tests.
  */
 export async function writeFolderAtomic(
   path: string,
   files: Readonly<Record<string, string | Uint8Array>>,
   force: boolean,
+  hooks: ReplaceHooks = {},
 ): Promise<void> {
   const target = resolve(path);
   checkWritable(target, force, 'output folder');
-  const tmp = tempSibling(target);
+  const names = replaceNames(target);
+  const tmp = names.temp;
   try {
     await mkdir(dirname(target), { recursive: true });
     await mkdir(tmp);
@@ -104,13 +105,8 @@ export async function writeFolderAtomic(
       await mkdir(dirname(p), { recursive: true });
       await writeFile(p, content);
     }
-    let old: string | undefined;
-    if (existsSync(target)) {
-      old = tempSibling(`${target}-old`);
-      await rename(target, old);
-    }
-    await rename(tmp, target);
-    if (old) await rm(old, { recursive: true, force: true });
+    await hooks.afterTemp?.();
+    await replaceFolder(tmp, target, names, force, 'output folder', hooks);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw asBadInput(e, 'output folder', path);
