@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { ALL_SITES, isSiteName } from '@relp/core';
 import { badInput } from '@relp/core/errors';
@@ -180,7 +180,7 @@ export async function saeTrainCommand(o: SaeTrainCommandOptions, io: CliIo): Pro
     }
     resume = undefined;
   }
-  await mkdir(root, { recursive: true });
+  // No folder is made here: the trainer checks its inputs first, and the first checkpoint or SAE written makes them.
   const modelName = o.model ?? 'smollm2-135m';
   // The trainer's hyperparameters, also recorded in every SAE's metadata.
   const hyper = {
