@@ -53,6 +53,14 @@ describe('relp on files that are not regular files', () => {
     expect(r.code).toBe(2);
   }, 60_000);
 
+  it('sae train --text naming a FIFO: exit 2 at once, before the model loads', async () => {
+    const fifo = join(dir, 'text.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = await relp(['sae', 'train', '--model', model, '--text', fifo, '--sites', 'resid_post.0', '-q']);
+    expect(r.err).toMatch(/--text .*text\.fifo is a FIFO/);
+    expect(r.code).toBe(2);
+  }, 60_000);
+
   it('--model whose model.safetensors is a symlink to /dev/zero: exit 2, not a read that never ends', async () => {
     const m = join(dir, 'zero-model');
     mkdirSync(m);

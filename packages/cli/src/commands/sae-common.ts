@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PairBatch } from '@relp/core';
 import { badInput, isRelpError } from '@relp/core/errors';
+import { readRegularText } from '@relp/core/node-files';
 import { type MethodSettings, methodOptions, type NamedMethod } from '@relp/methods';
 import {
   attributeFeatures,
@@ -99,12 +99,16 @@ export function saeInfo(saes: readonly SparseAutoencoder[]) {
   }));
 }
 
+/** The largest text file read (a corpus of a few hundred million characters). */
+const MAX_TEXT_BYTES = 512 * 2 ** 20;
+
 /** A text file's contents (`flag` names it in messages); an unreadable or empty file is the user's to fix. */
 export async function readText(path: string, flag: string, given: string): Promise<string> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readRegularText(path, { what: flag, maxBytes: MAX_TEXT_BYTES });
   } catch (e) {
+    if (isRelpError(e)) throw e; // a FIFO or device, too large, not UTF-8: BAD_INPUT already
     throw badInput(
       `cannot read ${flag} ${given}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
     );
