@@ -1,4 +1,11 @@
-import { figureFiles, type HtmlReport, renderHtml, type Section } from './html.js';
+import {
+  type Figure,
+  type FigureGrid,
+  figureFiles,
+  type HtmlReport,
+  renderHtml,
+  type Section,
+} from './html.js';
 import { heatmapSvg, scatterSvg, tokenLabel } from './plots.js';
 import { fixed, fmt } from './svg.js';
 import type { Table } from './table.js';
@@ -37,6 +44,8 @@ export interface CompareReportInput {
   readonly provenance: Readonly<Record<string, unknown>>;
   /** Metric values, dropped-pair notes, model accuracy … shown before the table. */
   readonly notes?: readonly string[];
+  /** What the cost table's seconds are (e.g. "after an untimed warm-up run"), shown under it. */
+  readonly costNote?: string;
   /** Sections placed before the figures (e.g. the demo's model behaviour). */
   readonly extraSections?: readonly Section[];
   /** Extra fields stored in report.json. */
@@ -48,6 +57,9 @@ export interface RenderedReport {
   readonly files: Readonly<Record<string, string>>;
   readonly agreementTable: Table;
   readonly costTable: Table;
+  /** The scatter plots, one per site type, and the heatmaps, one row per site type and one column per method. */
+  readonly scatters: readonly Figure[];
+  readonly heatmaps: FigureGrid;
 }
 
 /** A safe file-name fragment. */
@@ -121,29 +133,31 @@ export function buildCompareReport(input: CompareReportInput): RenderedReport {
   const files: Record<string, string> = {};
   const all = [input.reference, ...input.methods];
   const sites = Object.keys(input.reference.scores);
-  const heatmapSections: Section[] = [];
-  for (const site of sites) {
-    const figures = all.flatMap((m) => {
-      const g = m.scores[site];
-      if (!g) return [];
-      const { grid, cols } = displayGrid(g, m.granularity?.[site]);
-      const file = `heatmap-${slug(m.label)}-${slug(site)}.svg`;
-      const svg = heatmapSvg({
-        grid,
-        title: `${m.label} · ${site}`,
-        rowLabels: grid.map((_, l) => `L${l}`),
-        colLabels:
-          cols === 'head'
-            ? (grid[0] ?? []).map((_, h) => `H${h}`)
-            : (grid[0] ?? []).map((_, p) => tokenLabel(input.tokenLabels[p] ?? `[${p}]`, p)),
-        rowTitle: 'layer',
-        colTitle: cols === 'head' ? 'head (summed over positions)' : 'position',
-      });
-      files[file] = svg;
-      return [{ file, svg, caption: `${m.label}, ${site}` }];
-    });
-    heatmapSections.push({ heading: `Heatmaps · ${site}`, figures });
-  }
+  const heatmaps: FigureGrid = {
+    columns: all.map((m) => m.label),
+    rows: sites.map((site) => ({
+      label: site,
+      cells: all.map((m) => {
+        const g = m.scores[site];
+        if (!g) return undefined;
+        const { grid, cols } = displayGrid(g, m.granularity?.[site]);
+        const file = `heatmap-${slug(m.label)}-${slug(site)}.svg`;
+        const svg = heatmapSvg({
+          grid,
+          title: `${m.label} · ${site}`,
+          rowLabels: grid.map((_, l) => `L${l}`),
+          colLabels:
+            cols === 'head'
+              ? (grid[0] ?? []).map((_, h) => `H${h}`)
+              : (grid[0] ?? []).map((_, p) => tokenLabel(input.tokenLabels[p] ?? `[${p}]`, p)),
+          rowTitle: 'layer',
+          colTitle: cols === 'head' ? 'head (summed over positions)' : 'position',
+        });
+        files[file] = svg;
+        return { file, svg, caption: `${m.label}, ${site}` };
+      }),
+    })),
+  };
   const scatterFigures = sites.map((site) => {
     const ref = flat(input.reference.scores[site]!);
     const series = input.methods
@@ -176,11 +190,11 @@ export function buildCompareReport(input: CompareReportInput): RenderedReport {
         paragraphs: input.notes ?? [],
         tables: [
           { caption: 'Pearson and Spearman correlation per method and site type', table: agreement },
-          { caption: 'Cost per method', table: costs },
+          { caption: costCaption(input.costNote), table: costs },
         ],
       },
       { heading: 'Scatter plots', figures: scatterFigures },
-      ...heatmapSections,
+      heatmapSection(heatmaps),
     ],
   };
   files['report.html'] = renderHtml(report);
@@ -203,5 +217,21 @@ export function buildCompareReport(input: CompareReportInput): RenderedReport {
     (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v),
     1,
   )}\n`;
-  return { files, agreementTable: agreement, costTable: costs };
+  return { files, agreementTable: agreement, costTable: costs, scatters: scatterFigures, heatmaps };
+}
+
+/** The cost table's caption: what its seconds measure, when the caller says. */
+export function costCaption(note?: string): string {
+  return note ? `Cost per method (${note})` : 'Cost per method';
+}
+
+/** The heatmaps as one grid: a row per site type, a column per method, so one site's methods sit side by side. */
+export function heatmapSection(heatmaps: FigureGrid, heading = 'Heatmaps'): Section {
+  return {
+    heading,
+    paragraphs: [
+      `One row per site type, one column per method (${heatmaps.columns.join(', ')}); each heatmap has its own colour scale, symmetric around 0.`,
+    ],
+    grid: heatmaps,
+  };
 }

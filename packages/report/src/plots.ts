@@ -38,9 +38,11 @@ export function heatmapSvg(o: HeatmapOptions): string {
         .filter(Number.isFinite)
         .map((v) => Math.abs(v)),
     );
-  const left = 56;
   const top = 34;
-  const labelSpace = 7 * Math.min(16, Math.max(3, ...colLabels.map((l) => l.length))) + 16;
+  const labelChars = Math.min(16, Math.max(3, ...colLabels.map((l) => l.length)));
+  const labelSpace = 7 * labelChars + 16;
+  // Column labels are rotated 60° about their end: the first one reaches 7·chars·cos 60° left of its cell.
+  const left = Math.max(56, Math.ceil(3.5 * labelChars - cell / 2 + 6));
   const width = left + cols * cell + 90;
   const height = top + rows * cell + labelSpace + 20;
   const parts: string[] = [svgOpen(width, height, o.title)];

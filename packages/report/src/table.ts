@@ -5,6 +5,8 @@ export interface Table {
   readonly rows: readonly (readonly (string | number)[])[];
   /** Columns to right-align (numbers); default: every column whose cells are all numbers or numeric text. */
   readonly align?: readonly ('left' | 'right')[];
+  /** An extra class per column for HTML (e.g. "key" and "value" of a key/value table). */
+  readonly classes?: readonly string[];
 }
 
 function cellText(c: string | number): string {
@@ -43,23 +45,24 @@ export function formatTable(t: Table): string {
   return [line(cells[0]!), rule, ...cells.slice(1).map(line)].join('\n');
 }
 
-/** An HTML table (escaped). */
+/** An HTML table (escaped); a header of empty names is left out. */
 export function htmlTable(t: Table, attrs = ''): string {
   const align = alignments(t);
-  const th = t.header.map((h, j) => `<th class="${align[j]}">${esc(h)}</th>`).join('');
+  const cls = (j: number) => esc([align[j], t.classes?.[j]].filter(Boolean).join(' '));
+  const th = t.header.map((h, j) => `<th class="${cls(j)}">${esc(h)}</th>`).join('');
+  const head = t.header.some((h) => h !== '') ? `<thead><tr>${th}</tr></thead>` : '';
   const body = t.rows
-    .map(
-      (row) => `<tr>${row.map((c, j) => `<td class="${align[j]}">${esc(cellText(c))}</td>`).join('')}</tr>`,
-    )
+    .map((row) => `<tr>${row.map((c, j) => `<td class="${cls(j)}">${esc(cellText(c))}</td>`).join('')}</tr>`)
     .join('\n');
-  return `<table${attrs ? ` ${attrs}` : ''}><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  return `<table${attrs ? ` ${attrs}` : ''}>${head}<tbody>\n${body}\n</tbody></table>`;
 }
 
-/** Key/value pairs (provenance) as a two-column table. */
+/** Key/value pairs (provenance) as a two-column table: keys never wrap (class "key"), values do ("value"). */
 export function keyValueTable(record: Readonly<Record<string, unknown>>): Table {
   return {
     header: ['', ''],
     rows: Object.entries(record).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
     align: ['left', 'left'],
+    classes: ['key', 'value'],
   };
 }

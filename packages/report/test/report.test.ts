@@ -152,10 +152,47 @@ describe('compare report', () => {
     const named = [...html.matchAll(/href="([^"]+\.svg)"/g)].map((m) => m[1]!);
     const svgs = Object.keys(out.files).filter((f) => f.endsWith('.svg'));
     expect(new Set(named)).toEqual(new Set(svgs));
-    for (const f of named) expect(html).toContain(`<figure data-file="${f}"><svg`);
+    for (const f of named) expect(html).toMatch(new RegExp(`<figure data-file="${f}"[^>]*><svg`));
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/); // self-contained
     expect(html).toContain('relp compare --x &quot;&lt;y&gt;&quot;');
     expect(html).not.toContain('<test>');
+  });
+
+  it('heatmaps are one grid: a row per site type, in it one cell per method, side by side', () => {
+    const grids = html.match(/<div class="fig-grid"/g) ?? [];
+    expect(grids).toHaveLength(1);
+    const cells = [
+      ...html.matchAll(
+        /<figure data-file="([^"]+)" class="fig-cell" data-row="([^"]+)" data-column="([^"]+)"><svg/g,
+      ),
+    ];
+    const sites = ['resid_pre', 'attn_out'];
+    const methods = ['activation-patching', 'atp', 'relp'];
+    expect(cells.map((c) => `${c[2]} ${c[3]}`)).toEqual(
+      sites.flatMap((s) => methods.map((m) => `${s} ${m}`)),
+    );
+    for (const c of cells) expect(c[1]).toBe(`heatmap-${c[3]}-${c[2]}.svg`);
+    // Each row holds its own cells, in a container that lays them out as a wrapping grid.
+    const rows = html.split('<div class="fig-row"').slice(1);
+    expect(rows.map((r) => /data-row="([^"]+)"/.exec(r)?.[1])).toEqual(sites);
+    for (const r of rows) expect(r.match(/class="fig-cell"/g)).toHaveLength(methods.length);
+    expect(html).toMatch(/\.fig-cells\{display:grid;grid-template-columns:repeat\(auto-fit,minmax\(/);
+    expect(out.heatmaps.rows.map((r) => r.cells.length)).toEqual([3, 3]);
+  });
+
+  it('provenance keys never wrap (class "key", white-space: nowrap), values do; no empty header row', () => {
+    const prov = html.slice(html.indexOf('<table class="prov">'));
+    expect(prov).toContain('<td class="left key">command</td><td class="left value">relp compare');
+    expect(prov).toContain('<td class="left key">seed</td>');
+    expect(prov.slice(0, prov.indexOf('</table>'))).not.toContain('<thead>');
+    expect(html).toMatch(/\.prov td\.key\{white-space:nowrap/);
+    expect(html).toMatch(/\.prov td\.value\{overflow-wrap:anywhere/);
+    expect(html).not.toMatch(/word-break:break-all/);
+  });
+
+  it('the cost table says what its seconds are when told', () => {
+    const noted = buildCompareReport({ ...input, costNote: 'after a warm-up run' }).files['report.html']!;
+    expect(noted).toContain('Cost per method (after a warm-up run)');
   });
 
   it('report.json holds the grids, the agreement and the provenance', () => {
