@@ -16,6 +16,7 @@ import {
   type MethodSettings,
   methodOptions,
   type NamedMethod,
+  parseMethodList,
 } from '@relp/methods';
 import type { AgreementRow, MethodGrids } from '@relp/report';
 import * as tf from '@tensorflow/tfjs-core';
@@ -163,13 +164,24 @@ export function toGrids(r: AttributionResult): MethodGrids {
   };
 }
 
-/** Activation patching and each method on the same batch (compareMethods), and their agreement per site type. */
+const WARM_UP = parseMethodList('atp')[0]!;
+
+/** What the seconds of a comparison's cost table measure. */
+export const COMPARISON_TIMING =
+  'seconds: one timed run each, after one untimed warm-up run of AtP on the same prompts, as the benchmarks warm up';
+
+/**
+ * Activation patching and each method on the same batch (compareMethods), and their agreement per site type.
+ * One untimed AtP run goes first: the first forward and backward passes of a process pay one-off costs (kernel
+ * set-up, memory growth) that would otherwise be charged to whichever method runs first (COMPARISON_TIMING).
+ */
 export async function runComparison(
   s: Session,
   batch: PairBatch,
   methods: readonly NamedMethod[],
   o: AttributeRunOptions & { topK?: number },
 ): Promise<{ reference: AttributionResult; results: AttributionResult[]; agreement: AgreementRow[] }> {
+  await attribute(s.loaded.model, batch, { ...methodOptions(WARM_UP), sites: o.sites });
   const cmp = await compareMethods(s.loaded.model, batch, {
     methods,
     sites: o.sites,

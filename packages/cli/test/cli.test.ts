@@ -156,7 +156,20 @@ describe('relp compare / circuit / demo', () => {
     const rep = JSON.parse(readFileSync(join(dir, 'reference-8', 'report.json'), 'utf8'));
     expect(rep.tokenLabels).toHaveLength(15);
     expect(rep.methods[0].scores.resid_pre[0]).toHaveLength(15);
-    expect(existsSync(join(dir, 'report.html'))).toBe(true);
+    // The top-level report shows the pictures itself (inlined, each linked to its file in the set's folder):
+    // the scatters, and the heatmaps as a grid of a row per site and a column per method.
+    const top = readFileSync(join(dir, 'report.html'), 'utf8');
+    const inlined = [...top.matchAll(/<figure data-file="([^"]+)"[^>]*><svg/g)].map((m) => m[1]!);
+    const setSvgs = readdirSync(join(dir, 'reference-8')).filter((f) => f.endsWith('.svg'));
+    expect(inlined.sort()).toEqual(setSvgs.map((f) => `reference-8/${f}`).sort());
+    const cells = [...top.matchAll(/class="fig-cell" data-row="([^"]+)" data-column="([^"]+)"/g)];
+    expect(cells.map((c) => `${c[1]} ${c[2]}`)).toEqual(
+      ['resid_pre', 'attn_out', 'mlp_out'].flatMap((s) =>
+        ['activation-patching', 'atp', 'relp'].map((m) => `${s} ${m}`),
+      ),
+    );
+    // Seconds are measured after a warm-up, and the table says so.
+    expect(top).toMatch(/Cost per method \(seconds: one timed run each, after one untimed warm-up run/);
   });
 
   it('demo defaults to smollm2-135m, fetched into the cache; unreachable sources give NOT_AVAILABLE', async () => {

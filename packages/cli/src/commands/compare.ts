@@ -3,6 +3,7 @@ import { buildCompareReport, fmt, formatTable } from '@relp/report';
 import type { CliIo } from '../io.js';
 import { checkWritable, writeFolderAtomic } from '../output.js';
 import {
+  COMPARISON_TIMING,
   type CommonOptions,
   cliSettings,
   loadData,
@@ -54,6 +55,7 @@ export async function compareCommand(o: CompareCommandOptions, io: CliIo): Promi
     methods: cmp.results.map(toGrids),
     agreement: cmp.agreement,
     notes,
+    costNote: COMPARISON_TIMING,
     provenance: sessionProvenance(s, data, { methods: methods.map((x) => x.name), sites: o.sites }),
     extra: { metric: m, dropped: data.checked.dropped },
   });
@@ -65,6 +67,6 @@ export async function compareCommand(o: CompareCommandOptions, io: CliIo): Promi
     return;
   }
   io.stdout.write(
-    `${notes[0]}\n\n${formatTable(report.agreementTable)}\n\n${formatTable(report.costTable)}\n\nwrote ${o.out}/report.html\n`,
+    `${notes[0]}\n\n${formatTable(report.agreementTable)}\n\n${formatTable(report.costTable)}\n(${COMPARISON_TIMING})\n\nwrote ${o.out}/report.html\n`,
   );
 }

@@ -1,9 +1,21 @@
 import { parseMethodList } from '@relp/methods';
-import { buildCompareReport, fixed, fmt, formatTable, renderHtml, type Table } from '@relp/report';
+import {
+  buildCompareReport,
+  costCaption,
+  type Figure,
+  fixed,
+  fmt,
+  formatTable,
+  heatmapSection,
+  renderHtml,
+  type Section,
+  type Table,
+} from '@relp/report';
 import type { CliIo } from '../io.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
 import {
   behaviour,
+  COMPARISON_TIMING,
   type CommonOptions,
   loadData,
   openSession,
@@ -56,6 +68,8 @@ export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<voi
   const summaryRows: (string | number)[][] = [];
   const behaviourRows: (string | number)[][] = [];
   const out: Record<string, unknown> = {};
+  /** Each set's pictures and costs, shown in the top-level report too (its files are in the set's folder). */
+  const setSections: Section[] = [];
   let provenance: Record<string, unknown> = {};
   for (const set of sets) {
     s.log.info(`— ${set.title}`);
@@ -87,10 +101,30 @@ export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<voi
           'scores are of the normalised metric (1 = clean, 0 = corrupt), as in the paper demo.',
         ...(data.droppedNote ? [data.droppedNote] : []),
       ],
+      costNote: COMPARISON_TIMING,
       provenance: prov,
       extra: { behaviour: b },
     });
     for (const [name, content] of Object.entries(report.files)) files[`${set.name}/${name}`] = content;
+    const inSet = (f: Figure): Figure => ({ ...f, file: `${set.name}/${f.file}` });
+    setSections.push(
+      {
+        heading: `${set.name}: scatter plots and cost`,
+        paragraphs: [`${set.title}; the full report of this set: ${set.name}/report.html`],
+        tables: [{ caption: costCaption(COMPARISON_TIMING), table: report.costTable }],
+        figures: report.scatters.map(inSet),
+      },
+      heatmapSection(
+        {
+          columns: report.heatmaps.columns,
+          rows: report.heatmaps.rows.map((r) => ({
+            label: r.label,
+            cells: r.cells.map((f) => (f ? inSet(f) : undefined)),
+          })),
+        },
+        `${set.name}: heatmaps`,
+      ),
+    );
     out[set.name] = { behaviour: b, metric: m, agreement: cmp.agreement };
   }
   const summary: Table = { header: ['prompts', 'method', 'site', 'pearson', 'spearman'], rows: summaryRows };
@@ -112,6 +146,7 @@ export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<voi
         ],
         tables: [{ table: summary }],
       },
+      ...setSections,
     ],
     provenance,
   });
