@@ -117,6 +117,33 @@ describe('GGUF property tests: parse or BAD_MODEL_FILE, never anything else', ()
     );
   });
 
+  it('every cut of a valid file is refused saying the file is empty or truncated (or too short for the magic), or still holds every tensor', () => {
+    fc.assert(
+      fc.property(validFile, fc.nat(), (bytes, cutAt) => {
+        const cut = bytes.subarray(0, cutAt % bytes.length);
+        let file: GgufFile | undefined;
+        try {
+          file = parseGguf(cut);
+        } catch (e) {
+          expect(isRelpError(e, ErrorCodes.BadModelFile), String(e)).toBe(true);
+          expect((e as Error).message).toMatch(
+            cut.length === 0
+              ? /^GGUF: the file is empty \(0 bytes\)$/
+              : cut.length < 4
+                ? /bad magic/
+                : /^GGUF: .*the file is truncated/,
+          );
+        }
+        // Only the padding after the last tensor was cut.
+        if (file !== undefined) {
+          const full = parseGguf(bytes);
+          expect(file.tensors.length).toBe(full.tensors.length);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('random bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 512 }), fc.boolean(), (bytes, magic) => {

@@ -175,6 +175,18 @@ describe('property: hostile bytes give a typed error or a self-consistent parse'
     );
   });
 
+  it('every cut of a valid file says the file is empty, too short or truncated', () => {
+    fc.assert(
+      fc.property(fileArb, fc.nat(), ({ bytes }, cutAt) => {
+        const n = cutAt % bytes.length;
+        expect(() => readSafetensors(bytes.subarray(0, n))).toThrow(
+          n === 0 ? /the file is empty \(0 bytes\)/ : n < 8 ? /too short/ : /the file is truncated/,
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('header length prefix edits', () => {
     fc.assert(
       fc.property(fileArb, fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), ({ bytes }, len) => {

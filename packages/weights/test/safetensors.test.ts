@@ -148,8 +148,13 @@ describe('safetensors reader: malformed files give BAD_MODEL_FILE', () => {
     expect(readSafetensors(file(ok, 8)).get('t')!.data.length).toBe(2);
   });
   it('too short for a header length', () => expectBad(() => readSafetensors(new Uint8Array(5)), /too short/));
+  it('an empty file says so', () =>
+    expectBad(
+      () => readSafetensors(new Uint8Array(0), { source: 'x.safetensors' }),
+      /^x\.safetensors: the file is empty \(0 bytes\)$/,
+    ));
   it('header length past the end of the file', () =>
-    expectBad(() => readSafetensors(file(ok, 8, 10_000)), /past the end/));
+    expectBad(() => readSafetensors(file(ok, 8, 10_000)), /the file is truncated \(or not safetensors\)/));
   it('absurd header length (2^40, 2^64-1, over the cap)', () => {
     const f = file(ok, 8);
     new DataView(f.buffer).setBigUint64(0, 2n ** 40n, true);
@@ -207,7 +212,7 @@ describe('safetensors reader: malformed files give BAD_MODEL_FILE', () => {
   it('out-of-range, reversed, negative and fractional offsets', () => {
     expectBad(
       () => readSafetensors(file({ t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, 4)),
-      /past the data/,
+      /the file is truncated: its header describes 8 data bytes, the file holds 4 \(4 bytes missing, from tensor "t" on\)/,
     );
     expectBad(
       () => readSafetensors(file({ t: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, 8)),
@@ -234,11 +239,23 @@ describe('safetensors reader: malformed files give BAD_MODEL_FILE', () => {
     expectBad(() => readSafetensors(file(two(4), 12)), /overlaps/);
     expectBad(() => readSafetensors(file(two(0), 8)), /overlaps/);
     expectBad(() => readSafetensors(file(two(12), 20)), /belong to no tensor/);
-    expectBad(() => readSafetensors(file(ok, 12)), /trailing/);
+    expectBad(() => readSafetensors(file(ok, 12)), /4 trailing bytes belong to no tensor/);
   });
   it('truncated file', () => {
     const full = file(ok, 8);
     for (let n = 0; n < full.length; n++) expectBad(() => readSafetensors(full.subarray(0, n)), /./);
+    // Cut inside the data: which tensor, how many bytes expected and present.
+    const two = file(
+      {
+        a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+        b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+      },
+      24,
+    );
+    expectBad(
+      () => readSafetensors(two.subarray(0, two.length - 10)),
+      /truncated: its header describes 24 data bytes, the file holds 14 \(10 bytes missing, from tensor "b" on\)/,
+    );
   });
   it('duplicate tensor names (JSON.parse would keep only the last)', () => {
     const text =

@@ -99,13 +99,17 @@ class Cursor {
     return this.bytes.length - this.pos;
   }
   need(n: number, what: string): void {
-    if (n > this.remaining) {
-      throw badFile(`GGUF: truncated file while reading ${what} (need ${n} bytes at offset ${this.pos})`, {
-        offset: this.pos,
-        need: n,
-        fileSize: this.bytes.length,
-      });
-    }
+    if (n > this.remaining) throw this.truncated(what, n);
+  }
+  private left(): string {
+    return this.remaining === 0 ? 'the file ends there' : `only ${this.remaining} bytes remain`;
+  }
+  /** BAD_MODEL_FILE: the file ends before `need` bytes of `what` at the current offset. */
+  truncated(what: string, need: number): Error {
+    return badFile(
+      `GGUF: the file is truncated: ${what} needs ${need} bytes at offset ${this.pos}, but ${this.left()} (file size ${this.bytes.length})`,
+      { offset: this.pos, need, present: this.remaining, fileSize: this.bytes.length },
+    );
   }
   u8(what: string): number {
     this.need(1, what);
@@ -135,9 +139,29 @@ class Cursor {
     }
     return Number(v);
   }
+  /**
+   * A count of items taking at least `itemBytes` each: at most `max` (a limit: out of range), and no more than
+   * the rest of the file can hold (else the file is truncated).
+   */
+  count(what: string, itemBytes: number, max: number): number {
+    const v = this.u64n(what, max);
+    if (v * itemBytes > this.remaining) {
+      throw badFile(
+        `GGUF: the file is truncated: ${what} is ${v}, which needs at least ${v * itemBytes} bytes at offset ${this.pos}, but ${this.left()} (file size ${this.bytes.length})`,
+        {
+          offset: this.pos,
+          count: v,
+          need: v * itemBytes,
+          present: this.remaining,
+          fileSize: this.bytes.length,
+        },
+      );
+    }
+    return v;
+  }
   string(what: string, maxBytes: number): string {
     const at = this.pos;
-    const len = this.u64n(`${what} length`, Math.min(maxBytes, this.remaining));
+    const len = this.count(`${what} length`, 1, maxBytes);
     const sub = this.bytes.subarray(this.pos, this.pos + len);
     this.pos += len;
     let ascii = true;
@@ -236,7 +260,7 @@ function readArray(
   // Smallest encoded size of one element: a guard against counts the remaining bytes cannot hold.
   const minSize =
     itemType === GgufValueType.STRING ? 8 : itemType === GgufValueType.ARRAY ? 12 : SCALARS[itemType]!.size;
-  const count = c.u64n(`${what} element count`, Math.floor(c.remaining / Math.max(1, minSize)));
+  const count = c.count(`${what} element count`, Math.max(1, minSize), Number.MAX_SAFE_INTEGER);
   if (SCALARS[itemType]?.array !== undefined) {
     c.need(count * SCALARS[itemType]!.size, what);
     return { itemType, value: readNumericArray(c, itemType, count) };
@@ -297,6 +321,7 @@ export function parseGguf(
   const bytes = asBytes(input);
   const st: ParseState = { opts: defaults(options), values: 0 };
   const c = new Cursor(bytes);
+  if (bytes.length === 0) throw badFile('GGUF: the file is empty (0 bytes)', { fileSize: 0 });
   if (bytes.length < 4 || c.u32('magic') !== GGUF_MAGIC) {
     throw badFile('GGUF: not a GGUF file (bad magic)', { fileSize: bytes.length });
   }
@@ -311,11 +336,8 @@ export function parseGguf(
     throw badFile(`GGUF: unsupported version ${version}${hint}`, { version });
   }
   // Each tensor info takes at least 8 (name) + 4 + 8 (one dim) + 4 + 8 bytes; each key/value at least 8 + 4 + 1.
-  const tensorCount = c.u64n('tensor count', Math.min(st.opts.maxTensors, Math.floor(c.remaining / 32)));
-  const kvCount = c.u64n(
-    'metadata count',
-    Math.min(st.opts.maxMetadataEntries, Math.floor(c.remaining / 13)),
-  );
+  const tensorCount = c.count('tensor count', 32, st.opts.maxTensors);
+  const kvCount = c.count('metadata count', 13, st.opts.maxMetadataEntries);
 
   const metadata = new Map<string, GgufMetadataEntry>();
   for (let i = 0; i < kvCount; i++) {
@@ -378,11 +400,8 @@ export function parseGguf(
     tensorCount === 0 ? Math.min(align(c.pos, alignment), bytes.length) : align(c.pos, alignment);
   if (dataOffset > bytes.length) {
     throw badFile(
-      `GGUF: data section starts at ${dataOffset}, past the end of the file (${bytes.length} bytes)`,
-      {
-        dataOffset,
-        fileSize: bytes.length,
-      },
+      `GGUF: the file is truncated: the tensor data should start at offset ${dataOffset}, past the end of the file (${bytes.length} bytes)`,
+      { dataOffset, fileSize: bytes.length },
     );
   }
   const dataLength = bytes.length - dataOffset;
@@ -398,11 +417,14 @@ export function parseGguf(
     let numElements = 1;
     for (const d of r.dims) {
       numElements *= d;
-      if (numElements > dataLength * 256) {
-        // No type stores more than 256 elements per byte; this also keeps the product a safe integer.
-        throw badFile(`GGUF: tensor "${r.name}" dimensions [${r.dims.join(', ')}] exceed the data section`, {
-          tensor: r.name,
-        });
+      // 2^45 elements take at most 2^48 bytes in any type: the products below stay exact.
+      if (numElements > 2 ** 45) {
+        throw badFile(
+          `GGUF: tensor "${r.name}" dimensions [${r.dims.join(', ')}] are too large (over 2^45 elements)`,
+          {
+            tensor: r.name,
+          },
+        );
       }
     }
     if (r.dims[0]! % info.blockSize !== 0) {
@@ -422,9 +444,16 @@ export function parseGguf(
       );
     }
     if (r.offset + byteLength > dataLength) {
+      const start = dataOffset + r.offset;
       throw badFile(
-        `GGUF: tensor "${r.name}" (${byteLength} bytes at data offset ${r.offset}) runs past the end of the file`,
-        { tensor: r.name, offset: r.offset, byteLength, dataLength },
+        `GGUF: tensor "${r.name}" (${byteLength} bytes at offset ${start}) runs past the end of the file (${bytes.length} bytes): the file is truncated, ${start + byteLength - bytes.length} bytes are missing`,
+        {
+          tensor: r.name,
+          offset: start,
+          byteLength,
+          fileSize: bytes.length,
+          missing: start + byteLength - bytes.length,
+        },
       );
     }
     return {
