@@ -4,6 +4,7 @@ import { trackWeightReads, unusedWeightWarnings } from '@relp/core/weight-names'
 import {
   type GgufTokenizerMetadata,
   ggufConfig,
+  ggufKeyOfConfigField,
   ggufTokenizerMetadata,
   ggufToWeightMap,
   parseGguf,
@@ -102,7 +103,13 @@ async function loadGguf<T>(
   const file = parseGguf(bytes);
   const config = checkConfig(ggufConfig(file), `${path} (GGUF metadata)`);
   const family = pickFamily(config, registry);
-  const { model, warnings } = buildModel(family, config, ggufToWeightMap(file), path);
+  let built: ReturnType<typeof buildModel>;
+  try {
+    built = buildModel(family, config, ggufToWeightMap(file), path);
+  } catch (e) {
+    throw namingGgufKey(e, path, String(file.metadata.get('general.architecture')?.value));
+  }
+  const { model, warnings } = built;
   let tokenizer: T | undefined;
   if (options.loadGgufTokenizer !== undefined) {
     try {
@@ -125,6 +132,21 @@ async function loadGguf<T>(
     source: { kind: 'gguf', path, contentHash: hash, files: [path] },
     warnings,
   };
+}
+
+/** A family's error about a config field that a GGUF file's metadata gave names the metadata key and the file. */
+function namingGgufKey(e: unknown, path: string, architecture: string): unknown {
+  if (!isRelpError(e) || typeof e.details.field !== 'string') return e;
+  const key = ggufKeyOfConfigField(architecture, e.details.field);
+  if (key === undefined) return e;
+  return new RelpError(
+    e.code,
+    `${path}: GGUF metadata "${key}" (as config field ${e.details.field}): ${e.message}`,
+    {
+      details: { ...e.details, path, ggufKey: key },
+      cause: e,
+    },
+  );
 }
 
 function badFile(message: string, details: Record<string, unknown> = {}, cause?: unknown): RelpError {

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import type { HostTensor, LanguageModel, ModelFamily } from '@relp/core';
 import { ErrorCodes, isRelpError, RelpError } from '@relp/core/errors';
+import { fixturePath } from '@relp/testing';
 import { writeSafetensors } from '@relp/weights';
 import { describe, expect, it } from 'vitest';
 import { createMemoryFs, loadModel } from '../src/index.js';
@@ -102,5 +104,33 @@ describe('tensors the model does not use are reported as warnings, as transforme
       families: [layeredFamily],
     }).catch((e: unknown) => e);
     expect(isRelpError(err) && err.code).toBe(ErrorCodes.BadModelFile);
+  });
+});
+
+describe('GGUF files: config errors name the metadata key', () => {
+  const gguf = readFileSync(fixturePath('gguf', 'tiny-llama.gguf'));
+
+  it('a family error about a config field names the GGUF metadata key it came from', async () => {
+    const strict: ModelFamily = {
+      name: 'strict',
+      modelTypes: ['llama'],
+      fromHfConfig(config) {
+        throw new RelpError(
+          ErrorCodes.BadModelFile,
+          `config field 'head_dim' is ${String(config.head_dim)}`,
+          {
+            details: { field: 'head_dim' },
+          },
+        );
+      },
+    };
+    const err = await loadModel('/t.gguf', {
+      fs: createMemoryFs({ '/t.gguf': gguf }),
+      families: [strict],
+    }).catch((e: unknown) => e);
+    expect(isRelpError(err) && err.code).toBe(ErrorCodes.BadModelFile);
+    expect((err as Error).message).toBe(
+      `/t.gguf: GGUF metadata "llama.attention.key_length" (as config field head_dim): config field 'head_dim' is 8`,
+    );
   });
 });

@@ -241,6 +241,26 @@ function ropeDimensionCount(file: GgufFile, key: string, headDim: number): numbe
   return dims;
 }
 
+/** The metadata key (after `<architecture>.`) each config field that `ggufConfig` reads from one key comes from. */
+const CONFIG_FIELD_KEYS: Readonly<Record<string, string>> = {
+  hidden_size: 'embedding_length',
+  num_hidden_layers: 'block_count',
+  num_attention_heads: 'attention.head_count',
+  num_key_value_heads: 'attention.head_count_kv',
+  intermediate_size: 'feed_forward_length',
+  head_dim: 'attention.key_length',
+  max_position_embeddings: 'context_length',
+  vocab_size: 'vocab_size',
+  sliding_window: 'attention.sliding_window',
+  partial_rotary_factor: 'rope.dimension_count',
+};
+
+/** The GGUF metadata key behind a field of `ggufConfig`'s config (e.g. head_dim → llama.attention.key_length). */
+export function ggufKeyOfConfigField(architecture: string, field: string): string | undefined {
+  const key = CONFIG_FIELD_KEYS[field];
+  return key === undefined ? undefined : `${architecture}.${key}`;
+}
+
 function gemmaLayerTypes(
   file: GgufFile,
   key: string,
