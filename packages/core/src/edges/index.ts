@@ -1,4 +1,17 @@
 export { attributeEdges, DEFAULT_EDGE_MAX_BYTES } from './attribute.js';
+export {
+  type EapGraphJson,
+  type EdgeAblationOptions,
+  type EdgeCircuitCurve,
+  type EdgeSet,
+  edgeCircuitCurve,
+  edgeGraphJson,
+  edgeSetNodes,
+  evaluateEdgeSets,
+  MIB_EDGE_FRACTIONS,
+  pruneEdges,
+  topEdges,
+} from './circuits.js';
 export * from './graph.js';
 export { downstreamKeys, scoreMatrix, stackDownstream, stackUpstream, upstreamKeys } from './matrix.js';
 export * from './types.js';
