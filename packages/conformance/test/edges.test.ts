@@ -306,6 +306,40 @@ for (const c of CASES) {
       });
     }
 
+    it('per-position scores sum to the summed ones; noising mirrors node AtP; a subset is the full result’s', async () => {
+      const sum = await attributeEdges(model, batch, { method: 'eap' });
+      const each = await attributeEdges(model, batch, { method: 'eap', positions: 'each' });
+      const scale = Math.max(...(sum.scores as number[]).map(Math.abs));
+      each.scores.forEach((row, i) => {
+        const r = row as number[];
+        for (let p = 0; p < batch.firstDiff; p++) expect(r[p]).toBe(0);
+        expect(Math.abs(r.reduce((a, b) => a + b, 0) - (sum.scores[i] as number))).toBeLessThan(1e-5 * scale);
+      });
+      const noising = await attributeEdges(model, batch, {
+        method: 'eap',
+        direction: 'noising',
+        normalize: true,
+      });
+      const node = await attribute(model, batch, {
+        method: 'atp',
+        direction: 'noising',
+        normalize: true,
+        sites: [Site.MlpOut],
+      });
+      const g = noising.graph;
+      for (let l = 0; l < g.nLayers; l++) {
+        const u = g.upstream.indexOf(`m${l}`);
+        const out = noising.index.reduce((a, [w], i) => (w === u ? a + (noising.scores[i] as number) : a), 0);
+        const want = (node.scores.mlp_out as number[][])[l]!.reduce((a, b) => a + b, 0);
+        expect(Math.abs(out - want), `m${l}`).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+      }
+      expect(noising.metric.clean).toBeCloseTo(sum.metric.clean, 4);
+      const some = sum.edges.filter((_, i) => i % 4 === 1);
+      const part = await attributeEdges(model, batch, { method: 'eap', edges: some });
+      const full = byName(sum);
+      part.edges.forEach((e, i) => expect(part.scores[i]).toBe(full.get(e)));
+    });
+
     it('EAP-IG over the inputs equals its literal reference', async () => {
       const steps = 3;
       const got = await attributeEdges(model, batch, { method: 'eap-ig-inputs', steps });
@@ -419,6 +453,10 @@ for (const c of CASES) {
     it('bad edges and sizes are BAD_INPUT before any run', async () => {
       const g = modelEdgeGraph(model);
       const L = g.nLayers;
+      let progressed = 0;
+      const onProgress = () => {
+        progressed++;
+      };
       for (const edges of [
         ['m0-a1.h0<q>'],
         ['x0->m1'],
@@ -439,9 +477,13 @@ for (const c of CASES) {
       await expect(attributeEdges(model, batch, { method: 'edge-patching' })).rejects.toMatchObject({
         code: 'BAD_INPUT',
       });
-      await expect(attributeEdges(model, batch, { method: 'eap', maxBytes: 1000 })).rejects.toMatchObject({
+      await expect(
+        attributeEdges(model, batch, { method: 'eap', maxBytes: 1000, onProgress }),
+      ).rejects.toMatchObject({
         code: 'BAD_INPUT',
       });
+      // Refused before any run: no progress was ever reported.
+      expect(progressed).toBe(0);
       await expect(
         attributeEdges(model, batch, {
           method: 'edge-patching',
