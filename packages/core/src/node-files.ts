@@ -42,15 +42,20 @@ function badFile(message: string, path: string, extra: Record<string, unknown> =
   return new RelpError(ErrorCodes.BadInput, message, { details: { path, ...extra } });
 }
 
-/** The size to read after the fstat checks, or BAD_INPUT. */
-function checkedSize(st: Stats, path: string, options: ReadFileOptions): number {
-  const what = options.what ?? 'file';
+/** BAD_INPUT unless the open file is a regular one. */
+function checkRegular(st: Stats, path: string, options: ReadFileOptions): void {
   if (!st.isFile()) {
     throw badFile(
-      `${what} ${path} is ${kindOf(st)}, not a regular file: relp reads only regular files (a symlink to one is fine)`,
+      `${options.what ?? 'file'} ${path} is ${kindOf(st)}, not a regular file: relp reads only regular files (a symlink to one is fine)`,
       path,
     );
   }
+}
+
+/** The size to read after the fstat checks, or BAD_INPUT. */
+function checkedSize(st: Stats, path: string, options: ReadFileOptions): number {
+  const what = options.what ?? 'file';
+  checkRegular(st, path, options);
   const cap = Math.min(options.maxBytes ?? MAX_BUFFER, MAX_BUFFER);
   if (st.size > cap) {
     throw badFile(
@@ -124,4 +129,31 @@ export async function readRegularText(path: string, options: ReadFileOptions = {
 /** readRegularText, synchronously. */
 export function readRegularTextSync(path: string, options: ReadFileOptions = {}): string {
   return utf8(readRegularFileSync(path, options), path, options);
+}
+
+/**
+ * The first `length` bytes of a regular file (fewer when it is shorter) and its size, with readRegularFile's
+ * checks: a header can be looked at before a large file is read whole.
+ */
+export async function readRegularFilePrefix(
+  path: string,
+  length: number,
+  options: ReadFileOptions = {},
+): Promise<{ bytes: Uint8Array; size: number }> {
+  const handle = await open(path, OPEN_FLAGS);
+  try {
+    const st = await handle.stat();
+    checkRegular(st, path, options);
+    const want = Math.min(length, st.size);
+    const out = new Uint8Array(want);
+    let at = 0;
+    while (at < want) {
+      const { bytesRead } = await handle.read(out, at, want - at, at);
+      if (bytesRead === 0) throw shrank(path, at, st.size, options);
+      at += bytesRead;
+    }
+    return { bytes: out, size: st.size };
+  } finally {
+    await handle.close();
+  }
 }

@@ -10,6 +10,8 @@ export interface LoaderFs {
    * files larger than that (BAD_INPUT), before reading a byte.
    */
   readFile(path: string, options?: { readonly maxBytes?: number }): Promise<Uint8Array>;
+  /** The first `length` bytes of a file (fewer when it is shorter) and its size; optional, as readFile's checks. */
+  readPrefix?(path: string, length: number): Promise<{ bytes: Uint8Array; size: number }>;
   /** Size and kind of a path, or undefined when nothing is there. */
   stat(path: string): Promise<{ readonly size: number; readonly isDirectory: boolean } | undefined>;
   writeFile(path: string, data: Uint8Array): Promise<void>;
@@ -85,6 +87,11 @@ export function createMemoryFs(initial: Record<string, Uint8Array | string> = {}
           },
         );
       return f.slice();
+    },
+    async readPrefix(path, length) {
+      const f = files.get(path);
+      if (f === undefined) throw missing(path);
+      return { bytes: f.slice(0, length), size: f.byteLength };
     },
     async stat(path) {
       const f = files.get(path);

@@ -1,7 +1,7 @@
 import { mkdir, open, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { badInput } from '@relp/core/errors';
-import { readRegularFile } from '@relp/core/node-files';
+import { readRegularFile, readRegularFilePrefix } from '@relp/core/node-files';
 import { DEFAULT_HTTP_TIMEOUTS, type FetchLike, type HttpTimeouts } from './fetch.js';
 import { joinPath, type LoaderFs } from './fs.js';
 
@@ -9,6 +9,9 @@ import { joinPath, type LoaderFs } from './fs.js';
 export const nodeFs: LoaderFs = {
   readFile(path, options) {
     return readRegularFile(path, { what: 'file', ...options });
+  },
+  readPrefix(path, length) {
+    return readRegularFilePrefix(path, length, { what: 'file' });
   },
   async stat(path) {
     try {

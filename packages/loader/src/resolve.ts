@@ -9,6 +9,7 @@ import {
   isSafeRevision,
   OfflineError,
 } from './hub.js';
+import { checkSafetensorsSize } from './promised-size.js';
 
 const CONFIG_FILE = 'config.json';
 const WEIGHTS_FILE = 'model.safetensors';
@@ -235,19 +236,25 @@ async function resolveHub(
   return { ref, folder, config: CONFIG_FILE, weights, ...(tokenizer ? { tokenizer } : {}) };
 }
 
-/** Resolves a reference to local files, downloading hub files into the cache when needed. */
+/**
+ * Resolves a reference to local files, downloading hub files into the cache when needed, and checks that each
+ * weight file has the size its header describes (BAD_MODEL_FILE otherwise, before anything reads it whole).
+ */
 export async function resolveModelFiles(
   ref: string | ModelRef,
   options: ResolveOptions,
 ): Promise<ResolvedModelFiles> {
   const parsed = typeof ref === 'string' ? await parseModelRef(ref, options.fs, options.revision) : ref;
   const wantTokenizer = options.tokenizer ?? true;
-  if (parsed.kind === 'folder') return resolveFolder(parsed, options.fs, wantTokenizer);
   if (parsed.kind === 'gguf') {
     throw new RelpError(ErrorCodes.Internal, 'GGUF files are read whole by loadModel, not resolved to files');
   }
-  if (options.cacheDir === undefined) {
+  let files: ResolvedModelFiles;
+  if (parsed.kind === 'folder') files = await resolveFolder(parsed, options.fs, wantTokenizer);
+  else if (options.cacheDir === undefined) {
     throw new RelpError(ErrorCodes.BadInput, `a cache folder is needed to load ${parsed.id} from the hub`);
-  }
-  return resolveHub(parsed, { ...options, cacheDir: options.cacheDir }, wantTokenizer);
+  } else files = await resolveHub(parsed, { ...options, cacheDir: options.cacheDir }, wantTokenizer);
+  const weights = files.weights.kind === 'single' ? [files.weights.file] : files.weights.shards;
+  for (const w of weights) await checkSafetensorsSize(options.fs, joinPath(files.folder, w));
+  return files;
 }

@@ -86,4 +86,19 @@ describe('a model folder with a file that is not a regular file', () => {
     execFileSync('truncate', ['-s', '300M', join(m, 'config.json')]);
     await expect(load(m)).rejects.toMatchObject({ code: 'BAD_INPUT', message: /more than the 256\.0 MiB/ });
   });
+
+  it('a weight file of gigabytes behind a small header is refused from its header, not read whole', async () => {
+    const m = await folderWith('tokenizer.json', 'zero');
+    // A valid toy file, then 3 GiB of trailing zeros (sparse: nothing on disk).
+    execFileSync('truncate', ['-s', '+3G', join(m, 'model.safetensors')]);
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const err = await loadModel(m, { fs: nodeFs, families: [toyFamily] }).catch((e) => e);
+    expect(err).toMatchObject({
+      code: 'BAD_MODEL_FILE',
+      message: /3221225472 trailing bytes belong to no tensor/,
+    });
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect((process.memoryUsage().rss - rss0) / 2 ** 20).toBeLessThan(100);
+  });
 });
