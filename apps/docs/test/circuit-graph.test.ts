@@ -59,7 +59,7 @@ interface Box {
 const nodesBox = (page: Page): Promise<Box> =>
   page.evaluate(() => {
     const vp = document.querySelector('.relp-circuit-viewport')!.getBoundingClientRect();
-    const rects = [...document.querySelectorAll('.relp-circuit .node circle')].map((c) =>
+    const rects = Array.from(document.querySelectorAll('.relp-circuit .node circle')).map((c) =>
       c.getBoundingClientRect(),
     );
     return {
@@ -193,7 +193,7 @@ describe.skipIf(!haveChromium)('circuit graph at 30 layers', () => {
     await render(page, edges, 1000);
     // Hover the middle of an edge: the tooltip names that edge's score.
     const probe = await page.evaluate(() => {
-      for (const hit of document.querySelectorAll<SVGPathElement>('.relp-circuit .edge-hit')) {
+      for (const hit of Array.from(document.querySelectorAll<SVGPathElement>('.relp-circuit .edge-hit'))) {
         const p = hit.getPointAtLength(hit.getTotalLength() / 2);
         const m = hit.getScreenCTM()!;
         const x = m.a * p.x + m.c * p.y + m.e;
@@ -280,12 +280,12 @@ describe.skipIf(!haveChromium)('circuit graph at 30 layers', () => {
     await render(page, edges);
     const m = await page.evaluate(() => {
       const fig = document.querySelector('.relp-circuit')!.getBoundingClientRect();
-      const sizes = [...document.querySelectorAll<SVGTextElement>('.relp-circuit svg text')]
+      const sizes = Array.from(document.querySelectorAll<SVGTextElement>('.relp-circuit svg text'))
         .filter((t) => t.style.display !== 'none' && (t.textContent ?? '') !== '')
         .map((t) => Number.parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM()!.a);
-      const nodeLabels = [...document.querySelectorAll<SVGTextElement>('.relp-circuit .node-label')].filter(
-        (t) => t.style.display !== 'none' && t.textContent,
-      ).length;
+      const nodeLabels = Array.from(
+        document.querySelectorAll<SVGTextElement>('.relp-circuit .node-label'),
+      ).filter((t) => t.style.display !== 'none' && t.textContent).length;
       return {
         scrollWidth: document.scrollingElement!.scrollWidth,
         figLeft: fig.left,
