@@ -337,7 +337,9 @@ for (const c of CASES) {
       const some = sum.edges.filter((_, i) => i % 4 === 1);
       const part = await attributeEdges(model, batch, { method: 'eap', edges: some });
       const full = byName(sum);
-      part.edges.forEach((e, i) => expect(part.scores[i]).toBe(full.get(e)));
+      part.edges.forEach((e, i) => {
+        expect(part.scores[i]).toBe(full.get(e));
+      });
     });
 
     it('EAP-IG over the inputs equals its literal reference', async () => {
@@ -431,7 +433,9 @@ for (const c of CASES) {
       for (let p = 0; p < batch.seqLen; p++) {
         const at = await literalPatching(model, batch, g, few, p);
         for (const [k, x] of at) wantEach.set(`${k}@${p}`, x);
-        each.edges.forEach((e, i) => gotEach.set(`${e}@${p}`, (each.scores[i] as number[])[p]!));
+        each.edges.forEach((e, i) => {
+          gotEach.set(`${e}@${p}`, (each.scores[i] as number[])[p]!);
+        });
       }
       expectClose(gotEach, wantEach, 1e-4);
     });
