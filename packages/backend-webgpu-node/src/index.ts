@@ -47,6 +47,8 @@ export interface NodeGpuOptions {
   readonly explicit: boolean;
   /** Environment (VK_ICD_FILENAMES, VK_DRIVER_FILES, RELP_SWIFTSHADER_ICD); process.env by default. */
   readonly env?: Record<string, string | undefined>;
+  /** The environment Dawn's Vulkan loader reads: process.env (tests pass a stand-in). */
+  readonly processEnv?: Record<string, string | undefined>;
   /** Loads Dawn's bindings; the `webgpu` package by default (tests pass a stand-in). */
   readonly loadDawn?: () => Promise<DawnModule>;
 }
@@ -91,7 +93,11 @@ export async function probeNodeGpu(options: NodeGpuOptions): Promise<NodeGpuProb
     // No driver is installed, but SwiftShader's is: point the Vulkan loader at it (it reads the variable each
     // time an instance is made, so this process's Dawn instances see it).
     const icd = findSwiftShaderIcd(env);
-    if (icd) env.VK_ICD_FILENAMES = icd;
+    if (icd) {
+      env.VK_ICD_FILENAMES = icd;
+      // Dawn's Vulkan loader reads the process's own environment, whatever copy the caller passed.
+      (options.processEnv ?? process.env).VK_ICD_FILENAMES = icd;
+    }
   }
   const adapter = await adapterOf(dawn).catch(() => null);
   if (!adapter) {

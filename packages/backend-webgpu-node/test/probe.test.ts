@@ -108,13 +108,17 @@ describe('probing for an adapter', () => {
       VK_ICD_FILENAMES: join(dir, 'none.json'),
     };
     const { loadDawn } = fakeDawn({ vendor: 'google', architecture: 'swiftshader' });
-    const p = await probeNodeGpu({ explicit: true, env, loadDawn });
+    const processEnv: Record<string, string | undefined> = {};
+    const p = await probeNodeGpu({ explicit: true, env, loadDawn, processEnv });
     expect(p.ok).toBe(true);
     expect(env.VK_ICD_FILENAMES).toBe(swIcd);
+    expect(processEnv.VK_ICD_FILENAMES).toBe(swIcd);
     // Automatic choice leaves the environment alone.
     const auto: Record<string, string | undefined> = { RELP_SWIFTSHADER_ICD: swIcd, VK_ICD_FILENAMES: '' };
-    await probeNodeGpu({ explicit: false, env: auto, loadDawn });
+    const untouched: Record<string, string | undefined> = {};
+    await probeNodeGpu({ explicit: false, env: auto, loadDawn, processEnv: untouched });
     expect(auto.VK_ICD_FILENAMES).toBe('');
+    expect(untouched).toEqual({});
   });
 
   it('says why when Dawn does not load or finds no adapter', async () => {

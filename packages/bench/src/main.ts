@@ -40,7 +40,7 @@ const { values: opt } = parseArgs({
 });
 
 if (opt.help) {
-  console.log(`pnpm bench [--models gpt2,pythia,smollm2] [--backends native,wasm,cpu] [--tasks ${opt.tasks}]
+  console.log(`pnpm bench [--models gpt2,pythia,smollm2] [--backends native,webgpu,wasm,cpu] [--tasks ${opt.tasks}]
            [--slow-tasks <tasks for cpu/wasm>] [--real-tasks forward,atp,relp] [--real-patching]
            [--reps 3] [--warmup 1] [--patch-layers 12] [--naive-reps 1] [--threads 2] [--rounds 1] [--no-torch] [--profile] [--profile-task relp|patch-fast] [--json out.json]
 Tasks: forward (one pass, last-position logits), atp, relp (2 forward + 1 backward to resid_pre/attn_out/mlp_out),

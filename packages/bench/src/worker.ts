@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { nativeBackendLoader, nativeInfo, setNativeThreads } from '@relp/backend-native';
+import { webgpuNodeBackendLoader } from '@relp/backend-webgpu-node';
 import {
   attribute,
   batchTokens,
@@ -55,6 +56,16 @@ if (backend === 'native') {
   }
   await nativeBackendLoader.register();
   setNativeThreads(Number(opt.threads));
+} else if (backend === 'webgpu') {
+  // Named on the command line, so a software adapter is accepted; its name goes into the result's notes.
+  const loader = webgpuNodeBackendLoader();
+  const p = await loader.probe({ explicit: true });
+  if (!p.ok) {
+    console.log(`RESULT ${JSON.stringify({ backend, skipped: p.reason })}`);
+    process.exit(0);
+  }
+  process.stderr.write(`  [webgpu] ${p.detail ?? ''}\n`);
+  await loader.register();
 } else if (backend === 'wasm') {
   await import('@tensorflow/tfjs-backend-wasm');
 } else {

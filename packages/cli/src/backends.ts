@@ -7,12 +7,14 @@ import * as tf from '@tensorflow/tfjs-core';
  * The backends the CLI can use. Importing a backend registers it with tfjs (a side effect), so each loader
  * imports its package only when selected. WebGPU comes first, but only with a hardware adapter.
  */
-export function nodeBackendLoaders(): BackendLoader[] {
+export function nodeBackendLoaders(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): BackendLoader[] {
   return [
     // Native kernels (OpenBLAS) when the addon is built; its probe says why not otherwise.
     nativeBackendLoader,
     // WebGPU through Dawn's Node bindings: a hardware adapter automatically, a software one only when named.
-    webgpuNodeBackendLoader(),
+    webgpuNodeBackendLoader({ env: { ...env } }),
     {
       name: 'wasm',
       async probe() {
@@ -41,7 +43,7 @@ export async function chooseBackend(
   requested: string | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<BackendChoice> {
-  const choice = await selectBackend({ loaders: nodeBackendLoaders(), requested, env });
+  const choice = await selectBackend({ loaders: nodeBackendLoaders(env), requested, env });
   // tfjs's CPU-derived backends print an advertisement for tfjs-node (which cannot install here, and which
   // the native backend replaces) on their first tensor write: make that write here, quietly.
   const warn = console.warn;

@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fixturePath } from '@relp/testing';
+import { vulkanDrivers } from '@relp/backend-webgpu-node';
+import { fixturePath, webgpuUntestableReason } from '@relp/testing';
 import { XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/io.js';
@@ -307,11 +308,53 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     }
   });
 
-  it('--backend webgpu in Node fails clearly (no navigator.gpu)', async () => {
-    const r = await attribute(pairs, 'atp', '--backend', 'webgpu', '--json');
-    expect(r.code).toBe(2);
-    expect(r.err).toMatch(/navigator\.gpu/);
-  });
+  it.skipIf(webgpuUntestableReason() !== undefined)(
+    '--backend webgpu runs on WebGPU in Node (SwiftShader without a GPU), names its adapter, and scores as cpu does',
+    async () => {
+      const scores: number[][] = [];
+      for (const name of ['webgpu', 'cpu']) {
+        const out = join(tmp(), 'result.json');
+        const r = await attribute(
+          pairs,
+          'relp',
+          '--backend',
+          name,
+          '--sites',
+          'resid_pre,attn_out',
+          '--out',
+          out,
+        );
+        expect(r.code, r.err).toBe(0);
+        const res = JSON.parse(readFileSync(out, 'utf8'));
+        expect(res.provenance.backend.name).toBe(name);
+        if (name === 'webgpu') expect(r.err).toMatch(/WebGPU in Node \(Dawn\), adapter .+/);
+        scores.push(
+          JSON.stringify(res.scores)
+            .match(/-?\d+(\.\d+)?(e-?\d+)?/g)!
+            .map(Number),
+        );
+      }
+      const [gpu, cpu] = scores as [number[], number[]];
+      expect(gpu.length).toBe(cpu.length);
+      const scale = Math.max(...cpu.map(Math.abs));
+      expect(Math.max(...gpu.map((x, i) => Math.abs(x - cpu[i]!))) / scale).toBeLessThanOrEqual(1e-4);
+    },
+  );
+
+  it.skipIf(vulkanDrivers(process.env).some((d) => !d.software))(
+    'automatic choice skips a software WebGPU adapter and says why',
+    async () => {
+      const r = await run(
+        ['attribute', '--model', model, '--data', pairs, '--method', 'atp', '--json'],
+        tmpdir(),
+        {
+          RELP_BACKEND: '',
+        },
+      );
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/skipped webgpu: .*(no hardware GPU driver|software)/);
+    },
+  );
 });
 
 describe('numeric options are checked when the command starts', () => {
