@@ -88,6 +88,18 @@ describe.skipIf(!haveChromium)('plots on a phone and by keyboard', () => {
     expect(m.tableWidth).toBeGreaterThan(390);
     expect(m.boxScroll).toBe(true);
     expect(m.scrollWidth).toBeLessThanOrEqual(390);
+    // The scatter plot shrinks to the screen as a whole, its tick labels still legible.
+    const scatter = await page.evaluate(() => {
+      const svg = document.querySelector('figure.relp-scatter svg') as SVGSVGElement;
+      const tick = svg.querySelector('text.tick') as SVGTextElement;
+      return {
+        width: svg.getBoundingClientRect().width,
+        box: (svg.parentElement as HTMLElement).clientWidth,
+        font: Number.parseFloat(getComputedStyle(tick).fontSize) * tick.getScreenCTM()!.a,
+      };
+    });
+    expect(scatter.width).toBeLessThanOrEqual(scatter.box + 0.5);
+    expect(scatter.font).toBeGreaterThanOrEqual(10);
     await page.close();
   });
 
