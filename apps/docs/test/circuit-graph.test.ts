@@ -275,6 +275,44 @@ describe.skipIf(!haveChromium)('circuit graph at 30 layers', () => {
     await page.close();
   });
 
+  it('pans with one finger and zooms with two about their midpoint (touch)', async () => {
+    const page = await pages.open(390, 844, { hasTouch: true });
+    await render(page, edges);
+    const cdp = await page.context().newCDPSession(page);
+    const touch = (type: string, points: { x: number; y: number }[]) =>
+      cdp.send('Input.dispatchTouchEvent', {
+        type,
+        touchPoints: points.map((p, id) => ({ x: p.x, y: p.y, id })),
+      });
+    const box = await page.evaluate(() => {
+      const r = document.querySelector('.relp-circuit-viewport svg')!.getBoundingClientRect();
+      return { x: r.left, y: r.top, w: r.width, h: r.height };
+    });
+    // One finger: the graph follows it.
+    const a0 = await nodeAt(page, 'a12.h3');
+    const start = { x: box.x + 30, y: box.y + 40 };
+    await touch('touchStart', [start]);
+    for (let i = 1; i <= 5; i++) await touch('touchMove', [{ x: start.x + 8 * i, y: start.y + 5 * i }]);
+    await touch('touchEnd', []);
+    const a1 = await nodeAt(page, 'a12.h3');
+    expect(a1.x - a0.x).toBeCloseTo(40, 0);
+    expect(a1.y - a0.y).toBeCloseTo(25, 0);
+    // Two fingers spreading apart about a point: distances from it double, the point stays.
+    const mid = { x: box.x + box.w / 2, y: box.y + box.h / 2 };
+    const far = await nodeAt(page, 'a3.h1');
+    const spread = (d: number) => [
+      { x: mid.x - d, y: mid.y },
+      { x: mid.x + d, y: mid.y },
+    ];
+    await touch('touchStart', spread(40));
+    for (const d of [50, 60, 70, 80]) await touch('touchMove', spread(d));
+    await touch('touchEnd', []);
+    const far2 = await nodeAt(page, 'a3.h1');
+    expect(far2.x - mid.x).toBeCloseTo((far.x - mid.x) * 2, 0);
+    expect(far2.y - mid.y).toBeCloseTo((far.y - mid.y) * 2, 0);
+    await page.close();
+  });
+
   it('stays inside a 390 px screen with labels of at least 10 screen pixels', async () => {
     const page = await pages.open(390, 844);
     await render(page, edges);

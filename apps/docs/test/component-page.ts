@@ -16,7 +16,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export interface ComponentPages {
   /** A fresh page at `width` × `height` CSS px with the components loaded. */
-  open(width: number, height?: number): Promise<Page>;
+  open(width: number, height?: number, options?: { hasTouch?: boolean }): Promise<Page>;
   close(): Promise<void>;
 }
 
@@ -33,8 +33,11 @@ export async function componentPages(): Promise<ComponentPages> {
   const site = await serveStatic(out);
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
   return {
-    async open(width, height = 900) {
-      const page = await browser.newPage({ viewport: { width, height } });
+    async open(width, height = 900, options = {}) {
+      const page = await browser.newPage({
+        viewport: { width, height },
+        hasTouch: options.hasTouch ?? false,
+      });
       page.on('pageerror', (e) => console.error(`[page] ${e.message}`));
       await page.goto(site.url);
       await page.waitForSelector('body[data-ready]');

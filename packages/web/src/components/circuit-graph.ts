@@ -560,7 +560,11 @@ export function renderCircuitGraph(
   s.addEventListener('pointerdown', (ev) => {
     pointers.set(ev.pointerId, local(ev));
     if (pointers.size === 1) press = { ...local(ev), target: ev.target as Element, moved: false };
-    s.setPointerCapture?.(ev.pointerId);
+    try {
+      s.setPointerCapture(ev.pointerId);
+    } catch {
+      // A pointer the browser no longer tracks: dragging still works while it stays over the graph.
+    }
     s.classList.add('dragging');
     tip.hide();
   });
@@ -569,12 +573,14 @@ export function renderCircuitGraph(
     if (!prev) return hover(ev);
     const now = local(ev);
     if (pointers.size >= 2) {
+      // Pinch: the point under the fingers' midpoint follows the midpoint, scaled by their spread.
       const [a, b] = [...pointers.values()];
-      const before = Math.hypot(a!.x - b!.x, a!.y - b!.y);
+      const before = { d: Math.hypot(a!.x - b!.x, a!.y - b!.y), x: (a!.x + b!.x) / 2, y: (a!.y + b!.y) / 2 };
       pointers.set(ev.pointerId, now);
       const [c, d] = [...pointers.values()];
-      const after = Math.hypot(c!.x - d!.x, c!.y - d!.y);
-      if (before > 0) zoom(after / before, { x: (c!.x + d!.x) / 2, y: (c!.y + d!.y) / 2 });
+      const after = { d: Math.hypot(c!.x - d!.x, c!.y - d!.y), x: (c!.x + d!.x) / 2, y: (c!.y + d!.y) / 2 };
+      if (before.d > 0) zoom(after.d / before.d, before);
+      pan(after.x - before.x, after.y - before.y);
       if (press) press.moved = true;
       return;
     }
