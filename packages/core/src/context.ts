@@ -5,6 +5,7 @@ import { type SiteDef, type SiteKey, type SiteName, siteKey } from './sites.js';
 import {
   type ActivationKind,
   NO_RULES,
+  type NormName,
   plainSlots,
   type RuleSet,
   type SlotFunctions,
@@ -127,13 +128,14 @@ export class RunContext {
   }
 
   /** sqrt(mean(xc²) + eps) over the last axis: a norm's scale, through the normalize slot's rule. */
-  normScale(xc: tf.Tensor, eps: number): tf.Tensor {
-    return this.slots.normScale(xc, eps);
+  normScale(xc: tf.Tensor, eps: number, norm?: NormName): tf.Tensor {
+    return this.slots.normScale(xc, eps, norm);
   }
 
-  normalize(xc: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  /** `norm` says which norm instance this is (a rule may treat only some); the plain slot ignores it. */
+  normalize(xc: tf.Tensor, scale: tf.Tensor, norm?: NormName): tf.Tensor {
     this.slotCalls.normalize++;
-    return this.slots.normalize(xc, scale);
+    return this.slots.normalize(xc, scale, norm);
   }
 
   activation(kind: ActivationKind, x: tf.Tensor): tf.Tensor {

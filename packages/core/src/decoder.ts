@@ -4,6 +4,7 @@ import { ErrorCodes, RelpError } from './errors.js';
 import { checkTokens, MASKED_SCORE } from './layers.js';
 import type { KvPrefix, ModelDims, ModelInput } from './model.js';
 import { EDGE_SITES, Site, type SiteDef, type SiteName } from './sites.js';
+import type { NormName } from './slots.js';
 
 /**
  * Building blocks of decoder-only transformers with rotary embeddings (Llama, Qwen2, Mistral, Gemma, and the
@@ -53,7 +54,7 @@ function matMulTransposedGrad(x: tf.Tensor2D, w: tf.Tensor2D, wT: tf.Tensor2D): 
  * RMSNorm through the rule slots: scale = sqrt(mean(x²) + eps) over the last axis (passed through `scaleSite`
  * at `layer` when given), out = normalize(x, scale) · weight. `weight` broadcasts against the last axis (Gemma's
  * (1 + w) is the caller's to precompute); omit it for a weightless norm. Every RMSNorm instance goes through
- * `ctx.normalize`, so the LN-rule covers it.
+ * `ctx.normalize`, so the LN-rule covers it; `norm` names the instance for the slot.
  */
 export function rmsNorm(
   ctx: RunContext,
@@ -62,10 +63,11 @@ export function rmsNorm(
   eps: number,
   scaleSite?: SiteName,
   layer = 0,
+  norm?: NormName,
 ): tf.Tensor {
-  let scale = ctx.normScale(x, eps);
+  let scale = ctx.normScale(x, eps, norm);
   if (scaleSite !== undefined) scale = ctx.site(scaleSite, layer, scale);
-  const y = ctx.normalize(x, scale);
+  const y = ctx.normalize(x, scale, norm);
   return weight === undefined ? y : tf.mul(y, weight);
 }
 
@@ -378,6 +380,9 @@ export function mlpInput(ctx: RunContext, layer: number, x: tf.Tensor3D): tf.Ten
     : x;
 }
 
+/** The normalize slot's name for the norm after the attention output. */
+const POST_ATTN: NormName = 'post_attention_norm';
+
 /** A norm after the attention output (Gemma 3's post-attention RMSNorm): weight (already 1 + w) and eps. */
 export interface PostNorm {
   readonly weight: tf.Tensor;
@@ -403,7 +408,9 @@ export function attentionOutput(
   const [b, t, h, dh] = z.shape;
   const d = wO.w.shape[1];
   const postNorm = (x: tf.Tensor): tf.Tensor3D =>
-    (post === undefined ? x : rmsNorm(ctx, x, post.weight, post.eps)) as tf.Tensor3D;
+    (post === undefined
+      ? x
+      : rmsNorm(ctx, x, post.weight, post.eps, undefined, layer, POST_ATTN)) as tf.Tensor3D;
   const headOut = ctx.wants(EDGE_SITES.head_out, layer);
   if (!ctx.wants(Site.Result, layer) && !headOut) {
     return postNorm(linear(tf.reshape(z, [b, t, h * dh]), wO));
@@ -415,8 +422,8 @@ export function attentionOutput(
   if (!headOut) return postNorm(withBias(tf.sum(result, 2)));
   if (post === undefined)
     return withBias(tf.sum(ctx.site(EDGE_SITES.head_out, layer, result), 2)) as tf.Tensor3D;
-  const scale = ctx.normScale(withBias(tf.sum(result, 2)), post.eps);
-  const share = (x: tf.Tensor, s: tf.Tensor) => tf.mul(ctx.normalize(x, s), post.weight);
+  const scale = ctx.normScale(withBias(tf.sum(result, 2)), post.eps, POST_ATTN);
+  const share = (x: tf.Tensor, s: tf.Tensor) => tf.mul(ctx.normalize(x, s, POST_ATTN), post.weight);
   const writes = ctx.site(EDGE_SITES.head_out, layer, share(result, tf.expandDims(scale, 2)));
   const out = tf.sum(writes, 2);
   return (wO.b === undefined ? out : tf.add(out, share(tf.reshape(wO.b, [1, 1, d]), scale))) as tf.Tensor3D;

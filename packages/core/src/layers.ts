@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { RunContext } from './context.js';
 import { ErrorCodes, RelpError } from './errors.js';
 import { type SiteName, siteKeyExists } from './sites.js';
+import type { NormName } from './slots.js';
 
 /**
  * Small building blocks every model family shares, written once so each family calls the rule slots and the
@@ -11,7 +12,7 @@ import { type SiteName, siteKeyExists } from './sites.js';
 /**
  * LayerNorm through the rule slots: xc = x − mean(x); scale = site(scaleSite, layer, sqrt(mean(xc²) + eps));
  * out = normalize(xc, scale)·γ + β (as torch.nn.LayerNorm, biased variance); without `scaleSite` the scale passes
- * through no site. `gamma`/`beta` are [d]; `beta`
+ * through no site; `norm` names the instance for the normalize slot. `gamma`/`beta` are [d]; `beta`
  * may be omitted for bias-free norms.
  */
 export function layerNorm(
@@ -22,12 +23,13 @@ export function layerNorm(
   eps: number,
   scaleSite: SiteName | undefined,
   layer: number,
+  norm?: NormName,
 ): tf.Tensor {
   const xc = tf.sub(x, tf.mean(x, -1, true));
   // No scale site for a norm over per-reader copies (edge runs' split inputs, docs/method.md §17).
-  const s = ctx.normScale(xc, eps);
+  const s = ctx.normScale(xc, eps, norm);
   const scale = scaleSite === undefined ? s : ctx.site(scaleSite, layer, s);
-  const y = tf.mul(ctx.normalize(xc, scale), gamma);
+  const y = tf.mul(ctx.normalize(xc, scale, norm), gamma);
   return beta === undefined ? y : tf.add(y, beta);
 }
 

@@ -35,6 +35,13 @@ export type Nonlinearity =
   | { readonly slot: typeof SlotKind.GateProduct; readonly kind: 'gated_mlp' }
   | { readonly slot: typeof SlotKind.AttentionSoftmax; readonly kind: 'softmax' };
 
+/**
+ * Which norm instance a normalize-slot call is: 'ln1' (before attention), 'ln2' (before the MLP), 'final'
+ * (before the unembedding), and Gemma 3's 'q_norm', 'k_norm', 'post_attention_norm', 'post_feedforward_norm'.
+ * The plain slot ignores it; a rule that treats only some norms reads it.
+ */
+export type NormName = string;
+
 /** The rule slots as functions. A RuleSet overrides some of them for one run. */
 export interface SlotFunctions {
   /**
@@ -43,9 +50,9 @@ export interface SlotFunctions {
    * with no gradient, so the backward pass does not carry the zeros its normalize returns for the scale
    * back through square, mean, add and sqrt.
    */
-  normScale(xc: tf.Tensor, eps: number): tf.Tensor;
-  /** xc / scale, scale [..., 1]: the normalisation of a LayerNorm or RMSNorm. */
-  normalize(xc: tf.Tensor, scale: tf.Tensor): tf.Tensor;
+  normScale(xc: tf.Tensor, eps: number, norm?: NormName): tf.Tensor;
+  /** xc / scale, scale [..., 1]: the normalisation of a LayerNorm or RMSNorm (`norm`: which one). */
+  normalize(xc: tf.Tensor, scale: tf.Tensor, norm?: NormName): tf.Tensor;
   activation(kind: ActivationKind, x: tf.Tensor): tf.Tensor;
   gateProduct(activatedGate: tf.Tensor, up: tf.Tensor): tf.Tensor;
   /** Softmax over the last axis of already-masked scores. */

@@ -130,10 +130,11 @@ export class Gemma3Model extends DecoderModel<Plan> {
     const eps = this.config.rmsNormEps;
     const { cos, sin } = attention.rope!;
     const resid = ctx.site(Site.ResidPre, l, residIn);
-    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) => rmsNorm(ctx, x, w.inputNorm, eps, scaleSite, l);
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) =>
+      rmsNorm(ctx, x, w.inputNorm, eps, scaleSite, l, 'ln1');
     const inputs = attentionInputs(ctx, l, resid as tf.Tensor3D, norm1, w, this.dims);
-    const qn = rmsNorm(ctx, inputs.q, w.qNorm, eps) as tf.Tensor4D;
-    const kn = rmsNorm(ctx, inputs.k, w.kNorm, eps) as tf.Tensor4D;
+    const qn = rmsNorm(ctx, inputs.q, w.qNorm, eps, undefined, l, 'q_norm') as tf.Tensor4D;
+    const kn = rmsNorm(ctx, inputs.k, w.kNorm, eps, undefined, l, 'k_norm') as tf.Tensor4D;
     const q = ctx.site(Site.Q, l, applyRotary(qn, cos, sin)) as tf.Tensor4D;
     const k = ctx.site(Site.K, l, applyRotary(kn, cos, sin)) as tf.Tensor4D;
     const v = ctx.site(Site.V, l, inputs.v) as tf.Tensor4D;
@@ -147,7 +148,7 @@ export class Gemma3Model extends DecoderModel<Plan> {
     const post = { weight: w.postAttnNorm, eps };
     const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.o, post));
     const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn)) as tf.Tensor3D;
-    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid), w.preFfNorm, eps, Site.Ln2Scale, l);
+    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid), w.preFfNorm, eps, Site.Ln2Scale, l, 'ln2');
     const gate = ctx.site(Site.MlpPre, l, linear(x2, w.gate));
     const up = linear(x2, w.up);
     const hidden = ctx.site(
@@ -155,12 +156,24 @@ export class Gemma3Model extends DecoderModel<Plan> {
       l,
       ctx.gateProduct(ctx.activation(this.config.activation, gate), up),
     );
-    const mlp = ctx.site(Site.MlpOut, l, rmsNorm(ctx, linear(hidden, w.down), w.postFfNorm, eps));
+    const mlp = ctx.site(
+      Site.MlpOut,
+      l,
+      rmsNorm(ctx, linear(hidden, w.down), w.postFfNorm, eps, undefined, l, 'post_feedforward_norm'),
+    );
     return ctx.site(Site.ResidPost, l, tf.add(mid, mlp)) as tf.Tensor3D;
   }
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
-    const x = rmsNorm(ctx, resid, this.weights.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
+    const x = rmsNorm(
+      ctx,
+      resid,
+      this.weights.finalNorm,
+      this.config.rmsNormEps,
+      Site.LnFinalScale,
+      0,
+      'final',
+    );
     const logits = unembedLogits(x as tf.Tensor3D, this.weights.lmHead ?? this.weights.embed, vocab);
     const cap = this.config.finalLogitSoftcapping;
     return cap === undefined ? logits : (tf.mul(tf.tanh(tf.div(logits, cap)), cap) as tf.Tensor3D);

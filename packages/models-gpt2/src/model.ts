@@ -103,7 +103,7 @@ export class Gpt2Model extends DecoderModel<Plan> {
     const w = this.weights.layers[l]!;
     const resid = ctx.site(Site.ResidPre, l, residIn) as tf.Tensor3D;
     const norm1 = (x: tf.Tensor, scaleSite?: SiteName) =>
-      layerNorm(ctx, x, w.ln1.g, w.ln1.b, c.layerNormEps, scaleSite, l);
+      layerNorm(ctx, x, w.ln1.g, w.ln1.b, c.layerNormEps, scaleSite, l, 'ln1');
     const inputs = attentionInputs(ctx, l, resid, norm1, { qkv: w.qkv }, this.dims);
     const q = ctx.site(Site.Q, l, inputs.q) as tf.Tensor4D;
     const k = ctx.site(Site.K, l, inputs.k) as tf.Tensor4D;
@@ -127,6 +127,7 @@ export class Gpt2Model extends DecoderModel<Plan> {
       c.layerNormEps,
       Site.Ln2Scale,
       l,
+      'ln2',
     );
     const pre = ctx.site(Site.MlpPre, l, linear(h2, w.fc));
     const post = ctx.site(Site.MlpPost, l, ctx.activation(c.activation, pre));
@@ -136,7 +137,7 @@ export class Gpt2Model extends DecoderModel<Plan> {
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
     const { lnF, unembed } = this.weights;
-    const x = layerNorm(ctx, resid, lnF.g, lnF.b, this.config.layerNormEps, Site.LnFinalScale, 0);
+    const x = layerNorm(ctx, resid, lnF.g, lnF.b, this.config.layerNormEps, Site.LnFinalScale, 0, 'final');
     const w = vocab ? (tf.gather(unembed.w, vocab, 1) as tf.Tensor2D) : unembed.w;
     return linear(x, { w }) as tf.Tensor3D;
   }

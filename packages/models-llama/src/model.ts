@@ -95,7 +95,7 @@ export class LlamaModel extends DecoderModel<Plan> {
     const eps = this.config.rmsNormEps;
     const { cos, sin } = attention.rope!;
     const resid = ctx.site(Site.ResidPre, l, residIn);
-    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) => rmsNorm(ctx, x, w.ln1, eps, scaleSite, l);
+    const norm1 = (x: tf.Tensor, scaleSite?: SiteName) => rmsNorm(ctx, x, w.ln1, eps, scaleSite, l, 'ln1');
     const inputs = attentionInputs(ctx, l, resid as tf.Tensor3D, norm1, w, this.dims);
     const q = ctx.site(Site.Q, l, applyRotary(inputs.q, cos, sin)) as tf.Tensor4D;
     const k = ctx.site(Site.K, l, applyRotary(inputs.k, cos, sin)) as tf.Tensor4D;
@@ -107,7 +107,7 @@ export class LlamaModel extends DecoderModel<Plan> {
     });
     const attn = ctx.site(Site.AttnOut, l, attentionOutput(ctx, l, z, w.o));
     const mid = ctx.site(Site.ResidMid, l, tf.add(resid, attn));
-    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid as tf.Tensor3D), w.ln2, eps, Site.Ln2Scale, l);
+    const x2 = rmsNorm(ctx, mlpInput(ctx, l, mid as tf.Tensor3D), w.ln2, eps, Site.Ln2Scale, l, 'ln2');
     const gate = ctx.site(Site.MlpPre, l, linear(x2, w.gate));
     const up = linear(x2, w.up);
     const post = ctx.site(Site.MlpPost, l, ctx.gateProduct(ctx.activation(this.config.activation, gate), up));
@@ -116,7 +116,15 @@ export class LlamaModel extends DecoderModel<Plan> {
   }
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
-    const x = rmsNorm(ctx, resid, this.weights.finalNorm, this.config.rmsNormEps, Site.LnFinalScale, 0);
+    const x = rmsNorm(
+      ctx,
+      resid,
+      this.weights.finalNorm,
+      this.config.rmsNormEps,
+      Site.LnFinalScale,
+      0,
+      'final',
+    );
     return unembedLogits(x as tf.Tensor3D, this.weights.lmHead ?? this.weights.embed, vocab);
   }
 }

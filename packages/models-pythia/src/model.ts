@@ -140,7 +140,7 @@ export class PythiaModel extends DecoderModel<Plan> {
     const resid = ctx.site(Site.ResidPre, l, residIn) as tf.Tensor3D;
 
     const norm1 = (x: tf.Tensor, scaleSite?: SiteName) =>
-      layerNorm(ctx, x, w.ln1.g, w.ln1.b, eps, scaleSite, l);
+      layerNorm(ctx, x, w.ln1.g, w.ln1.b, eps, scaleSite, l, 'ln1');
     const inputs = attentionInputs(ctx, l, resid, norm1, { qkv: w.qkv }, this.dims);
     const q = ctx.site(Site.Q, l, applyRotary(inputs.q, cos, sin)) as tf.Tensor4D;
     const k = ctx.site(Site.K, l, applyRotary(inputs.k, cos, sin)) as tf.Tensor4D;
@@ -162,6 +162,7 @@ export class PythiaModel extends DecoderModel<Plan> {
       eps,
       Site.Ln2Scale,
       l,
+      'ln2',
     );
     const pre = ctx.site(Site.MlpPre, l, linear(b, w.fc));
     const post = ctx.site(Site.MlpPost, l, ctx.activation(this.config.activation, pre));
@@ -173,7 +174,7 @@ export class PythiaModel extends DecoderModel<Plan> {
 
   protected logits(ctx: RunContext, resid: tf.Tensor3D, vocab: tf.Tensor1D | undefined): tf.Tensor3D {
     const { lnF, unembed } = this.weights;
-    const h = layerNorm(ctx, resid, lnF.g, lnF.b, this.config.layerNormEps, Site.LnFinalScale, 0);
+    const h = layerNorm(ctx, resid, lnF.g, lnF.b, this.config.layerNormEps, Site.LnFinalScale, 0, 'final');
     const table = vocab ? { w: tf.gather(unembed.w, vocab, 1) as tf.Tensor2D } : unembed;
     return linear(h, table) as tf.Tensor3D;
   }
