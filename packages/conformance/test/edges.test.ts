@@ -344,7 +344,8 @@ for (const c of CASES) {
 
     it('EAP-IG over the inputs equals its literal reference', async () => {
       const steps = 3;
-      const got = await attributeEdges(model, batch, { method: 'eap-ig-inputs', steps });
+      // Two steps per pass: the steps' gradients add up across passes.
+      const got = await attributeEdges(model, batch, { method: 'eap-ig-inputs', steps, maxBatchRows: 4 });
       const want = await literalGradientScores(model, batch, undefined, () => {
         const base = embedded(model, batch, 'corrupt');
         const source = embedded(model, batch, 'clean');
@@ -359,7 +360,7 @@ for (const c of CASES) {
 
     it('EAP-IG over the activations equals its literal reference', async () => {
       const steps = 2;
-      const got = await attributeEdges(model, batch, { method: 'eap-ig-activations', steps });
+      const got = await attributeEdges(model, batch, { method: 'eap-ig-activations', steps, maxBatchRows: 2 });
       const g = got.graph;
       const keys = upstreamKeys(g);
       const groupOf = (u: number) =>

@@ -30,7 +30,7 @@ import { edgePatching } from './patching.js';
 import { EDGE_METHODS, type EdgeAttributeOptions, type EdgeScores } from './types.js';
 
 /** Default bound on the method's largest tensors together (EdgeAttributeOptions.maxBytes). */
-export const DEFAULT_EDGE_MAX_BYTES = 2 * 1024 ** 3;
+export const DEFAULT_EDGE_MAX_BYTES = 8 * 1024 ** 3;
 
 /** Per method: the dense score values, [n_up·n_down] ('sum') or [T·n_up·n_down] ('each'), and the two metrics. */
 interface Dense {
@@ -83,7 +83,7 @@ export async function attributeEdges(
   checkRulesCover(rules, model.nonlinearities, model.architecture);
   const g = modelEdgeGraph(model);
   const index = options.edges === undefined ? allEdges(g) : parseEdges(g, options.edges);
-  checkMemory(model, batch, g, positions === 'each', patching, maxBytes);
+  const copiesFit = checkMemory(model, batch, g, positions === 'each', patching, maxBytes);
 
   const metric = options.metric ?? logitDiff;
   const job = new Job(model, batch, metric, direction, rules, options.signal, options.onProgress, {
@@ -104,8 +104,8 @@ export async function attributeEdges(
         options.method === 'eap'
           ? await eap(job, g, each)
           : options.method === 'eap-ig-inputs'
-            ? await igInputs(job, g, each, steps, maxRows)
-            : await igActivations(job, g, each, steps, maxRows);
+            ? await igInputs(job, g, each, steps, maxRows, copiesFit)
+            : await igActivations(job, g, each, steps, maxRows, copiesFit);
       ({ mSource, mBase } = dense);
     }
     const mClean = direction === 'denoising' ? mSource : mBase;
@@ -151,7 +151,18 @@ export async function attributeEdges(
   }
 }
 
-/** BAD_INPUT when the largest tensors of the method would exceed `maxBytes` together (before any run). */
+/**
+ * Tensors a split run keeps for its backward pass per copy of the batch: every reader's copy of the residual and
+ * its norm's intermediates, about 12 tensors of [B,T,d] per reader per layer (measured: GPT-2 small, 8 × 15 tokens,
+ * EAP peaks at 3.9 GB with 0.5 GB of weights, node AtP at 1.5 GB).
+ */
+const SPLIT_TAPE_TENSORS = 12;
+
+/**
+ * The bytes a method's own tensors take (the upstream differences and the downstream gradients, each also
+ * transposed for the product, the dense score matrix, and one copy's split backward tape), and how many stacked
+ * copies (IG's steps) fit in `maxBytes`; BAD_INPUT when not even one does, before any run.
+ */
 function checkMemory(
   model: LanguageModel,
   batch: PairBatch,
@@ -159,15 +170,16 @@ function checkMemory(
   each: boolean,
   patching: boolean,
   maxBytes: number,
-): void {
-  const { dModel: d } = model.dims;
+): number {
+  const { dModel: d, nLayers: L, nHeads: H, nKvHeads: Hkv } = model.dims;
   const cells = batch.size * batch.seqLen * d;
   const up = g.upstream.length;
   const down = g.downstream.length;
-  // Differences and gradients, each also once transposed for the product; the dense score matrix.
-  const bytes = patching
+  const fixed = patching
     ? 4 * cells * up * 3
     : 4 * (2 * cells * (up + down) + (each ? batch.seqLen : 1) * up * down);
+  const perCopy = patching ? 0 : 4 * cells * L * (H + 2 * Hkv) * SPLIT_TAPE_TENSORS;
+  const bytes = fixed + perCopy;
   if (bytes > maxBytes) {
     throw new RelpError(
       ErrorCodes.BadInput,
@@ -177,6 +189,7 @@ function checkMemory(
       { details: { bytes, maxBytes, edges: g.nEdges } },
     );
   }
+  return perCopy === 0 ? Number.POSITIVE_INFINITY : Math.floor((maxBytes - fixed) / perCopy);
 }
 
 /** The scores of every (u, v) pair from upstream differences and downstream gradients, on the host. */
@@ -289,11 +302,13 @@ async function igInputs(
   each: boolean,
   steps: number,
   maxRows: number,
+  copiesFit: number,
 ): Promise<Dense> {
   const up = upstreamKeys(g);
   const down = downstreamKeys(g);
   const B = job.batch.size;
-  const perChunk = Math.max(1, Math.floor(maxRows / B));
+  // Stacked steps per pass: at most maxBatchRows rows, and what fits in maxBytes.
+  const perChunk = Math.max(1, Math.min(Math.floor(maxRows / B), copiesFit));
   const source = await job.cachedRun('source', up);
   let base: Awaited<ReturnType<Job['cachedRun']>> | undefined;
   const sums = new Map<SiteKey, tf.Tensor>();
@@ -346,11 +361,13 @@ async function igActivations(
   each: boolean,
   steps: number,
   maxRows: number,
+  copiesFit: number,
 ): Promise<Dense> {
   const up = upstreamKeys(g);
   const L = g.nLayers;
   const B = job.batch.size;
-  const perChunk = Math.max(1, Math.floor(maxRows / B));
+  // Stacked steps per pass: at most maxBatchRows rows, and what fits in maxBytes.
+  const perChunk = Math.max(1, Math.min(Math.floor(maxRows / B), copiesFit));
   const starts = Array.from({ length: L }, (_, l) => siteKey(Site.ResidPre, l));
   const source = await job.cachedRun('source', up);
   let base: Awaited<ReturnType<Job['cachedRun']>> | undefined;
