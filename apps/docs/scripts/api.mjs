@@ -46,17 +46,26 @@ export function publishedPackages() {
     .filter((p) => !p.private && p.entries.length > 0);
 }
 
-/** The README's first paragraph (after the title), as Markdown without relative links; else package.json's. */
-function description(p) {
+/** The README's first paragraph after the title (Markdown without relative links), unless it introduces a list. */
+function readmeParagraph(p) {
   const file = join(p.dir, 'README.md');
-  if (!existsSync(file)) return p.description ?? '';
-  const paragraphs = readFileSync(file, 'utf8')
+  if (!existsSync(file)) return '';
+  const first = readFileSync(file, 'utf8')
     .split(/\n\s*\n/)
     .map((s) => s.trim())
-    .filter((s) => s && !s.startsWith('#') && !s.startsWith('```') && !s.startsWith('|'));
-  const first = paragraphs[0] ?? p.description ?? '';
+    .find((s) => s && !s.startsWith('#') && !s.startsWith('```') && !s.startsWith('|') && !s.startsWith('-'));
+  if (!first || first.endsWith(':')) return '';
   // A relative link would point into the repository, not into the site: keep its text.
   return first.replace(/\[([^\]]*)\]\((?!https?:)[^)]*\)/g, '$1').replace(/\s*\n\s*/g, ' ');
+}
+
+/** One line for the index (package.json's description, else the README's paragraph). */
+const summary = (p) => p.description || readmeParagraph(p);
+
+/** The module page's description: the one line, then the README's first paragraph when it says more. */
+function description(p) {
+  const para = readmeParagraph(p);
+  return [p.description, para].filter((t, i, all) => t && all.indexOf(t) === i).join('\n\n');
 }
 
 const common = {
@@ -78,8 +87,23 @@ async function main() {
     // Each package on its own (its own entry points), then merged into one site.
     const jsons = [];
     for (const [i, p] of packages.entries()) {
+      // A program of the entry points and what they import (the root tsconfig would load every package 19 times).
+      const config = join(work, `tsconfig-${i}.json`);
+      writeFileSync(
+        config,
+        JSON.stringify({
+          extends: join(repo, 'tsconfig.base.json'),
+          compilerOptions: {
+            noEmit: true,
+            customConditions: ['source'],
+            typeRoots: [join(repo, 'node_modules', '@types')],
+          },
+          files: p.entries,
+        }),
+      );
       const app = await Application.bootstrap({
         ...common,
+        tsconfig: config,
         entryPoints: p.entries,
         entryPointStrategy: 'resolve',
         name: p.name,
@@ -95,8 +119,6 @@ async function main() {
     writeFileSync(
       readme,
       [
-        '# relp API reference',
-        '',
         `Every published package of relp. Start with the guides: [what RelP is](${SITE}index.html), the ` +
           `[quick start](${SITE}quick-start.html) (installing the packages), [the library API](${SITE}library.html) ` +
           `(how the pieces fit), [the CLI](${SITE}cli.html), [in the browser](${SITE}browser.html) and ` +
@@ -106,7 +128,7 @@ async function main() {
         '|---|---|',
         ...packages.map(
           (p) =>
-            `| [${p.name}](${API}modules/${p.name.replace(/[@/]/g, '_')}.html) | ${description(p).replaceAll('|', '\\|')} |`,
+            `| [${p.name}](${API}modules/${p.name.replace(/[@/]/g, '_')}.html) | ${summary(p).replaceAll('|', '\\|')} |`,
         ),
         '',
       ].join('\n'),
