@@ -313,6 +313,32 @@ describe.skipIf(!haveChromium)('circuit graph at 30 layers', () => {
     await page.close();
   });
 
+  it('draws only the strongest edges of a huge graph, quickly, and says so', async () => {
+    const page = await pages.open(1280);
+    const r = await page.evaluate(() => {
+      const c = (window as unknown as { relpComponents: typeof import('@relp/web') }).relpComponents;
+      const edges: { from: string; to: string; score: number }[] = [];
+      for (let i = 0; i < 60_000; i++) {
+        const l = 1 + (i % 29);
+        edges.push({ from: `a${l - 1}.h${i % 9}`, to: `a${l}.h${(i * 7) % 9}<q>`, score: Math.sin(i) });
+      }
+      const t0 = performance.now();
+      c.renderCircuitGraph(
+        document.getElementById('host')!,
+        c.edgeCircuitGraph(edges, { nLayers: 30, nHeads: 9 }),
+      );
+      return {
+        ms: performance.now() - t0,
+        drawn: document.querySelectorAll('.relp-circuit .edge-group').length,
+        caption: document.querySelector('.relp-circuit figcaption')!.textContent,
+      };
+    });
+    expect(r.drawn).toBe(600);
+    expect(r.caption).toContain('600 of 60000 edges');
+    expect(r.ms).toBeLessThan(5000);
+    await page.close();
+  });
+
   it('stays inside a 390 px screen with labels of at least 10 screen pixels', async () => {
     const page = await pages.open(390, 844);
     await render(page, edges);
