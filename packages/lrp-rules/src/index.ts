@@ -1,3 +1,13 @@
+export {
+  type AuditGroup,
+  type AuditRuleSet,
+  auditRuleSets,
+  type CoverageEntry,
+  explicitRules,
+  normSubsets,
+  type RuleCoverage,
+  ruleCoverage,
+} from './audit-sets.js';
 export { type ModelNorms, NORMS_BY_ARCHITECTURE, normsTreated, normsTreatedByPreset } from './norms.js';
 export {
   composeRules,
@@ -9,14 +19,21 @@ export {
   presetByName,
   RELP,
   RELP_AH,
+  RELP_CP,
 } from './presets.js';
 export {
   ahRule,
+  cpGateRule,
   halfRule,
   IDENTITY_EPS,
   identityRule,
+  isZeroRule,
   type LrpRule,
   lnRule,
+  lnRuleFor,
+  plainActivationRule,
+  plainGateRule,
+  plainNormRule,
   plainSoftmaxRule,
   RULES,
   stabilizedDenominator,

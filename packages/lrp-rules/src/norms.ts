@@ -1,6 +1,6 @@
 import type { RuleSet } from '@relp/core';
-import { type LrpRuleSet, NONE, RELP, RELP_AH } from './presets.js';
-import { lnRule } from './rules.js';
+import { type LrpRuleSet, NONE, RELP, RELP_AH, RELP_CP } from './presets.js';
+import { isZeroRule, type LrpRule } from './rules.js';
 
 /**
  * The norms of one architecture, in the order a block runs them. Every one is a call of the `normalize` slot, so
@@ -28,29 +28,34 @@ export const NORMS_BY_ARCHITECTURE: Readonly<Record<string, ModelNorms>> = {
   },
 };
 
-/** Whether a rule set treats norms at all (holds the LN-rule). */
-function hasLnRule(rules: RuleSet): boolean {
-  return ((rules as Partial<LrpRuleSet>).rules ?? []).includes(lnRule);
+/** The rule set's LN-rule (the full one, or a norm subset's), if it holds one. */
+function lnRuleOf(rules: RuleSet): LrpRule | undefined {
+  return ((rules as Partial<LrpRuleSet>).rules ?? []).find((r) => r.slot === 'normalize' && !isZeroRule(r));
 }
 
 /**
  * The norms a rule set treats in a model of this architecture: every norm (per block, then the final one) when
- * it holds the LN-rule, none otherwise. An architecture this table does not know gets ['every norm'] under the
- * LN-rule (it still treats every normalize call), so a result never claims a list it cannot vouch for.
+ * it holds the LN-rule, the listed ones of those for a norm-subset LN-rule (`lnRuleFor`), none otherwise. An
+ * architecture this table does not know gets ['every norm'] under the full LN-rule (it still treats every
+ * normalize call) and the subset's own list under a subset, so a result never claims a list it cannot vouch for.
  */
 export function normsTreated(architecture: string, rules: RuleSet): readonly string[] {
-  if (!hasLnRule(rules)) return [];
+  const ln = lnRuleOf(rules);
+  if (!ln) return [];
   const norms = NORMS_BY_ARCHITECTURE[architecture];
-  return norms ? [...norms.perBlock, ...norms.final] : ['every norm'];
+  if (!norms) return ln.norms ?? ['every norm'];
+  const all = [...norms.perBlock, ...norms.final];
+  return ln.norms ? all.filter((n) => ln.norms!.includes(n)) : all;
 }
 
 /** Which norms each rule preset treats in a model of this architecture, for a result's provenance. */
 export function normsTreatedByPreset(
   architecture: string,
-): Record<'relp' | 'relp-ah' | 'none', readonly string[]> {
+): Record<'relp' | 'relp-ah' | 'relp-cp' | 'none', readonly string[]> {
   return {
     relp: normsTreated(architecture, RELP),
     'relp-ah': normsTreated(architecture, RELP_AH),
+    'relp-cp': normsTreated(architecture, RELP_CP),
     none: normsTreated(architecture, NONE),
   };
 }

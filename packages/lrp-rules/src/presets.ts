@@ -7,7 +7,15 @@ import {
   type SlotFunctions,
   SlotKind,
 } from '@relp/core';
-import { ahRule, halfRule, identityRule, type LrpRule, lnRule, plainSoftmaxRule } from './rules.js';
+import {
+  ahRule,
+  cpGateRule,
+  halfRule,
+  identityRule,
+  type LrpRule,
+  lnRule,
+  plainSoftmaxRule,
+} from './rules.js';
 
 /** A rule set built from named rules; `rules` lists them (one per slot at most). */
 export interface LrpRuleSet extends RuleSet {
@@ -65,10 +73,22 @@ export const RELP: LrpRuleSet = composeRules('relp', lnRule, identityRule, halfR
 /** `relp` with the AH-rule: the attention pattern is a constant in the backward pass. */
 export const RELP_AH: LrpRuleSet = composeRules('relp-ah', lnRule, identityRule, halfRule, ahRule);
 
+/**
+ * LN + Identity with the CP gate rule (docs/method.md §11.1): the activated gate of a gated MLP is a constant, so
+ * relevance reaches `up` only; ordinary gradients through the attention softmax, as `relp`.
+ */
+export const RELP_CP: LrpRuleSet = composeRules(
+  'relp-cp',
+  lnRule,
+  identityRule,
+  cpGateRule,
+  plainSoftmaxRule,
+);
+
 /** No rules: plain gradients, i.e. attribution patching (core's NO_RULES). */
 export const NONE: RuleSet = NO_RULES;
 
-export const PRESET_NAMES = ['relp', 'relp-ah', 'none', 'atp'] as const;
+export const PRESET_NAMES = ['relp', 'relp-ah', 'relp-cp', 'none', 'atp'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
 export function isPresetName(s: string): s is PresetName {
@@ -84,6 +104,8 @@ export function presetByName(name: string): RuleSet {
       return RELP;
     case 'relp-ah':
       return RELP_AH;
+    case 'relp-cp':
+      return RELP_CP;
     case 'none':
     case 'atp':
       return NONE;

@@ -5,6 +5,7 @@ import {
   ErrorCodes,
   isActivationKind,
   type Nonlinearity,
+  type NormName,
   plainSlots,
   RelpError,
   type SlotFunctions,
@@ -29,6 +30,16 @@ export interface LrpRule {
   covers(n: Nonlinearity): boolean;
   /** The slot override (empty for a 0-rule: the plain slot stays). */
   readonly slots: Partial<SlotFunctions>;
+  /**
+   * A normalize rule that treats only these norm instances (`lnRuleFor`); the others keep the plain gradient.
+   * Absent: every norm the slot is called for.
+   */
+  readonly norms?: readonly NormName[];
+}
+
+/** Whether a rule leaves its slot plain on purpose (a 0-rule: no slot function of its own). */
+export function isZeroRule(rule: LrpRule): boolean {
+  return Object.keys(rule.slots).length === 0;
 }
 
 /** The Identity-rule's stabiliser: x̃ = x + (sign(x) + [x = 0])·ε. */
@@ -89,6 +100,46 @@ export const lnRule: LrpRule = {
   covers: (n) => n.slot === SlotKind.Normalize && NORM_KINDS.includes(n.kind),
   slots: { normScale: detachedNormScale, normalize: (xc, scale) => lnNormalize(xc, scale) },
 };
+
+/** The norm instance a normalize-slot call names; a call that names none cannot be placed in a subset. */
+function namedNorm(norm: NormName | undefined, rule: string): NormName {
+  if (norm === undefined) {
+    throw new RelpError(
+      ErrorCodes.MissingRule,
+      `the rule '${rule}' treats only some norms, but a normalize call did not say which norm it is`,
+      { details: { slot: SlotKind.Normalize, rule } },
+    );
+  }
+  return norm;
+}
+
+/**
+ * The LN-rule on some norm instances only (docs/method.md §10.6): the named norms ('ln1', 'ln2', 'final', 'q_norm',
+ * …) get the LN-rule, every other norm keeps its plain gradient (scale included). The forward is the plain one
+ * either way. Its name lists the norms: `ln[ln1,ln2]`.
+ */
+export function lnRuleFor(norms: readonly NormName[]): LrpRule {
+  if (norms.length === 0) throw badNorms('the norm-subset LN-rule needs at least one norm');
+  const treated = new Set(norms);
+  const name = `ln[${[...treated].join(',')}]`;
+  return {
+    name,
+    slot: SlotKind.Normalize,
+    description: `the LN-rule on ${[...treated].join(', ')} only; other norms keep the plain gradient`,
+    covers: lnRule.covers,
+    norms: Object.freeze([...treated]),
+    slots: {
+      normScale: (xc, eps, norm) =>
+        treated.has(namedNorm(norm, name)) ? detachedNormScale(xc, eps) : plainSlots.normScale(xc, eps),
+      normalize: (xc, scale, norm) =>
+        treated.has(namedNorm(norm, name)) ? lnNormalize(xc, scale) : plainSlots.normalize(xc, scale),
+    },
+  };
+}
+
+function badNorms(message: string): RelpError {
+  return new RelpError(ErrorCodes.BadInput, message, { details: { slot: SlotKind.Normalize } });
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Identity-rule
@@ -175,6 +226,34 @@ export const halfRule: LrpRule = {
   slots: { gateProduct: (a, up) => halfGateProduct(a, up) },
 };
 
+const cpGateProduct = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const a = args[0] as tf.Tensor;
+  const up = args[1] as tf.Tensor;
+  const save = args[2] as tf.GradSaveFunc;
+  save([a]);
+  return {
+    value: plainSlots.gateProduct(a, up),
+    // The activated gate is a constant: dup = dy·a, and nothing reaches the gate branch.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const sa = saved[0]!;
+      return [tf.zeros(a.shape, dy.dtype), sumToShape(tf.mul(dy, sa), up.shape)];
+    },
+  };
+});
+
+/**
+ * CP gate rule (the gate rule of conservative propagation, as LRP for gated recurrent units treats gates, Arras
+ * et al. 2017): in act(gate)·up the activated gate is a constant, so the product's whole gradient (and relevance)
+ * goes to `up` and none to the gate branch.
+ */
+export const cpGateRule: LrpRule = {
+  name: 'cp-gate',
+  slot: SlotKind.GateProduct,
+  description: 'gated products act(gate)·up: the gate is a constant, all of the gradient goes to up',
+  covers: (n) => n.slot === SlotKind.GateProduct && n.kind === 'gated_mlp',
+  slots: { gateProduct: (a, up) => cpGateProduct(a, up) },
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // AH-rule and the explicit plain softmax
 
@@ -212,11 +291,42 @@ export const plainSoftmaxRule: LrpRule = {
   slots: {},
 };
 
+/** The 0-rule for norms, stated on purpose: the plain normaliser gradient (the rule ladders start with it). */
+export const plainNormRule: LrpRule = {
+  name: 'plain-norm',
+  slot: SlotKind.Normalize,
+  description: 'LayerNorm/RMSNorm: ordinary gradients (0-rule, on purpose)',
+  covers: lnRule.covers,
+  slots: {},
+};
+
+/** The 0-rule for activations, stated on purpose (the rule ladders of `relp rules audit` leave it plain). */
+export const plainActivationRule: LrpRule = {
+  name: 'plain-activation',
+  slot: SlotKind.Activation,
+  description: 'element-wise activations: ordinary gradients (0-rule, on purpose)',
+  covers: identityRule.covers,
+  slots: {},
+};
+
+/** The 0-rule for gated products, stated on purpose. */
+export const plainGateRule: LrpRule = {
+  name: 'plain-gate',
+  slot: SlotKind.GateProduct,
+  description: 'gated products: ordinary gradients (0-rule, on purpose)',
+  covers: halfRule.covers,
+  slots: {},
+};
+
 /** Every rule this package defines, by name. */
 export const RULES = {
   ln: lnRule,
   identity: identityRule,
   half: halfRule,
   ah: ahRule,
+  'cp-gate': cpGateRule,
   'plain-softmax': plainSoftmaxRule,
+  'plain-norm': plainNormRule,
+  'plain-activation': plainActivationRule,
+  'plain-gate': plainGateRule,
 } as const satisfies Record<string, LrpRule>;
