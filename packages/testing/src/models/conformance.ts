@@ -14,7 +14,7 @@ import {
   siteLayers,
   siteShape,
 } from '@relp/core';
-import { RELP, RELP_AH } from '@relp/lrp-rules';
+import { RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -104,7 +104,7 @@ export const PATCHING_SITES: readonly SiteRequest[] = [
   { site: Site.Ln2Scale },
   { site: Site.LnFinalScale },
 ];
-const PRESETS = [RELP, RELP_AH] as const;
+const PRESETS = [RELP, RELP_AH, RELP_CP] as const;
 
 /** Every (site, layer) key a model declares. */
 export function declaredSiteKeys(model: LanguageModel): SiteKey[] {
