@@ -1,4 +1,16 @@
 export {
+  type AuditAgreement,
+  type AuditOptions,
+  auditRules,
+  type Conservation,
+  measureConservation,
+  type RuleAudit,
+  type RuleAuditRow,
+  type SplitBatches,
+  type SplitName,
+  splitPairs,
+} from './audit.js';
+export {
   type CompareOptions,
   type Comparison,
   comparedMethods,

@@ -7,10 +7,10 @@ import {
   type PatchingMethodOptions,
   type RuleSet,
 } from '@relp/core';
-import { RELP, RELP_AH } from '@relp/lrp-rules';
+import { RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
 
 /** The names the CLI, the web package and the docs offer (the registry's order). */
-export const METHOD_NAMES = ['activation-patching', 'atp', 'relp', 'relp-ah', 'ig'] as const;
+export const METHOD_NAMES = ['activation-patching', 'atp', 'relp', 'relp-ah', 'relp-cp', 'ig'] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
 /** One named method: which engine method runs, with which rules, and how to present it. */
@@ -72,6 +72,16 @@ export const METHODS: readonly NamedMethod[] = [
     summary: 'RelP with the AH-rule on the attention softmax as well',
     cost: '2 forward + 1 backward',
     section: '§10.4, §11',
+  },
+  {
+    name: 'relp-cp',
+    aliases: [],
+    kind: 'atp',
+    rules: RELP_CP,
+    title: 'RelP + CP gate',
+    summary: 'RelP with the CP gate rule: a gated MLP’s gate is a constant, relevance reaches up only',
+    cost: '2 forward + 1 backward',
+    section: '§11.1',
   },
   {
     name: 'ig',
