@@ -360,7 +360,11 @@ for (const c of CASES) {
 
     it('EAP-IG over the activations equals its literal reference', async () => {
       const steps = 2;
-      const got = await attributeEdges(model, batch, { method: 'eap-ig-activations', steps, maxBatchRows: 2 });
+      const got = await attributeEdges(model, batch, {
+        method: 'eap-ig-activations',
+        steps,
+        maxBatchRows: 2,
+      });
       const g = got.graph;
       const keys = upstreamKeys(g);
       const groupOf = (u: number) =>
@@ -453,6 +457,36 @@ for (const c of CASES) {
       const want = (node.scores.mlp_out as number[][])[0]![batch.firstDiff]!;
       expect(Math.abs(want)).toBeGreaterThan(0);
       expect(Math.abs(viaEdges.get('all')! - want)).toBeLessThan(1e-4 * Math.abs(want) + 1e-6);
+    });
+
+    it('an aborted run stops with ABORTED and leaves no tensor behind', async () => {
+      for (const method of ['eap', 'eap-ig-inputs', 'eap-ig-activations'] as const) {
+        const controller = new AbortController();
+        let calls = 0;
+        const onProgress = () => {
+          // Abort once the method is under way (after its first recording run).
+          if (++calls === 2) controller.abort();
+        };
+        await expect(
+          attributeEdges(model, batch, {
+            method,
+            ...(method === 'eap' ? {} : { steps: 2 }),
+            maxBatchRows: 2,
+            signal: controller.signal,
+            onProgress,
+          }),
+          method,
+        ).rejects.toMatchObject({ code: 'ABORTED' });
+      }
+      const controller = new AbortController();
+      controller.abort();
+      await expect(
+        attributeEdges(model, batch, {
+          method: 'edge-patching',
+          edges: ['input->logits'],
+          signal: controller.signal,
+        }),
+      ).rejects.toMatchObject({ code: 'ABORTED' });
     });
 
     it('bad edges and sizes are BAD_INPUT before any run', async () => {
