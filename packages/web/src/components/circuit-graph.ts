@@ -267,8 +267,8 @@ export interface CircuitGraphView {
   destroy(): void;
 }
 
-/** Margins of the plot inside the viewport (CSS px): column labels below, room for the last labels right. */
-const M = { right: 28, top: 6, bottom: 30 };
+/** Margins of the plot inside the viewport (CSS px): column labels below (the right one fits the last labels). */
+const M = { top: 6, bottom: 30 };
 const FONT = 11;
 const ZOOM_MIN = 0.25;
 const ZOOM_MAX = 60;
@@ -342,6 +342,15 @@ export function renderCircuitGraph(
   for (let l = minL; l <= maxL; l++) longestRow = Math.max(longestRow, rowLabel(l).length);
   /** Left margin: the row labels. */
   const left = Math.ceil(longestRow * FONT * 0.62) + 14;
+  /** Right margin: room for the labels of the rightmost column's nodes, short ones on a narrow screen. */
+  const lastColumn = nodes.filter((n) => world.get(n.id)!.x >= maxX - 1e-9);
+  const rightMargin = (narrow: boolean) => {
+    const chars = Math.max(
+      0,
+      ...lastColumn.map((n) => (narrow ? (n.shortLabel ?? n.label.slice(0, 3)) : n.label).length),
+    );
+    return Math.max(16, Math.min(64, Math.ceil(chars * FONT * 0.62) + 20));
+  };
 
   const root = html('figure', { class: 'relp-circuit' });
   const shown =
@@ -528,7 +537,7 @@ export function renderCircuitGraph(
     H = Math.max(240, Math.min(maxH, nRows * 22 + M.top + M.bottom));
     s.setAttribute('height', String(H));
     // Rows sit in equal bands (half a band above the first and below the last); columns span the plot's width.
-    const plotW = Math.max(1, W - left - M.right - 8);
+    const plotW = Math.max(1, W - left - rightMargin(W < 600) - 8);
     const plotH = Math.max(1, H - M.top - M.bottom);
     unitX = maxX > minX ? plotW / (maxX - minX) : plotW;
     unitY = plotH / nRows;
