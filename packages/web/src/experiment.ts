@@ -1,6 +1,6 @@
 import { type AttributionResult, type LanguageModel, makePairBatch, type SiteName } from '@relp/core';
 import { badInput, isRelpError, RelpError } from '@relp/core/errors';
-import { type DownloadProgress, type LoaderFs, loadModel } from '@relp/loader';
+import { type DownloadProgress, ensureHubFile, type LoaderFs, loadModel, OfflineError } from '@relp/loader';
 import { compareMethods } from '@relp/methods';
 import { MODEL_FAMILIES } from '@relp/models';
 import {
@@ -15,8 +15,14 @@ import {
 import { Tokenizer, tokenizerFromGgufMetadata } from '@relp/tokenizer';
 import type { CorrelationRow } from './components/correlation-table.js';
 import { DEFAULT_SITES } from './defaults.js';
-import { cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
-import type { DataChoice, ModelChoice, ModelSummary, ProgressEvent } from './worker/protocol.js';
+import { CACHE_DIR, cacheStorageFs, pickedFilesFs } from './runtime/fs.js';
+import type {
+  DataChoice,
+  HubFileChoice,
+  ModelChoice,
+  ModelSummary,
+  ProgressEvent,
+} from './worker/protocol.js';
 
 export interface LoadedWebModel {
   readonly model: LanguageModel;
@@ -27,6 +33,8 @@ export interface LoadedWebModel {
 /** A stable key for a model choice (to reuse a loaded model across runs). */
 export function modelKey(choice: ModelChoice): string {
   if (choice.kind === 'hub') return `hub:${choice.endpoint ?? ''}:${choice.id}@${choice.revision ?? 'main'}`;
+  if (choice.kind === 'hub-file')
+    return `hub-file:${choice.endpoint ?? ''}:${choice.repo}/${choice.file}@${choice.revision}`;
   return `files:${choice.files.map((f) => `${f.webkitRelativePath || f.name}:${f.size}:${f.lastModified ?? ''}`).join(',')}`;
 }
 
@@ -34,6 +42,26 @@ export function modelKey(choice: ModelChoice): string {
 function tokenizerSource(loaded: { tokenizer: unknown; source: { kind: string } }): string {
   if (loaded.tokenizer === undefined) return 'none';
   return loaded.source.kind === 'gguf' ? 'GGUF metadata (tokenizer.ggml.*)' : 'tokenizer.json';
+}
+
+/**
+ * The loader speaks to CLI users (flags, environment variables); in the page the same advice names the page's
+ * controls. Returns the error unchanged when it says nothing of the kind.
+ */
+export function inPageWords(e: unknown): unknown {
+  if (!isRelpError(e)) return e;
+  const message = e.message
+    .replace(
+      /Download the model elsewhere and pass --model PATH to a local folder with ([^.]+)\./,
+      'Download the model elsewhere and pick its folder (with $1) under Model → Source → "a Hugging Face folder on this computer…".',
+    )
+    .replace(
+      /set a token \(HF_TOKEN\)/,
+      'the demo sends no token: download the model elsewhere (after accepting its licence) and pick its folder under Model → Source',
+    )
+    .replace(/--model takes a folder/, 'pick a folder');
+  if (message === e.message) return e;
+  return new RelpError(e.code, message, { details: { ...e.details }, cause: e });
 }
 
 /** The picked files' errors name the file or folder the user picked (the loader only knows its /picked path). */
@@ -78,17 +106,25 @@ export async function loadWebModel(
   };
   let loaded: Awaited<ReturnType<typeof loadModel<Tokenizer>>>;
   let source: string;
+  const fetch = (url: string, init?: unknown) => globalThis.fetch(url, init as RequestInit);
   if (choice.kind === 'hub') {
     const fs = options.fs ?? (await cacheStorageFs());
     const ref = `${choice.id}@${choice.revision ?? 'main'}`;
-    loaded = await loadModel<Tokenizer>(ref, {
-      ...common,
-      fs,
-      fetch: (url, init) => globalThis.fetch(url, init as RequestInit),
-      cacheDir: 'relp',
-      ...(choice.endpoint ? { endpoint: choice.endpoint } : {}),
-    });
+    try {
+      loaded = await loadModel<Tokenizer>(ref, {
+        ...common,
+        fs,
+        fetch,
+        cacheDir: CACHE_DIR,
+        ...(choice.endpoint ? { endpoint: choice.endpoint } : {}),
+      });
+    } catch (e) {
+      throw inPageWords(e);
+    }
     source = `hub ${ref}${choice.endpoint ? ` from ${choice.endpoint}` : ''}`;
+  } else if (choice.kind === 'hub-file') {
+    loaded = await loadHubFile(choice, common, options.fs ?? (await cacheStorageFs()), fetch);
+    source = `hub ${choice.repo}/${choice.file}${choice.endpoint ? ` from ${choice.endpoint}` : ''}`;
   } else {
     const picked = pickedFilesFs(choice.files);
     const what = picked.ref.replace(/^\/picked\/?/, '') || 'the picked files';
@@ -126,6 +162,60 @@ export async function loadWebModel(
       contentHash: loaded.source.contentHash,
     },
   };
+}
+
+/**
+ * One GGUF file of a hub repository: downloaded into the cache (progress per chunk, resumed when interrupted,
+ * reused on the next visit), then loaded from it. A pinned size or SHA-256 that the cached file does not match
+ * removes it (a mirror serving other bytes, a damaged cache entry) and says so.
+ */
+async function loadHubFile(
+  choice: HubFileChoice,
+  common: Omit<Parameters<typeof loadModel<Tokenizer>>[1], 'fs'>,
+  fs: LoaderFs,
+  fetch: (url: string, init?: unknown) => Promise<Response>,
+): Promise<Awaited<ReturnType<typeof loadModel<Tokenizer>>>> {
+  const what = `${choice.repo}/${choice.file}`;
+  let path: string | undefined;
+  try {
+    path = await ensureHubFile(choice.repo, choice.revision, choice.file, {
+      fs,
+      fetch,
+      cacheDir: CACHE_DIR,
+      ...(choice.endpoint ? { endpoint: choice.endpoint } : {}),
+      ...(common.onProgress ? { onProgress: common.onProgress } : {}),
+      ...(common.signal ? { signal: common.signal } : {}),
+    });
+  } catch (e) {
+    if (e instanceof OfflineError) {
+      throw new RelpError('NOT_AVAILABLE', `${what}: the hub cannot be reached (${e.message})`, { cause: e });
+    }
+    throw inPageWords(e);
+  }
+  if (path === undefined) {
+    throw new RelpError(
+      'NOT_AVAILABLE',
+      `${what} does not exist at ${choice.endpoint ?? 'https://huggingface.co'} (HTTP 404)`,
+    );
+  }
+  const size = (await fs.stat(path))?.size;
+  if (choice.size !== undefined && size !== choice.size) {
+    await fs.remove(path);
+    throw new RelpError(
+      'BAD_MODEL_FILE',
+      `${what}: the downloaded file has ${size} bytes, expected ${choice.size}; it was removed from the cache`,
+    );
+  }
+  const loaded = await loadModel<Tokenizer>(path, { ...common, fs });
+  if (choice.sha256 !== undefined && loaded.source.contentHash !== `sha256:${choice.sha256}`) {
+    loaded.model.dispose();
+    await fs.remove(path);
+    throw new RelpError(
+      'BAD_MODEL_FILE',
+      `${what}: SHA-256 ${loaded.source.contentHash} differs from the expected sha256:${choice.sha256}; it was removed from the cache`,
+    );
+  }
+  return loaded;
 }
 
 /** Typed pairs: JSONL (the CLI's pairs.jsonl) or one "clean | corrupt | answer | wrong" per line. */
@@ -225,6 +315,9 @@ export async function runMethods(
   options: RunMethodsOptions,
 ): Promise<{ results: AttributionResult[]; correlations: CorrelationRow[] }> {
   const batch = makePairBatch(pairs, { dims: model.dims });
+  let started = 0;
+  const count = new Set(options.methods).size;
+  const method = () => ({ index: started, count });
   const cmp = await compareMethods(model, batch, {
     methods: options.methods,
     reference: 'if-listed',
@@ -235,9 +328,18 @@ export async function runMethods(
       ...(options.maxBatchRows === undefined ? {} : { maxBatchRows: options.maxBatchRows }),
     },
     ...(options.signal ? { signal: options.signal } : {}),
-    onStart: (m) => options.onProgress?.({ stage: m.name, message: `${m.name}: starting` }),
+    onStart: (m) => {
+      started += 1;
+      options.onProgress?.({ stage: m.name, message: `${m.name}: starting`, method: method() });
+    },
     onProgress: (m, p) =>
-      options.onProgress?.({ stage: m.name, message: `${m.name}: ${p.phase}`, done: p.done, total: p.total }),
+      options.onProgress?.({
+        stage: m.name,
+        message: `${m.name}: ${p.phase}`,
+        done: p.done,
+        total: p.total,
+        method: method(),
+      }),
   });
   return {
     results: [...(cmp.reference ? [cmp.reference] : []), ...cmp.results],

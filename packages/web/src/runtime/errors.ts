@@ -1,3 +1,9 @@
+import { runnableGgufArchitectures, supportedModelTypes } from '../families.js';
+
+/** "a, b and c". */
+const listed = (xs: readonly string[]) =>
+  xs.length <= 1 ? (xs[0] ?? '') : `${xs.slice(0, -1).join(', ')} and ${xs[xs.length - 1]}`;
+
 /** An error as the page shows it: a code, a title, the message, and what to do about it. */
 export interface ShownError {
   readonly code: string;
@@ -15,17 +21,21 @@ const OOM =
  * limits) become OUT_OF_MEMORY with advice.
  */
 export function describeError(e: unknown): ShownError {
-  const err = e as { code?: unknown; message?: unknown; name?: unknown } | undefined;
+  const err = e as { code?: unknown; message?: unknown; name?: unknown; details?: unknown } | undefined;
   const message = typeof err?.message === 'string' ? err.message : String(e);
   const code = typeof err?.code === 'string' && /^[A-Z_]+$/.test(err.code) ? err.code : undefined;
   if (code === 'UNSUPPORTED') {
+    const supported = (err?.details as { supported?: unknown } | undefined)?.supported;
+    const gguf = runnableGgufArchitectures(
+      Array.isArray(supported) ? supported.map(String) : ['llama', 'qwen2', 'gemma3'],
+    );
     return {
       code,
       title: 'Unsupported model',
       message,
       hint: /gguf/i.test(message)
-        ? 'From GGUF files the demo runs the llama, qwen2 and gemma3 architectures (Llama, SmolLM, Mistral, Qwen2 and Gemma 3 models) stored as F32, F16, BF16, Q4_0 to Q8_0 or K-quants (Q2_K to Q6_K), with the tokenizer in the file. For other models pick their Hugging Face folder, if relp supports the family.'
-        : 'The demo runs GPT-2, Pythia (GPT-NeoX) and Llama-family (Llama, Mistral, Qwen2) models: a Hugging Face id or folder with safetensors weights, or a GGUF file.',
+        ? `From GGUF files the demo runs the ${listed(gguf)} architectures stored as F32, F16, BF16, Q4_0 to Q8_0 or K-quants (Q2_K to Q6_K), with the tokenizer in the file. For other models pick their Hugging Face folder, if relp supports the family.`
+        : `The demo runs the model types (config.json "model_type") ${listed(supportedModelTypes())}: a Hugging Face id or folder with safetensors weights, or a GGUF file.`,
     };
   }
   if (code === 'BAD_INPUT' && /token lengths|tokenise to different lengths|length-mismatch/.test(message)) {

@@ -1,4 +1,15 @@
-import { concatBytes, createMemoryFs, type FileSink, type LoaderFs } from '@relp/loader';
+import {
+  concatBytes,
+  createMemoryFs,
+  type FileSink,
+  hubCacheFolder,
+  joinPath,
+  type LoaderFs,
+} from '@relp/loader';
+import type { HubFileChoice } from '../worker/protocol.js';
+
+/** The loader's cache folder inside `cacheStorageFs()`. */
+export const CACHE_DIR = 'relp';
 
 const KEY_ORIGIN = 'https://relp.invalid/';
 
@@ -103,6 +114,17 @@ export async function cacheStorageFs(
       await c.delete(url(path));
     },
   };
+}
+
+/** Where the loader keeps a hub file in `cacheStorageFs()`. */
+export function hubFileCachePath(choice: HubFileChoice): string {
+  return joinPath(hubCacheFolder(CACHE_DIR, choice.repo, choice.revision), choice.file);
+}
+
+/** Whether a hub file is in this browser's cache already (so a run will not download it). */
+export async function isHubFileCached(choice: HubFileChoice, fs?: LoaderFs): Promise<boolean> {
+  const st = await (fs ?? (await cacheStorageFs())).stat(hubFileCachePath(choice));
+  return st !== undefined && !st.isDirectory;
 }
 
 /** A file the user picked: a File (or anything with a name, a relative path and bytes). */

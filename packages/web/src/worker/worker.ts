@@ -1,14 +1,23 @@
 /**
  * The relp Web Worker: loads models and runs the attribution methods off the main thread, posting progress.
  * In a worker script: `import { startRelpWorker } from '@relp/web/worker'; startRelpWorker();`
+ *
+ * A run computes without yielding to the worker's event loop, so a "cancel" message reaches it only between
+ * downloads and reads; `RelpWorkerClient` stops a computing run by terminating the worker and starting a fresh one.
  */
 import '../runtime/gradients.js';
-import type { BackendChoice } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type LoadedWebModel, loadWebModel, modelKey, prepareData, runMethods } from '../experiment.js';
-import { selectBrowserBackend, type WasmPaths } from '../runtime/backend.js';
+import { type BrowserBackendChoice, selectBrowserBackend, type WasmPaths } from '../runtime/backend.js';
 import { describeError } from '../runtime/errors.js';
-import type { ProgressEvent, RunOutput, RunRequest, WorkerRequest, WorkerResponse } from './protocol.js';
+import type {
+  LoadRequest,
+  ProgressEvent,
+  RunOutput,
+  RunRequest,
+  WorkerRequest,
+  WorkerResponse,
+} from './protocol.js';
 
 interface WorkerScope {
   onmessage: ((ev: MessageEvent<WorkerRequest>) => void) | null;
@@ -16,7 +25,7 @@ interface WorkerScope {
 }
 
 export function startRelpWorker(scope: WorkerScope = globalThis as unknown as WorkerScope): void {
-  let backend: { choice: BackendChoice; requested: string } | undefined;
+  let backend: { choice: BrowserBackendChoice; requested: string } | undefined;
   let loaded: { key: string; backend: string; value: LoadedWebModel } | undefined;
   const controllers = new Map<number, AbortController>();
   let queue: Promise<void> = Promise.resolve();
@@ -31,8 +40,8 @@ export function startRelpWorker(scope: WorkerScope = globalThis as unknown as Wo
     return choice;
   };
 
-  const run = async (id: number, req: RunRequest): Promise<RunOutput> => {
-    const t0 = performance.now();
+  /** The backend and the model of a request, reusing what is loaded. */
+  const ensureModel = async (id: number, req: LoadRequest) => {
     const progress = (p: ProgressEvent) => scope.postMessage({ type: 'progress', id, progress: p });
     const signal = controllers.get(id)?.signal;
     progress({ stage: 'backend', message: 'selecting a backend' });
@@ -46,7 +55,15 @@ export function startRelpWorker(scope: WorkerScope = globalThis as unknown as Wo
       const value = await loadWebModel(req.model, { onProgress: progress, ...(signal ? { signal } : {}) });
       loaded = { key, backend: choice.name, value };
     }
-    const { model, tokenizer, summary } = loaded.value;
+    return { choice, value: loaded.value };
+  };
+
+  const run = async (id: number, req: RunRequest): Promise<RunOutput> => {
+    const t0 = performance.now();
+    const progress = (p: ProgressEvent) => scope.postMessage({ type: 'progress', id, progress: p });
+    const signal = controllers.get(id)?.signal;
+    const { choice, value } = await ensureModel(id, req);
+    const { model, tokenizer, summary } = value;
     progress({ stage: 'tokenize', message: 'building and tokenising the prompt pairs' });
     const data = prepareData(req.data, model, tokenizer);
     const { results, correlations } = await runMethods(model, data.pairs, {
@@ -86,6 +103,9 @@ export function startRelpWorker(scope: WorkerScope = globalThis as unknown as Wo
           const choice = await ensureBackend(msg.requested ?? 'auto', msg.wasmPaths);
           scope.postMessage({ type: 'backend', id: msg.id, choice });
           scope.postMessage({ type: 'result', id: msg.id, output: undefined as unknown as RunOutput });
+        } else if (msg.type === 'load') {
+          const { value } = await ensureModel(msg.id, msg.request);
+          scope.postMessage({ type: 'loaded', id: msg.id, model: value.summary });
         } else {
           const output = await run(msg.id, msg.request);
           scope.postMessage({ type: 'result', id: msg.id, output });
