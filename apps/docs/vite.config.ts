@@ -56,15 +56,54 @@ function layout(): Plugin {
   };
 }
 
+/** The response headers that make a page cross-origin isolated (SharedArrayBuffer, so multi-threaded WASM). */
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+} as const;
+
+/**
+ * Makes the built site isolation-ready and readable from disk: writes `_headers` (Netlify, Cloudflare Pages)
+ * with the isolation headers, and `coi-sw.js`, the service worker the demo registers where the host sends no
+ * such headers; and drops the `crossorigin` attribute Vite puts on stylesheet and script tags, with which a page
+ * opened from `file://` loads no stylesheet at all (same-origin files need no CORS mode).
+ */
+function staticHosting(): Plugin {
+  return {
+    name: 'relp-docs-static-hosting',
+    apply: 'build',
+    generateBundle() {
+      const lines = Object.entries(ISOLATION_HEADERS).map(([k, v]) => `  ${k}: ${v}`);
+      this.emitFile({ type: 'asset', fileName: '_headers', source: ['/*', ...lines, ''].join('\n') });
+      this.emitFile({
+        type: 'asset',
+        fileName: 'coi-sw.js',
+        source: readFileSync(join(root, 'src', 'demo', 'coi-sw.js'), 'utf8'),
+      });
+    },
+    transformIndexHtml: {
+      order: 'post',
+      handler: (html) => html.replace(/(<(?:link|script)\b[^>]*?)\s+crossorigin(?:="[^"]*")?/g, '$1'),
+    },
+  };
+}
+
 export default defineConfig({
   root,
   base: './',
   publicDir: 'public',
   resolve: { conditions: ['source', ...defaultClientConditions] },
-  worker: { format: 'es' },
-  plugins: [layout()],
-  server: { host: '127.0.0.1' },
-  preview: { host: '127.0.0.1' },
+  worker: {
+    format: 'es',
+    // tfjs-backend-wasm's threaded build starts its threads from the source text of its factory function
+    // (Function.prototype.toString), which must still name its closure's variables: minify the worker's bundle
+    // without renaming or rewriting them (a compressed `typeof _scriptDir` check becomes a bare reference), or
+    // every thread fails with a ReferenceError.
+    rolldownOptions: { output: { minify: { mangle: false, compress: false } } },
+  },
+  plugins: [layout(), staticHosting()],
+  server: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
+  preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -6,6 +6,8 @@ import type { Page } from 'playwright-core';
 import { expect } from 'vitest';
 
 export const CHROMIUM = '/usr/bin/chromium';
+/** The demo's model menu entry of the tiny random GPT-2 the site serves. */
+export const TINY_MODEL_OPTION = 'site:relp-test/tiny-gpt2';
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = join(here, '..', '..', '..');
 export const artifacts = join(repo, 'test-artifacts', 'docs-e2e');
@@ -41,6 +43,19 @@ export function webgpuAdapter(page: Page): Promise<string> {
   });
 }
 
+/**
+ * `page.goto`, once more when the page's own reload aborted it: without isolation headers the demo registers its
+ * service worker and reloads once, which cancels a navigation the test started meanwhile.
+ */
+export async function gotoPage(page: Page, url: string): Promise<void> {
+  try {
+    await page.goto(url);
+  } catch (e) {
+    if (!/ERR_ABORTED|interrupted by another navigation/.test(String(e))) throw e;
+    await page.goto(url);
+  }
+}
+
 export interface Shown {
   backend: string;
   backendText: string;
@@ -68,11 +83,17 @@ export async function runDemo(
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
   await page.setViewportSize({ width: 1280, height: 900 });
-  await page.goto(`${url}demo.html?backend=${backend}`);
+  // The tiny test model (the page's default is a real model from the hub, which tests cannot reach).
+  await gotoPage(page, `${url}demo.html?backend=${backend}&model=${encodeURIComponent(TINY_MODEL_OPTION)}`);
   await page.waitForSelector('#backend-status[data-backend], #error:not([hidden])', { timeout: 60_000 });
   await prepare?.(page);
   await page.click('#run');
-  await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 180_000 });
+  await page.waitForSelector(
+    'body[data-state="done"], body[data-state="error"], body[data-state="cancelled"]',
+    {
+      timeout: 180_000,
+    },
+  );
   const state = await page.getAttribute('body', 'data-state');
   await page.screenshot({ path: join(artifacts, `${shot}.png`), fullPage: true });
   if (state !== 'done') {

@@ -15,14 +15,33 @@ const TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
+export interface StaticOptions {
+  /** Extra response headers (e.g. the cross-origin isolation headers of the site's `_headers` file). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** URL prefixes ("/test-hub/") served from other folders. */
+  readonly mounts?: Readonly<Record<string, string>>;
+  /** Called with each request's method and path. */
+  readonly onRequest?: (method: string, path: string) => void;
+}
+
 /** A minimal static file server on 127.0.0.1 (any free port), as a static host would serve the built site. */
 export async function serveStatic(
   root: string,
+  options: StaticOptions = {},
 ): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
-    let file = normalize(join(root, path));
-    if (!file.startsWith(root + sep) && file !== root) {
+    let path = decodeURIComponent(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+    options.onRequest?.(req.method ?? 'GET', path);
+    let base = root;
+    for (const [prefix, dir] of Object.entries(options.mounts ?? {})) {
+      if (path.startsWith(prefix)) {
+        base = dir;
+        path = path.slice(prefix.length - 1);
+        break;
+      }
+    }
+    let file = normalize(join(base, path));
+    if (!file.startsWith(base + sep) && file !== base) {
       res.writeHead(403).end();
       return;
     }
@@ -33,6 +52,7 @@ export async function serveStatic(
         'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
         'content-length': st.size,
         'cache-control': 'no-cache',
+        ...options.headers,
       });
       if (req.method === 'HEAD') res.end();
       else createReadStream(file).pipe(res);

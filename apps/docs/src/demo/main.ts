@@ -1,10 +1,15 @@
 import '@relp/web/style.css';
-import { type AttributionResult, type BackendChoice, RESIDUAL_LIKE_SITES, SITES } from '@relp/core';
+import './demo.css';
+import { type AttributionResult, RESIDUAL_LIKE_SITES, SITES } from '@relp/core';
 import { TASKS } from '@relp/tasks';
 import {
+  type BrowserBackendChoice,
   circuitFromResults,
   type DataChoice,
+  DEFAULT_MODEL,
   DEFAULT_SITES,
+  type HubFileChoice,
+  isHubFileCached,
   METHODS,
   type ModelChoice,
   maxAbsOf,
@@ -15,11 +20,14 @@ import {
   renderCorrelationTable,
   renderHeatmap,
   renderScatter,
+  runnableGgufArchitectures,
   WorkerRunError,
 } from '@relp/web';
+import { GGUF_SUPPORTED_ARCHITECTURES } from '@relp/weights';
 import plainWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import simdWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import threadedWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { ensureIsolation, type Isolation } from './isolation.js';
 
 // The wasm binaries are emitted by Vite next to the page; the worker needs absolute URLs.
 const abs = (u: string) => new URL(u, document.baseURI).href;
@@ -41,6 +49,9 @@ const progressText = $('progress-text');
 const backendStatus = $('backend-status');
 const errorBox = $('error');
 const results = $('results');
+const staleNote = $('stale-note');
+const elapsedText = $('elapsed');
+const modelNote = $('model-note');
 
 // The method checkboxes come from the methods registry; the demo preselects the ground truth, AtP and RelP.
 const PRESELECTED = new Set(['activation-patching', 'atp', 'relp']);
@@ -77,8 +88,71 @@ for (const t of TASKS) {
 }
 taskSelect.append(new Option('typed prompt pairs…', 'typed'));
 
+// The GGUF architectures the loader reads that a model family runs (the picker's label and its errors agree).
+$('gguf-architectures').textContent = orList(runnableGgufArchitectures(GGUF_SUPPORTED_ARCHITECTURES));
+
+function orList(xs: readonly string[]): string {
+  return xs.length <= 1 ? (xs[0] ?? '') : `${xs.slice(0, -1).join(', ')} or ${xs[xs.length - 1]}`;
+}
+
 const params = new URLSearchParams(location.search);
 if (params.get('backend')) backendSelect.value = params.get('backend')!;
+if (params.get('model')) modelSelect.value = params.get('model')!;
+
+/**
+ * The default model's hub: huggingface.co, or a mirror given as `?hub=URL` or at build time
+ * (VITE_RELP_HUB_ENDPOINT). A mirror's file is checked by its own size and ETag, not by the pinned SHA-256 (tests
+ * serve a small GGUF under the same path).
+ */
+const hubEndpoint =
+  params.get('hub') ??
+  (import.meta as { env?: Record<string, string | undefined> }).env?.VITE_RELP_HUB_ENDPOINT;
+const defaultModel: HubFileChoice = hubEndpoint
+  ? {
+      kind: 'hub-file',
+      repo: DEFAULT_MODEL.repo,
+      file: DEFAULT_MODEL.file,
+      revision: DEFAULT_MODEL.revision,
+      endpoint: new URL(hubEndpoint, document.baseURI).href,
+    }
+  : DEFAULT_MODEL;
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+/** The default model's download size: pinned, or (from a mirror) what the server says before any download. */
+async function defaultModelSize(): Promise<number | undefined> {
+  if (defaultModel.size !== undefined) return defaultModel.size;
+  const url = `${defaultModel.endpoint}/${defaultModel.repo}/resolve/${encodeURIComponent(defaultModel.revision)}/${defaultModel.file}`;
+  const res = await fetch(url, { method: 'HEAD' }).catch(() => undefined);
+  const len = Number(res?.headers.get('content-length') ?? Number.NaN);
+  return res?.ok && Number.isFinite(len) ? len : undefined;
+}
+
+/** Says, under the model menu, what the chosen model is and what running it costs (a download, or none). */
+async function describeModel(): Promise<void> {
+  const v = modelSelect.value;
+  modelNote.dataset.kind = v.startsWith('site:') ? 'random' : v === 'default' ? 'real' : 'other';
+  if (v === 'default') {
+    const [size, cached] = await Promise.all([
+      defaultModelSize(),
+      isHubFileCached(defaultModel).catch(() => false),
+    ]);
+    if (modelSelect.value !== 'default') return;
+    const from = defaultModel.endpoint ? ` from ${defaultModel.endpoint}` : ' from the Hugging Face hub';
+    modelNote.dataset.cached = String(cached);
+    modelNote.textContent = cached
+      ? `${DEFAULT_MODEL.title}: real weights, in this browser's cache (${size === undefined ? 'size unknown' : mb(size)}): no download.`
+      : `${DEFAULT_MODEL.title}: real weights. The first run downloads ${size === undefined ? 'it (size unknown)' : mb(size)}${from}, then it stays in this browser's cache.`;
+  } else if (v.startsWith('site:')) {
+    modelNote.textContent =
+      'Random weights: the numbers are meaningless, for testing the page (and offline use).';
+  } else if (v.startsWith('hub:') || v === 'custom') {
+    modelNote.textContent =
+      'Downloaded from the Hugging Face hub on the first run, then kept in this browser’s cache.';
+  } else {
+    modelNote.textContent = '';
+  }
+}
 
 const show = (selector: string, on: boolean) => {
   for (const el of Array.from(document.querySelectorAll<HTMLElement>(selector))) el.hidden = !on;
@@ -93,29 +167,33 @@ const syncForm = () => {
   show('.when-typed', taskSelect.value === 'typed');
   show('.when-generated', info !== undefined && !info.fixed);
 };
-modelSelect.addEventListener('change', syncForm);
+modelSelect.addEventListener('change', () => {
+  syncForm();
+  void describeModel();
+});
 taskSelect.addEventListener('change', syncForm);
 syncForm();
+void describeModel();
 
-const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'relp' });
-const client = new RelpWorkerClient(worker);
+// Multi-threaded WASM needs a cross-origin isolated page: headers from the host, else a service worker (which
+// reloads the page once). The worker starts after that.
+const isolation: Isolation = await ensureIsolation('./coi-sw.js');
 
-function showBackend(c: BackendChoice): void {
+// A factory, so that Cancel can stop a computing run by replacing the worker.
+const client = new RelpWorkerClient(
+  () => new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'relp' }),
+);
+
+function showBackend(c: BrowserBackendChoice): void {
   backendStatus.replaceChildren();
   const b = document.createElement('strong');
   b.textContent = c.name;
-  backendStatus.append('Backend: ', b, ` — ${c.reason}`);
+  const why = c.wasm && !c.wasm.isolated && isolation.whyNot ? ` (${isolation.whyNot})` : '';
+  backendStatus.append('Backend: ', b, ` — ${c.status}${why}`);
   backendStatus.dataset.backend = c.name;
-  const tried = c.tried.filter((t) => !t.ok);
-  if (tried.length > 0) {
-    const ul = document.createElement('ul');
-    for (const t of tried) {
-      const li = document.createElement('li');
-      li.textContent = `${t.name}: ${t.note}`;
-      ul.append(li);
-    }
-    backendStatus.append(ul);
-  }
+  if (c.wasm) backendStatus.dataset.threads = String(c.wasm.threads);
+  else delete backendStatus.dataset.threads;
+  backendStatus.dataset.isolated = String(globalThis.crossOriginIsolated === true);
 }
 
 function showError(e: unknown): void {
@@ -141,22 +219,55 @@ function showError(e: unknown): void {
 
 function showProgress(p: ProgressEvent): void {
   const bytes = p.stage === 'download';
-  const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  const method = p.method && p.method.count > 1 ? `method ${p.method.index} of ${p.method.count} · ` : '';
   if (p.total !== undefined && p.total > 0 && p.done !== undefined) {
     progressBar.max = p.total;
     progressBar.value = p.done;
     progressText.textContent = bytes
       ? `${p.message}: ${mb(p.done)} of ${mb(p.total)}`
-      : `${p.message} (${p.done}/${p.total})`;
+      : `${method}${p.message} (step ${p.done} of ${p.total})`;
   } else {
     progressBar.removeAttribute('value');
-    progressText.textContent = p.message;
+    progressText.textContent = `${method}${p.message}`;
   }
   progressText.dataset.stage = p.stage;
+  // Past loading: the worker holds the model, so a fresh worker after Cancel may load it again at once.
+  if (p.stage !== 'backend' && p.stage !== 'download' && p.stage !== 'load' && running) {
+    running.modelLoaded = true;
+  }
+}
+
+/** A clock that ticks while a run goes, so a long pass without progress events still shows it is alive. */
+function startClock(): () => number {
+  const t0 = performance.now();
+  const tick = () => {
+    const s = Math.floor((performance.now() - t0) / 1000);
+    elapsedText.textContent = `· ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')} elapsed`;
+  };
+  tick();
+  const timer = setInterval(tick, 250);
+  return () => {
+    clearInterval(timer);
+    return (performance.now() - t0) / 1000;
+  };
+}
+
+/** Marks the results on screen as those of an earlier run (dimmed, labelled), or clears the mark. */
+function markStale(why: string | undefined): void {
+  if (results.hidden) return;
+  if (why === undefined) {
+    delete results.dataset.stale;
+    staleNote.hidden = true;
+  } else {
+    results.dataset.stale = 'true';
+    staleNote.textContent = `stale: from the previous run (${why})`;
+    staleNote.hidden = false;
+  }
 }
 
 function modelChoice(): ModelChoice {
   const v = modelSelect.value;
+  if (v === 'default') return defaultModel;
   if (v.startsWith('site:'))
     return { kind: 'hub', id: v.slice(5), endpoint: new URL('./hub', document.baseURI).href };
   if (v.startsWith('hub:')) return { kind: 'hub', id: v.slice(4) };
@@ -216,6 +327,9 @@ function renderOutput(out: RunOutput): void {
     `First prompt: ${JSON.stringify(out.prompts[0]?.clean ?? '')} → ${JSON.stringify(out.prompts[0]?.answer ?? '')} (corrupt: ${JSON.stringify(out.prompts[0]?.corrupt ?? '')}).`,
     `Ran on ${out.backend.name} in ${out.seconds.toFixed(2)} s: ${out.results.map((r) => `${r.label} ${r.cost.forwardPasses} fwd / ${r.cost.backwardPasses} bwd, ${r.cost.seconds.toFixed(2)} s`).join('; ')}.`,
     ...(out.droppedNote ? [out.droppedNote] : []),
+    ...(out.model.source.includes('relp-test/')
+      ? ['Random weights: this test model’s numbers are meaningless (choose SmolLM2-135M for real ones).']
+      : []),
   ];
   for (const l of lines) {
     const p = document.createElement('p');
@@ -297,7 +411,10 @@ function renderOutput(out: RunOutput): void {
   draw();
 }
 
-let current: { cancel(): void } | undefined;
+/** The run in progress: its cancel handle, and what the page needs to warm a fresh worker after a cancel. */
+let running:
+  | { cancel(): void; load: Parameters<RelpWorkerClient['preload']>[0]; modelLoaded: boolean }
+  | undefined;
 
 form.addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -309,6 +426,7 @@ form.addEventListener('submit', (ev) => {
     data = dataChoice();
   } catch (e) {
     showError(e);
+    markStale('the new run did not start');
     return;
   }
   const methods = checked('method');
@@ -321,27 +439,24 @@ form.addEventListener('submit', (ev) => {
         message: 'Choose at least one method and one site.',
       }),
     );
+    markStale('the new run did not start');
     return;
   }
   document.body.dataset.state = 'running';
+  markStale('a new run is going');
   runButton.disabled = true;
   cancelButton.disabled = false;
+  const stopClock = startClock();
+  const backend = backendSelect.value;
   const job = client.run(
-    {
-      model,
-      data,
-      methods,
-      sites,
-      normalize: $<HTMLInputElement>('normalize').checked,
-      backend: backendSelect.value,
-      wasmPaths,
-    },
+    { model, data, methods, sites, normalize: $<HTMLInputElement>('normalize').checked, backend, wasmPaths },
     { onProgress: showProgress, onBackend: showBackend },
   );
-  current = job;
+  running = { cancel: job.cancel, load: { model, backend, wasmPaths }, modelLoaded: false };
   job.result
     .then((out) => {
       (window as unknown as { relpOutput: RunOutput }).relpOutput = out;
+      markStale(undefined);
       renderOutput(out);
       progressBar.max = 1;
       progressBar.value = 1;
@@ -349,29 +464,44 @@ form.addEventListener('submit', (ev) => {
       document.body.dataset.state = 'done';
     })
     .catch((e: unknown) => {
-      showError(e);
+      const cancelled = e instanceof WorkerRunError && e.shown.code === 'ABORTED';
       progressBar.max = 1;
       progressBar.value = 0;
-      progressText.textContent = 'stopped';
-      document.body.dataset.state = 'error';
+      if (cancelled) {
+        progressText.textContent = `cancelled after ${stopClock().toFixed(1)} s`;
+        markStale('the last run was cancelled');
+        document.body.dataset.state = 'cancelled';
+      } else {
+        showError(e);
+        progressText.textContent = 'stopped';
+        markStale('the last run failed');
+        document.body.dataset.state = 'error';
+      }
     })
     .finally(() => {
-      current = undefined;
+      stopClock();
+      elapsedText.textContent = '';
+      running = undefined;
       runButton.disabled = false;
       cancelButton.disabled = true;
+      void describeModel();
     });
 });
 
-cancelButton.addEventListener('click', () => current?.cancel());
+cancelButton.addEventListener('click', () => {
+  const run = running;
+  if (!run) return;
+  run.cancel();
+  // The fresh worker loads the model again (from the browser cache or the picked file) while the user decides
+  // what to run next; a model still downloading when cancelled is not fetched again unasked.
+  if (run.modelLoaded) client.preload(run.load).catch(() => undefined);
+});
 
 // Say which backend will run (and why) before anything is run.
-client
-  .selectBackend(backendSelect.value, wasmPaths)
-  .then(showBackend)
-  .catch((e: unknown) => showError(e));
-backendSelect.addEventListener('change', () => {
+const selectBackend = () =>
   client
     .selectBackend(backendSelect.value, wasmPaths)
     .then(showBackend)
     .catch((e: unknown) => showError(e));
-});
+void selectBackend();
+backendSelect.addEventListener('change', () => void selectBackend());
