@@ -38,6 +38,11 @@ export interface ResolvedData {
 /** The largest --data file read: a pairs file of 100,000 pairs is about 20 MiB. */
 const MAX_DATA_BYTES = 256 * 2 ** 20;
 
+/** Whether text prompts get the tokenizer's BOS token: --bos / --no-bos, else when the tokenizer has one. */
+export function prependsBos(o: DataOptions, tokenizer: TextTokenizer | undefined, hasText: boolean): boolean {
+  return (o.bos ?? tokenizer?.bosId !== undefined) && hasText;
+}
+
 /** Reads --data or builds --task, then checks the pairs against the model's tokenizer and context. */
 export async function resolveData(
   o: DataOptions,
@@ -80,10 +85,10 @@ export async function resolveData(
       ...(o.order === undefined ? {} : { order: o.order }),
     };
   }
-  const prependBos = o.bos ?? tokenizer?.bosId !== undefined;
   const hasText = input.some((x) => !('kind' in x) || x.kind === 'text');
+  const prependBos = prependsBos(o, tokenizer, hasText);
   const checked = checkPairs(input, tokenizer, {
-    prependBos: prependBos && hasText,
+    prependBos,
     contextLength: model.dims.contextLength,
     vocabSize: model.dims.vocabSize,
     what: o.data ?? `task ${o.task}`,
@@ -98,7 +103,7 @@ export async function resolveData(
     ...description,
     used: pairs.length,
     dropped: checked.dropped.length,
-    bos: prependBos && hasText,
+    bos: prependBos,
   };
   return {
     pairs,

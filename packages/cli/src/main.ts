@@ -2,6 +2,7 @@ import { BACKEND_PREFERENCE } from '@relp/core';
 import { isRelpError } from '@relp/core/errors';
 import { METHOD_NAMES } from '@relp/methods';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { batchFlags, mergeProgram } from './batch-flags.js';
 import { attributeCommand } from './commands/attribute.js';
 import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
@@ -132,7 +133,7 @@ export function buildProgram(io: CliIo): Command {
     .exitOverride();
 
   common(
-    settingFlags(metricFlags(program.command('attribute')))
+    batchFlags(settingFlags(metricFlags(program.command('attribute'))), { shard: true })
       .description('score sites with one method and write result.json (activation patching, AtP, RelP, IG)')
       .addOption(
         new Option('--method <method>', 'attribution method').choices(METHOD_NAMES).makeOptionMandatory(),
@@ -155,7 +156,7 @@ export function buildProgram(io: CliIo): Command {
     .action(async (o) => attributeCommand(o, io));
 
   common(
-    settingFlags(metricFlags(program.command('compare')))
+    batchFlags(settingFlags(metricFlags(program.command('compare'))))
       .description('activation patching vs several methods on the same data: report folder (HTML, SVG, JSON)')
       .option('--methods <list>', 'methods to compare with activation patching', 'atp,relp')
       .option('--sites <list>', 'sites, comma-separated', 'resid_pre,attn_out,mlp_out')
@@ -170,6 +171,7 @@ export function buildProgram(io: CliIo): Command {
       ]),
     )
     .action(async (o) => compareCommand(o, io));
+  mergeProgram(program, io, EX);
 
   common(
     settingFlags(program.command('circuit'))

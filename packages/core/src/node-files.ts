@@ -157,3 +157,37 @@ export async function readRegularFilePrefix(
     await handle.close();
   }
 }
+
+/**
+ * A regular file as a stream of chunks of at most `chunkBytes` (default 1 MiB), with readRegularFile's checks
+ * (regular file, `maxBytes` before a byte is read, no more than fstat's size, BAD_INPUT when it shrinks): a
+ * caller can read a file of any size in bounded memory. The file stays open until the stream ends or the
+ * consumer stops early.
+ */
+export async function* regularFileChunks(
+  path: string,
+  options: ReadFileOptions & { readonly chunkBytes?: number } = {},
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const handle = await open(path, OPEN_FLAGS);
+  try {
+    const st = await handle.stat();
+    checkRegular(st, path, options);
+    if (options.maxBytes !== undefined) checkedSize(st, path, { ...options, maxBytes: options.maxBytes });
+    const chunk = Math.max(1, options.chunkBytes ?? 2 ** 20);
+    let at = 0;
+    while (at < st.size) {
+      const want = Math.min(chunk, st.size - at);
+      const out = new Uint8Array(want);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await handle.read(out, got, want - got, at + got);
+        if (bytesRead === 0) throw shrank(path, at + got, st.size, options);
+        got += bytesRead;
+      }
+      at += want;
+      yield out;
+    }
+  } finally {
+    await handle.close();
+  }
+}

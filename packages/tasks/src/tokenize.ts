@@ -36,6 +36,8 @@ export interface CheckOptions {
   readonly vocabSize?: number;
   /** Name of the data set in messages. */
   readonly what?: string;
+  /** Return no pairs instead of BAD_INPUT when every pair is dropped (one batch of a larger data set). */
+  readonly allowNone?: boolean;
 }
 
 type Candidate = { readonly index: number; readonly line?: number } & (
@@ -65,7 +67,7 @@ export function checkPairs(
   options: CheckOptions = {},
 ): CheckedPairs {
   const what = options.what ?? 'the data set';
-  if (input.length === 0) throw badInput(`${what} has no pairs`);
+  if (input.length === 0 && !options.allowNone) throw badInput(`${what} has no pairs`);
   const candidates: Candidate[] = input.map((x, index) =>
     'kind' in x ? { ...x, index } : { kind: 'text' as const, pair: x, index },
   );
@@ -152,7 +154,7 @@ export function checkPairs(
   }
   const droppedByReason: Partial<Record<DropReason, number>> = {};
   for (const d of dropped) droppedByReason[d.reason] = (droppedByReason[d.reason] ?? 0) + 1;
-  if (pairs.length === 0) {
+  if (pairs.length === 0 && !options.allowNone) {
     const why = Object.entries(droppedByReason)
       .map(([r, k]) => `${k} × ${REASON_TEXT[r as DropReason]}`)
       .join('; ');
