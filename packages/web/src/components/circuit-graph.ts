@@ -194,7 +194,7 @@ export function edgeCircuitGraph(
           layer: isInput ? -1 : nLayers,
           column: (nHeads - 1) / 2,
           label: isInput ? 'input' : 'logits',
-          shortLabel: isInput ? 'in' : 'out',
+          shortLabel: isInput ? 'input' : 'logits',
         });
       }
       return name;
@@ -498,27 +498,31 @@ export function renderCircuitGraph(
     const rows = new Map<number, CircuitGraphNode[]>();
     for (const n of nodes) rows.set(n.layer, [...(rows.get(n.layer) ?? []), n]);
     const showLabels = rowH >= FONT + 1;
+    // Room right of each node up to its neighbour in the row.
+    const room = new Map<string, number>();
     for (const list of rows.values()) {
       list.sort((a, b) => screen.get(a.id)!.x - screen.get(b.id)!.x);
       list.forEach((n, i) => {
         const p = screen.get(n.id)!;
-        const el = nodeEls.get(n.id)!;
-        el.g.setAttribute('transform', `translate(${svgNum(p.x)},${svgNum(p.y)})`);
-        el.circle.setAttribute('r', String(svgNum(p.r)));
-        const next = list[i + 1];
-        const room = (next ? screen.get(next.id)!.x - screen.get(next.id)!.r : W) - (p.x + p.r) - 4;
-        const short = n.shortLabel ?? n.label.slice(0, 3);
-        const text = !showLabels
-          ? ''
-          : n.label.length * FONT * 0.62 <= room
-            ? n.label
-            : short.length * FONT * 0.62 <= room
-              ? short
-              : '';
-        el.text.textContent = text;
-        el.text.style.display = text ? '' : 'none';
-        el.text.setAttribute('x', String(svgNum(p.r + 2)));
+        const next = list[i + 1] && screen.get(list[i + 1]!.id)!;
+        room.set(n.id, (next ? next.x - next.r : W) - (p.x + p.r) - 4);
       });
+    }
+    const width = (t: string) => t.length * FONT * 0.62;
+    // One style for the whole view: full labels where nearly all fit, else short ones (hidden where even those
+    // do not fit), so neighbouring labels read alike.
+    const full = nodes.filter((n) => width(n.label) <= room.get(n.id)!).length >= 0.8 * nodes.length;
+    for (const n of nodes) {
+      const p = screen.get(n.id)!;
+      const el = nodeEls.get(n.id)!;
+      el.g.setAttribute('transform', `translate(${svgNum(p.x)},${svgNum(p.y)})`);
+      el.circle.setAttribute('r', String(svgNum(p.r)));
+      const r = room.get(n.id)!;
+      const short = n.shortLabel ?? n.label.slice(0, 3);
+      const text = !showLabels ? '' : full && width(n.label) <= r ? n.label : width(short) <= r ? short : '';
+      el.text.textContent = text;
+      el.text.style.display = text ? '' : 'none';
+      el.text.setAttribute('x', String(svgNum(p.r + 2)));
     }
     for (const { e, line, hit } of edgeEls) {
       const a = screen.get(e.from)!;
