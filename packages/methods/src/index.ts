@@ -10,6 +10,7 @@ export {
   type SplitName,
   splitPairs,
 } from './audit.js';
+export { isBiasName, withZeroBiases, zeroBiasFamily } from './bias-free.js';
 export {
   type CompareOptions,
   type Comparison,
