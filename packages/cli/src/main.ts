@@ -8,6 +8,7 @@ import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
 import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
+import { registerRulesCommand } from './commands/rules.js';
 import { saeAttributeCommand } from './commands/sae-attribute.js';
 import { saeCircuitCommand } from './commands/sae-circuit.js';
 import { saeListCommand, saeTrainCommand } from './commands/sae-train.js';
@@ -172,6 +173,7 @@ export function buildProgram(io: CliIo): Command {
     )
     .action(async (o) => compareCommand(o, io));
   mergeProgram(program, io, EX);
+  registerRulesCommand(program, io, { common, metricFlags, int });
 
   common(
     settingFlags(program.command('circuit'))

@@ -23,6 +23,7 @@ import {
   isZeroRule,
   type LrpRuleSet,
   normsTreated,
+  RELP,
   type RuleCoverage,
   ruleCoverage,
 } from '@relp/lrp-rules';
@@ -142,9 +143,21 @@ function effectiveKey(rules: RuleSet, model: LanguageModel): string {
   if (list === undefined) return `opaque:${rules.name}`;
   return list
     .filter((r) => !isZeroRule(r) && slots.has(r.slot))
-    .map((r) => (r.norms ? `ln[${normsTreated(model.architecture, rules).join(',')}]` : r.name))
+    .map((r) =>
+      r.norms && !treatsEveryNorm(rules, model.architecture)
+        ? `ln[${normsTreated(model.architecture, rules).join(',')}]`
+        : r.norms
+          ? 'ln'
+          : r.name,
+    )
     .sort()
     .join('+');
+}
+
+/** Whether a norm-subset LN-rule treats every norm this architecture has (it is then the LN-rule itself). */
+function treatsEveryNorm(rules: RuleSet, architecture: string): boolean {
+  const all = normsTreated(architecture, RELP);
+  return !all.includes('every norm') && normsTreated(architecture, rules).length === all.length;
 }
 
 /**

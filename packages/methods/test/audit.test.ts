@@ -93,6 +93,9 @@ describe('auditRules', () => {
     expect(ladder.sameAs).toBe('relp');
     expect(audit.rows.find((r) => r.name === 'ladder: ln+identity')!.sameAs).toBe('relp');
     expect(audit.rows.find((r) => r.name === 'only half')!.sameAs).toBe('none');
+    // The LN-rule on GPT-2's block norms and the final one is every norm GPT-2 has: relp itself.
+    expect(audit.rows.find((r) => r.name === 'relp, ln on block+final')!.sameAs).toBe('relp');
+    expect(audit.rows.find((r) => r.name === 'relp, ln on block')!.sameAs).toBeUndefined();
     // AtP (none) and RelP do differ on this model.
     const none = audit.rows.find((r) => r.name === 'none')!;
     expect(none.agreement.map((a) => a.agreement.pearson)).not.toEqual(
