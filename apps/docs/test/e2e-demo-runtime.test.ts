@@ -18,6 +18,7 @@ import {
   artifacts,
   CHROMIUM,
   FLAGS,
+  gotoPage,
   TINY_MODEL_OPTION,
   WEBGPU_FLAGS,
   webgpuAdapter,
