@@ -21,6 +21,7 @@ export {
   SWIFTSHADER_ICD_CANDIDATES,
   type VulkanDriver,
   vulkanDrivers,
+  webgpuUnavailableReason,
 } from './vulkan.js';
 
 interface AdapterLike {

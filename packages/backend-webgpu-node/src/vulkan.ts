@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -81,4 +81,27 @@ export function vulkanDrivers(env: Readonly<Record<string, string | undefined>>)
 export function findSwiftShaderIcd(env: Readonly<Record<string, string | undefined>>): string | undefined {
   const candidates = env.RELP_SWIFTSHADER_ICD ? [env.RELP_SWIFTSHADER_ICD] : SWIFTSHADER_ICD_CANDIDATES;
   return candidates.find((p) => readManifest(p) !== undefined);
+}
+
+// Where Debian and other distributions put the Vulkan loader.
+const LIBVULKAN = [
+  '/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
+  '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
+  '/usr/lib/libvulkan.so.1',
+  '/usr/lib64/libvulkan.so.1',
+];
+
+/**
+ * Why WebGPU in Node cannot run here even when asked for, or undefined when it can: it needs the Vulkan loader
+ * and a driver (a GPU's, or SwiftShader's software one from Debian's chromium-common). Tests skip on it and
+ * print it.
+ */
+export function webgpuUnavailableReason(
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  if (!LIBVULKAN.some((p) => existsSync(p))) return 'the Vulkan loader (libvulkan1) is not installed';
+  if (vulkanDrivers(env).length === 0 && findSwiftShaderIcd(env) === undefined) {
+    return 'no Vulkan driver: neither a GPU driver nor SwiftShader (chromium-common) is installed';
+  }
+  return undefined;
 }

@@ -1,15 +1,10 @@
-import { existsSync } from 'node:fs';
 import { isRelpError } from '@relp/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { findSwiftShaderIcd, vulkanDrivers, webgpuNodeBackendLoader } from '../src/index.js';
+import { webgpuNodeBackendLoader, webgpuUnavailableReason } from '../src/index.js';
 
 // Real Dawn: needs the Vulkan loader and a driver (SwiftShader's from chromium-common on a machine without a GPU).
-const missing = !existsSync('/usr/lib/x86_64-linux-gnu/libvulkan.so.1')
-  ? 'libvulkan1 is not installed'
-  : vulkanDrivers(process.env).length === 0 && findSwiftShaderIcd(process.env) === undefined
-    ? 'no Vulkan driver (GPU or SwiftShader) is installed'
-    : undefined;
+const missing = webgpuUnavailableReason(process.env);
 if (missing) console.warn(`Dawn tests skipped: ${missing}`);
 
 describe.skipIf(missing !== undefined)('tfjs WebGPU through Dawn in Node', () => {

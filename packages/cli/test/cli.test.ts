@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { vulkanDrivers } from '@relp/backend-webgpu-node';
-import { fixturePath, webgpuUntestableReason } from '@relp/testing';
+import { vulkanDrivers, webgpuUnavailableReason } from '@relp/backend-webgpu-node';
+import { fixturePath } from '@relp/testing';
 import { XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/io.js';
@@ -308,7 +308,7 @@ describe('bad input → exit 2, internal errors → exit 1', () => {
     }
   });
 
-  it.skipIf(webgpuUntestableReason() !== undefined)(
+  it.skipIf(webgpuUnavailableReason(process.env) !== undefined)(
     '--backend webgpu runs on WebGPU in Node (SwiftShader without a GPU), names its adapter, and scores as cpu does',
     async () => {
       const scores: number[][] = [];

@@ -1,3 +1,4 @@
+import { webgpuNodeBackendLoader, webgpuUnavailableReason } from '@relp/backend-webgpu-node';
 import {
   type AttributeOptions,
   attribute,
@@ -13,7 +14,7 @@ import { gemma3Family } from '@relp/models-gemma';
 import { gpt2Family } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
 import { pythiaFamily } from '@relp/models-pythia';
-import { maxAbsDiff, useBackend, webgpuUntestableReason } from '@relp/testing';
+import { maxAbsDiff, useBackend as useNodeBackend } from '@relp/testing';
 import {
   declaredSiteKeys,
   expectedTensor,
@@ -30,8 +31,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * forward pass bit-identical, and AtP, RelP, IG and activation patching equal the cpu backend's scores. Node's
  * WebGPU has no synchronous reads, so everything here reads with `await data()`.
  */
-const skip = webgpuUntestableReason();
+const skip = webgpuUnavailableReason(process.env);
 if (skip !== undefined) console.warn(`webgpu-node suite skipped: ${skip}`);
+
+let webgpuRegistered: Promise<void> | undefined;
+
+/** testing's backends, and WebGPU through Dawn (named, so SwiftShader serves where there is no GPU). */
+async function useBackend(name: 'cpu' | 'webgpu'): Promise<void> {
+  if (name === 'cpu') return useNodeBackend('cpu');
+  await useNodeBackend('cpu');
+  webgpuRegistered ??= (async () => {
+    const loader = webgpuNodeBackendLoader();
+    const probe = await loader.probe({ explicit: true });
+    if (!probe.ok) throw new Error(`webgpu cannot run: ${probe.reason}`);
+    await loader.register();
+  })();
+  await webgpuRegistered;
+  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs could not start webgpu');
+  await tf.ready();
+}
 
 const FIXTURES: readonly { name: string; family: ModelFamily }[] = [
   { name: 'gpt2-a', family: gpt2Family },

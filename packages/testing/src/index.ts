@@ -2,36 +2,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeAvailable } from '@relp/backend-native/probe';
-import { findSwiftShaderIcd, vulkanDrivers, webgpuNodeBackendLoader } from '@relp/backend-webgpu-node';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeEach, describe, expect } from 'vitest';
 
-export type TestBackend = 'cpu' | 'wasm' | 'native' | 'webgpu';
-
-const LIBVULKAN = [
-  '/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
-  '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
-  '/usr/lib/libvulkan.so.1',
-  '/usr/lib64/libvulkan.so.1',
-];
-
-/**
- * Why WebGPU in Node cannot be tested here, or undefined when it can: it needs the Vulkan loader and a driver
- * (a GPU's, or SwiftShader's software one from Debian's chromium-common).
- */
-export function webgpuUntestableReason(): string | undefined {
-  if (!LIBVULKAN.some((p) => existsSync(p))) return 'the Vulkan loader (libvulkan1) is not installed';
-  if (vulkanDrivers(process.env).length === 0 && findSwiftShaderIcd(process.env) === undefined) {
-    return 'no Vulkan driver: neither a GPU driver nor SwiftShader (chromium-common) is installed';
-  }
-  return undefined;
-}
+export type TestBackend = 'cpu' | 'wasm' | 'native';
 
 /**
  * Backends every engine test runs on in Node: cpu, wasm and native (when its addon is built). RELP_TEST_BACKENDS
  * narrows the list (e.g. "cpu"). The same test body runs on each, as tfjs's describeWithFlags does. WebGPU in
  * Node has no synchronous reads (tfjs reads a GPU buffer synchronously through OffscreenCanvas, which Node
- * lacks), so it runs its own suite of the same checks with asynchronous reads (`useBackend('webgpu')`).
+ * lacks), so it runs its own suite of the same checks with asynchronous reads (packages/conformance).
  */
 export function testBackends(): TestBackend[] {
   const env = process.env.RELP_TEST_BACKENDS;
@@ -54,20 +34,8 @@ async function registerBackends(): Promise<void> {
   return registered;
 }
 
-let webgpuRegistered: Promise<void> | undefined;
-async function registerWebgpu(): Promise<void> {
-  webgpuRegistered ??= (async () => {
-    const loader = webgpuNodeBackendLoader();
-    const probe = await loader.probe({ explicit: true });
-    if (!probe.ok) throw new Error(`webgpu backend cannot run: ${probe.reason}`);
-    await loader.register();
-  })();
-  return webgpuRegistered;
-}
-
 export async function useBackend(name: TestBackend): Promise<void> {
   await registerBackends();
-  if (name === 'webgpu') await registerWebgpu();
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
   await tf.ready();
 }

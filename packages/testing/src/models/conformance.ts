@@ -5,6 +5,7 @@ import {
   ErrorCodes,
   type LanguageModel,
   type ModelFamily,
+  type Nonlinearity,
   RunContext,
   Site,
   type SiteKey,
@@ -68,8 +69,8 @@ export interface FamilyConformance {
   readonly models: readonly ConformanceModel[];
   /** Token ids [B ≥ 2][T ≥ 4] valid in every model's vocabulary: the batch of those checks. */
   readonly tokenIds: number[][];
-  /** How often one forward pass of nLayers blocks calls each rule slot. */
-  readonly slotCalls: (nLayers: number) => Readonly<Record<SlotKind, number>>;
+  /** How often one forward pass of nLayers blocks calls each nonlinearity's rule slot. */
+  readonly slotCalls: (nLayers: number) => Readonly<Record<Nonlinearity['slot'], number>>;
   /** (start block, offset) of the prefix runs, each against the full run of tokenIds. */
   readonly prefixRuns: readonly (readonly [number, number])[];
   /** (start block, offset) of the joined runs; each needs a block after its start. */
@@ -105,6 +106,11 @@ export const PATCHING_SITES: readonly SiteRequest[] = [
   { site: Site.LnFinalScale },
 ];
 const PRESETS = [RELP, RELP_AH, RELP_CP] as const;
+
+/** The family's slot calls, and the shared attention's two products once per block. */
+function allSlotCalls(spec: FamilyConformance, nLayers: number): Record<SlotKind, number> {
+  return { ...spec.slotCalls(nLayers), attention_scores: nLayers, attention_values: nLayers };
+}
 
 /** Every (site, layer) key a model declares. */
 export function declaredSiteKeys(model: LanguageModel): SiteKey[] {
@@ -191,7 +197,7 @@ function parityTests(spec: FamilyConformance, name: string, backend: TestBackend
       const cache = ctx.takeCache();
       try {
         ctx.assertAllVisited();
-        expect(ctx.slotCalls).toEqual(spec.slotCalls(model.dims.nLayers));
+        expect(ctx.slotCalls).toEqual(allSlotCalls(spec, model.dims.nLayers));
         const dl = maxAbsDiff(logits.dataSync(), expectedTensor(fx, 'logits').data);
         note('logits', dl);
         expect(dl, 'logits max |Δ|').toBeLessThanOrEqual(ATOL);
@@ -277,7 +283,7 @@ function modelTests(spec: FamilyConformance, m: ConformanceModel, backend: TestB
             expect(cache.get(key)?.shape, key).toEqual(siteShape(model.dims, site, B, T));
           }
         }
-        expect(ctx.slotCalls).toEqual(spec.slotCalls(model.dims.nLayers));
+        expect(ctx.slotCalls).toEqual(allSlotCalls(spec, model.dims.nLayers));
       } finally {
         tf.dispose([logits, ...cache.values()]);
       }
@@ -450,7 +456,7 @@ function modelTests(spec: FamilyConformance, m: ConformanceModel, backend: TestB
         const logits = model.forward({ tokens }, ctx);
         expectBitIdentical(logits.dataSync() as Float32Array, plain, `${rules.name}, tape off`);
         logits.dispose();
-        expect(ctx.slotCalls).toEqual(spec.slotCalls(model.dims.nLayers));
+        expect(ctx.slotCalls).toEqual(allSlotCalls(spec, model.dims.nLayers));
         for (const n of model.nonlinearities) expect(ctx.slotCalls[n.slot], n.slot).toBeGreaterThan(0);
         // Under a gradient tape the rules' custom gradients are live; their forward values must not change.
         let taped: Float32Array = new Float32Array();
