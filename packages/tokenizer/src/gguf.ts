@@ -28,6 +28,9 @@ const GPT2_PRE = new Set(['default', 'gpt2', 'gpt-2', 'mpt', 'olmo', 'jais']);
 const LLAMA3_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}" +
   '| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
+/** Qwen2's split: Llama 3's, but digits one by one (`\p{N}`, not `\p{N}{1,3}`); its tokenizer.json also NFC-normalises. */
+const QWEN2_SPLIT = LLAMA3_SPLIT.replace('\\p{N}{1,3}', '\\p{N}');
+const QWEN2_PRE = new Set(['qwen2', 'deepseek-r1-qwen']);
 const LLAMA3_PRE = new Set([
   'llama3',
   'llama-v3',
@@ -191,18 +194,19 @@ function gpt2Style(
       type: 'Sequence',
       pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel],
     };
-  } else if (LLAMA3_PRE.has(pre)) {
+  } else if (LLAMA3_PRE.has(pre) || QWEN2_PRE.has(pre)) {
+    const split = QWEN2_PRE.has(pre) ? QWEN2_SPLIT : LLAMA3_SPLIT;
     preTokenizer = {
       type: 'Sequence',
       pretokenizers: [
-        { type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false },
+        { type: 'Split', pattern: { Regex: split }, behavior: 'Isolated', invert: false },
         { ...byteLevel, use_regex: false },
       ],
     };
   } else {
     throw new RelpError(
       ErrorCodes.Unsupported,
-      `GGUF pre-tokenizer "${pre}" is not supported (known: ${[...GPT2_PRE, ...DIGIT_SPLIT_PRE, ...LLAMA3_PRE].join(', ')})`,
+      `GGUF pre-tokenizer "${pre}" is not supported (known: ${[...GPT2_PRE, ...DIGIT_SPLIT_PRE, ...LLAMA3_PRE, ...QWEN2_PRE].join(', ')})`,
       { details: { pre } },
     );
   }
@@ -212,7 +216,7 @@ function gpt2Style(
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: null,
+    normalizer: QWEN2_PRE.has(pre) ? { type: 'NFC' } : null,
     pre_tokenizer: preTokenizer,
     post_processor: null,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },

@@ -88,6 +88,22 @@ describe('GGUF pre-tokenizers', () => {
     expect(gpt2.encode(' 12')).toEqual([3, 1]);
     expect(gpt2.encode('12')).toEqual([4]);
   });
+  it('"qwen2" splits digits one by one where "llama3" keeps up to three, and NFC-normalises', () => {
+    // Byte-level spellings: é is C3 A9 → "Ã©"; e + U+0301 is 65 CC 81 → "e", "Ì", "ģ".
+    const m = (pre: string): Meta => ({
+      'tokenizer.ggml.model': 'gpt2',
+      'tokenizer.ggml.pre': pre,
+      'tokenizer.ggml.tokens': ['1', '2', '3', '12', '123', 'Ã', '©', 'e', 'Ì', 'ģ'],
+      'tokenizer.ggml.merges': ['1 2', '12 3'],
+    });
+    const qwen2 = tokenizerFromGgufMetadata(m('qwen2'));
+    const llama3 = tokenizerFromGgufMetadata(m('llama3'));
+    expect(qwen2.encode('123')).toEqual([0, 1, 2]);
+    expect(llama3.encode('123')).toEqual([4]);
+    expect(qwen2.encode('e\u0301')).toEqual([5, 6]);
+    expect(qwen2.encode('é')).toEqual([5, 6]);
+    expect(llama3.encode('e\u0301')).toEqual([7, 8, 9]);
+  });
 });
 
 describe('mergesFromScores (port of transformers generate_merges)', () => {
