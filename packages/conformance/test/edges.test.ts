@@ -30,10 +30,10 @@ import { gemma3Family } from '@relp/models-gemma';
 import { randomGpt2Model } from '@relp/models-gpt2';
 import { llamaFamily } from '@relp/models-llama';
 import { pythiaFamily, randomPythiaModel } from '@relp/models-pythia';
-import { installLeakGuard, useBackend } from '@relp/testing';
+import { describeEachBackend, installLeakGuard, useBackend } from '@relp/testing';
 import { modelFromFixture } from '@relp/testing/models';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 
 installLeakGuard();
 
@@ -42,6 +42,8 @@ interface Case {
   make(): LanguageModel;
   /** Gemma 3: a head's write is its result through the post-attention norm, so result's AtP is not its sum. */
   readonly postNorm?: boolean;
+  /** Run on every backend (the others on cpu only, for time). */
+  readonly everyBackend?: boolean;
 }
 
 const CASES: readonly Case[] = [
@@ -54,7 +56,11 @@ const CASES: readonly Case[] = [
     make: () => randomPythiaModel('pythia-tiny', 8, { std: 0.3, biasStd: 0.1, lnStd: 0.1 }),
   },
   { name: 'pythia (sequential)', make: () => modelFromFixture(pythiaFamily, 'pythia-sequential') },
-  { name: 'llama (grouped-query attention)', make: () => modelFromFixture(llamaFamily, 'llama-gqa') },
+  {
+    name: 'llama (grouped-query attention)',
+    make: () => modelFromFixture(llamaFamily, 'llama-gqa'),
+    everyBackend: true,
+  },
   { name: 'qwen2 (biases, sliding window)', make: () => modelFromFixture(llamaFamily, 'qwen2-bias') },
   {
     name: 'gemma3 (q/k norms, post-norms)',
@@ -188,6 +194,13 @@ async function literalGradientScores(
   return out;
 }
 
+/** 1 at i of n (host-side: tfjs's oneHot of a scalar index gives zeros on wasm). */
+function unit(i: number, n: number): Float32Array {
+  const v = new Float32Array(n);
+  v[i] = 1;
+  return v;
+}
+
 function unitsOf(g: EdgeGraph, key: SiteKey): number {
   return key.startsWith('q_input') ? g.nHeads : g.nKvHeads;
 }
@@ -214,327 +227,338 @@ beforeAll(async () => {
 });
 
 for (const c of CASES) {
-  describe(`edge attribution: ${c.name}`, () => {
-    let model: LanguageModel;
-    let batch: PairBatch;
-    beforeAll(() => {
-      model = c.make();
-      batch = pairs(model);
-    });
-    afterAll(() => model.dispose());
+  describeEachBackend(
+    `edge attribution: ${c.name}`,
+    (backend) => {
+      let model: LanguageModel;
+      let batch: PairBatch;
+      beforeAll(async () => {
+        await useBackend(backend);
+        model = c.make();
+        batch = pairs(model);
+      });
+      afterAll(() => model.dispose());
 
-    it('the split forward computes the plain forward (float rounding) and every edge site', async () => {
-      const g = modelEdgeGraph(model);
-      const keys = [
-        ...new Set([...upstreamKeys(g), ...g.downstream.map((_, v) => downstreamRead(g, v).key)]),
-      ];
-      const tokens = batchTokens(batch, 'clean');
-      const plainCtx = new RunContext();
-      const splitCtx = new RunContext({ cache: keys, extraSites: EDGE_SITE_DEFS });
-      try {
-        const plain = tf.tidy(() => model.forward({ tokens }, plainCtx));
-        const split = tf.tidy(() => model.forward({ tokens }, splitCtx));
-        splitCtx.assertAllVisited();
-        const cache = splitCtx.takeCache();
-        const p = await plain.data();
-        const s = await split.data();
-        let worst = 0;
-        let scale = 0;
-        p.forEach((x, i) => {
-          worst = Math.max(worst, Math.abs(x - s[i]!));
-          scale = Math.max(scale, Math.abs(x));
+      it('the split forward computes the plain forward (float rounding) and every edge site', async () => {
+        const g = modelEdgeGraph(model);
+        const keys = [
+          ...new Set([...upstreamKeys(g), ...g.downstream.map((_, v) => downstreamRead(g, v).key)]),
+        ];
+        const tokens = batchTokens(batch, 'clean');
+        const plainCtx = new RunContext();
+        const splitCtx = new RunContext({ cache: keys, extraSites: EDGE_SITE_DEFS });
+        try {
+          const plain = tf.tidy(() => model.forward({ tokens }, plainCtx));
+          const split = tf.tidy(() => model.forward({ tokens }, splitCtx));
+          splitCtx.assertAllVisited();
+          const cache = splitCtx.takeCache();
+          const p = await plain.data();
+          const s = await split.data();
+          let worst = 0;
+          let scale = 0;
+          p.forEach((x, i) => {
+            worst = Math.max(worst, Math.abs(x - s[i]!));
+            scale = Math.max(scale, Math.abs(x));
+          });
+          expect(worst / scale).toBeLessThan(1e-5);
+          // Every head's copy of the residual is the residual itself.
+          const q0 = cache.get(siteKey(EDGE_SITES.q_input, 0))!;
+          expect(q0.shape).toEqual([batch.size, batch.seqLen, g.nHeads, model.dims.dModel]);
+          expect(cache.get(siteKey(EDGE_SITES.k_input, 0))!.shape[2]).toBe(g.nKvHeads);
+          tf.dispose([plain, split, ...cache.values()]);
+        } finally {
+          tokens.dispose();
+          plainCtx.dispose();
+          splitCtx.dispose();
+        }
+      });
+
+      for (const preset of ['none', 'relp'] as const) {
+        it(`${preset === 'none' ? 'EAP' : 'RelP'} edges equal the per-input literal reference`, async () => {
+          const rules = preset === 'none' ? undefined : presetByName(preset);
+          const got = await attributeEdges(model, batch, { method: 'eap', ...(rules ? { rules } : {}) });
+          expect(got.edges.length).toBe(got.graph.nEdges);
+          const want = await literalGradientScores(model, batch, rules, () => [
+            { resid: embedded(model, batch, 'corrupt') },
+          ]);
+          expectClose(byName(got), want);
         });
-        expect(worst / scale).toBeLessThan(1e-5);
-        // Every head's copy of the residual is the residual itself.
-        const q0 = cache.get(siteKey(EDGE_SITES.q_input, 0))!;
-        expect(q0.shape).toEqual([batch.size, batch.seqLen, g.nHeads, model.dims.dModel]);
-        expect(cache.get(siteKey(EDGE_SITES.k_input, 0))!.shape[2]).toBe(g.nKvHeads);
-        tf.dispose([plain, split, ...cache.values()]);
-      } finally {
-        tokens.dispose();
-        plainCtx.dispose();
-        splitCtx.dispose();
-      }
-    });
 
-    for (const preset of ['none', 'relp'] as const) {
-      it(`${preset === 'none' ? 'EAP' : 'RelP'} edges equal the per-input literal reference`, async () => {
-        const rules = preset === 'none' ? undefined : presetByName(preset);
-        const got = await attributeEdges(model, batch, { method: 'eap', ...(rules ? { rules } : {}) });
-        expect(got.edges.length).toBe(got.graph.nEdges);
-        const want = await literalGradientScores(model, batch, rules, () => [
-          { resid: embedded(model, batch, 'corrupt') },
-        ]);
+        it(`${preset === 'none' ? 'EAP' : 'RelP'}: Σ_v score(u→v) is the node-level score of u`, async () => {
+          const rules = preset === 'none' ? undefined : presetByName(preset);
+          const edges = await attributeEdges(model, batch, { method: 'eap', ...(rules ? { rules } : {}) });
+          const nodes = await attribute(model, batch, {
+            method: 'atp',
+            ...(rules ? { rules } : {}),
+            sites: [{ site: Site.Result, granularity: 'head' }, Site.AttnOut, Site.MlpOut, Site.ResidPre],
+          });
+          const g = edges.graph;
+          const out = new Array<number>(g.upstream.length).fill(0);
+          edges.index.forEach(([u], i) => {
+            out[u]! += edges.scores[i] as number;
+          });
+          const sumPositions = (row: number[]) => row.reduce((a, b) => a + b, 0);
+          const want: number[] = [sumPositions((nodes.scores.resid_pre as number[][])[0]!)];
+          const attnWant: number[] = [];
+          for (let l = 0; l < g.nLayers; l++) {
+            const heads = (nodes.scores.result as number[][][])[l]!;
+            for (let h = 0; h < g.nHeads; h++) want.push(heads.reduce((a, row) => a + row[h]!, 0));
+            want.push(sumPositions((nodes.scores.mlp_out as number[][])[l]!));
+            attnWant.push(sumPositions((nodes.scores.attn_out as number[][])[l]!));
+          }
+          const scale = Math.max(...want.map(Math.abs), ...attnWant.map(Math.abs));
+          expect(scale).toBeGreaterThan(0);
+          const tol = 1e-4 * scale;
+          for (let u = 0; u < g.upstream.length; u++) {
+            const isHead = g.upstream[u]!.startsWith('a');
+            // Gemma 3: a head's write is not its result (the post-norm); the heads' sum is attn_out's.
+            if (!(isHead && c.postNorm))
+              expect(Math.abs(out[u]! - want[u]!), g.upstream[u]).toBeLessThan(tol);
+          }
+          for (let l = 0; l < g.nLayers; l++) {
+            const first = 1 + l * (g.nHeads + 1);
+            const heads = out.slice(first, first + g.nHeads).reduce((a, b) => a + b, 0);
+            expect(Math.abs(heads - attnWant[l]!), `a${l}`).toBeLessThan(tol);
+          }
+        });
+      }
+
+      it('per-position scores sum to the summed ones; noising mirrors node AtP; a subset is the full result’s', async () => {
+        const sum = await attributeEdges(model, batch, { method: 'eap' });
+        const each = await attributeEdges(model, batch, { method: 'eap', positions: 'each' });
+        const scale = Math.max(...(sum.scores as number[]).map(Math.abs));
+        each.scores.forEach((row, i) => {
+          const r = row as number[];
+          for (let p = 0; p < batch.firstDiff; p++) expect(r[p]).toBe(0);
+          expect(Math.abs(r.reduce((a, b) => a + b, 0) - (sum.scores[i] as number))).toBeLessThan(
+            1e-5 * scale,
+          );
+        });
+        const noising = await attributeEdges(model, batch, {
+          method: 'eap',
+          direction: 'noising',
+          normalize: true,
+        });
+        const node = await attribute(model, batch, {
+          method: 'atp',
+          direction: 'noising',
+          normalize: true,
+          sites: [Site.MlpOut],
+        });
+        const g = noising.graph;
+        for (let l = 0; l < g.nLayers; l++) {
+          const u = g.upstream.indexOf(`m${l}`);
+          const out = noising.index.reduce(
+            (a, [w], i) => (w === u ? a + (noising.scores[i] as number) : a),
+            0,
+          );
+          const want = (node.scores.mlp_out as number[][])[l]!.reduce((a, b) => a + b, 0);
+          expect(Math.abs(out - want), `m${l}`).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+        }
+        expect(noising.metric.clean).toBeCloseTo(sum.metric.clean, 4);
+        const some = sum.edges.filter((_, i) => i % 4 === 1);
+        const part = await attributeEdges(model, batch, { method: 'eap', edges: some });
+        const full = byName(sum);
+        part.edges.forEach((e, i) => {
+          expect(part.scores[i]).toBe(full.get(e));
+        });
+      });
+
+      it('EAP-IG over the inputs equals its literal reference', async () => {
+        const steps = 3;
+        // Two steps per pass: the steps' gradients add up across passes.
+        const got = await attributeEdges(model, batch, { method: 'eap-ig-inputs', steps, maxBatchRows: 4 });
+        const want = await literalGradientScores(model, batch, undefined, () => {
+          const base = embedded(model, batch, 'corrupt');
+          const source = embedded(model, batch, 'clean');
+          const runs = Array.from({ length: steps }, (_, k) => ({
+            resid: tf.tidy(() => tf.add(base, tf.mul(tf.sub(source, base), (k + 1) / steps))) as tf.Tensor3D,
+          }));
+          tf.dispose([base, source]);
+          return runs;
+        });
         expectClose(byName(got), want);
       });
 
-      it(`${preset === 'none' ? 'EAP' : 'RelP'}: Σ_v score(u→v) is the node-level score of u`, async () => {
-        const rules = preset === 'none' ? undefined : presetByName(preset);
-        const edges = await attributeEdges(model, batch, { method: 'eap', ...(rules ? { rules } : {}) });
-        const nodes = await attribute(model, batch, {
-          method: 'atp',
-          ...(rules ? { rules } : {}),
-          sites: [{ site: Site.Result, granularity: 'head' }, Site.AttnOut, Site.MlpOut, Site.ResidPre],
+      it('EAP-IG over the activations equals its literal reference', async () => {
+        const steps = 2;
+        const got = await attributeEdges(model, batch, {
+          method: 'eap-ig-activations',
+          steps,
+          maxBatchRows: 2,
         });
-        const g = edges.graph;
-        const out = new Array<number>(g.upstream.length).fill(0);
-        edges.index.forEach(([u], i) => {
-          out[u]! += edges.scores[i] as number;
-        });
-        const sumPositions = (row: number[]) => row.reduce((a, b) => a + b, 0);
-        const want: number[] = [sumPositions((nodes.scores.resid_pre as number[][])[0]!)];
-        const attnWant: number[] = [];
-        for (let l = 0; l < g.nLayers; l++) {
-          const heads = (nodes.scores.result as number[][][])[l]!;
-          for (let h = 0; h < g.nHeads; h++) want.push(heads.reduce((a, row) => a + row[h]!, 0));
-          want.push(sumPositions((nodes.scores.mlp_out as number[][])[l]!));
-          attnWant.push(sumPositions((nodes.scores.attn_out as number[][])[l]!));
-        }
-        const scale = Math.max(...want.map(Math.abs), ...attnWant.map(Math.abs));
-        expect(scale).toBeGreaterThan(0);
-        const tol = 1e-4 * scale;
-        for (let u = 0; u < g.upstream.length; u++) {
-          const isHead = g.upstream[u]!.startsWith('a');
-          // Gemma 3: a head's write is not its result (the post-norm); the heads' sum is attn_out's.
-          if (!(isHead && c.postNorm)) expect(Math.abs(out[u]! - want[u]!), g.upstream[u]).toBeLessThan(tol);
-        }
-        for (let l = 0; l < g.nLayers; l++) {
-          const first = 1 + l * (g.nHeads + 1);
-          const heads = out.slice(first, first + g.nHeads).reduce((a, b) => a + b, 0);
-          expect(Math.abs(heads - attnWant[l]!), `a${l}`).toBeLessThan(tol);
-        }
-      });
-    }
-
-    it('per-position scores sum to the summed ones; noising mirrors node AtP; a subset is the full result’s', async () => {
-      const sum = await attributeEdges(model, batch, { method: 'eap' });
-      const each = await attributeEdges(model, batch, { method: 'eap', positions: 'each' });
-      const scale = Math.max(...(sum.scores as number[]).map(Math.abs));
-      each.scores.forEach((row, i) => {
-        const r = row as number[];
-        for (let p = 0; p < batch.firstDiff; p++) expect(r[p]).toBe(0);
-        expect(Math.abs(r.reduce((a, b) => a + b, 0) - (sum.scores[i] as number))).toBeLessThan(1e-5 * scale);
-      });
-      const noising = await attributeEdges(model, batch, {
-        method: 'eap',
-        direction: 'noising',
-        normalize: true,
-      });
-      const node = await attribute(model, batch, {
-        method: 'atp',
-        direction: 'noising',
-        normalize: true,
-        sites: [Site.MlpOut],
-      });
-      const g = noising.graph;
-      for (let l = 0; l < g.nLayers; l++) {
-        const u = g.upstream.indexOf(`m${l}`);
-        const out = noising.index.reduce((a, [w], i) => (w === u ? a + (noising.scores[i] as number) : a), 0);
-        const want = (node.scores.mlp_out as number[][])[l]!.reduce((a, b) => a + b, 0);
-        expect(Math.abs(out - want), `m${l}`).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
-      }
-      expect(noising.metric.clean).toBeCloseTo(sum.metric.clean, 4);
-      const some = sum.edges.filter((_, i) => i % 4 === 1);
-      const part = await attributeEdges(model, batch, { method: 'eap', edges: some });
-      const full = byName(sum);
-      part.edges.forEach((e, i) => {
-        expect(part.scores[i]).toBe(full.get(e));
-      });
-    });
-
-    it('EAP-IG over the inputs equals its literal reference', async () => {
-      const steps = 3;
-      // Two steps per pass: the steps' gradients add up across passes.
-      const got = await attributeEdges(model, batch, { method: 'eap-ig-inputs', steps, maxBatchRows: 4 });
-      const want = await literalGradientScores(model, batch, undefined, () => {
-        const base = embedded(model, batch, 'corrupt');
-        const source = embedded(model, batch, 'clean');
-        const runs = Array.from({ length: steps }, (_, k) => ({
-          resid: tf.tidy(() => tf.add(base, tf.mul(tf.sub(source, base), (k + 1) / steps))) as tf.Tensor3D,
-        }));
-        tf.dispose([base, source]);
-        return runs;
-      });
-      expectClose(byName(got), want);
-    });
-
-    it('EAP-IG over the activations equals its literal reference', async () => {
-      const steps = 2;
-      const got = await attributeEdges(model, batch, {
-        method: 'eap-ig-activations',
-        steps,
-        maxBatchRows: 2,
-      });
-      const g = got.graph;
-      const keys = upstreamKeys(g);
-      const groupOf = (u: number) =>
-        u === 0
-          ? 0
-          : 1 + Math.floor((u - 1) / (g.nHeads + 1)) * 2 + ((u - 1) % (g.nHeads + 1) === g.nHeads ? 1 : 0);
-      const want = new Map<string, number>();
-      for (let group = 0; group < keys.length; group++) {
-        const key = keys[group]!;
-        const part = await literalGradientScores(
-          model,
-          batch,
-          undefined,
-          () => {
-            const clean = new RunContext({ cache: [key], extraSites: EDGE_SITE_DEFS });
-            const corrupt = new RunContext({ cache: [key], extraSites: EDGE_SITE_DEFS });
-            const ct = batchTokens(batch, 'clean');
-            const kt = batchTokens(batch, 'corrupt');
-            tf.tidy(() => {
-              model.forward({ tokens: ct }, clean);
-              model.forward({ tokens: kt }, corrupt);
-            });
-            const a = clean.takeCache().get(key)!;
-            const b = corrupt.takeCache().get(key)!;
-            const runs = Array.from({ length: steps }, (_, k) => ({
-              resid: model.embed(kt),
-              patches: new Map([
-                [
-                  key,
+        const g = got.graph;
+        const keys = upstreamKeys(g);
+        const groupOf = (u: number) =>
+          u === 0
+            ? 0
+            : 1 + Math.floor((u - 1) / (g.nHeads + 1)) * 2 + ((u - 1) % (g.nHeads + 1) === g.nHeads ? 1 : 0);
+        const want = new Map<string, number>();
+        for (let group = 0; group < keys.length; group++) {
+          const key = keys[group]!;
+          const part = await literalGradientScores(
+            model,
+            batch,
+            undefined,
+            () => {
+              const clean = new RunContext({ cache: [key], extraSites: EDGE_SITE_DEFS });
+              const corrupt = new RunContext({ cache: [key], extraSites: EDGE_SITE_DEFS });
+              const ct = batchTokens(batch, 'clean');
+              const kt = batchTokens(batch, 'corrupt');
+              tf.tidy(() => {
+                model.forward({ tokens: ct }, clean);
+                model.forward({ tokens: kt }, corrupt);
+              });
+              const a = clean.takeCache().get(key)!;
+              const b = corrupt.takeCache().get(key)!;
+              const runs = Array.from({ length: steps }, (_, k) => ({
+                resid: model.embed(kt),
+                patches: new Map([
                   [
-                    {
-                      mask: tf.ones(a.shape, 'bool'),
-                      value: tf.tidy(() => tf.add(b, tf.mul(tf.sub(a, b), (k + 1) / steps))),
-                    },
+                    key,
+                    [
+                      {
+                        mask: tf.ones(a.shape, 'bool'),
+                        value: tf.tidy(() => tf.add(b, tf.mul(tf.sub(a, b), (k + 1) / steps))),
+                      },
+                    ],
                   ],
-                ],
-              ]),
-            }));
-            tf.dispose([a, b, ct, kt]);
-            return runs;
-          },
-          groupOf,
-          group,
-        );
-        for (const [k, x] of part) want.set(k, x);
-      }
-      expectClose(byName(got), want);
-    });
+                ]),
+              }));
+              tf.dispose([a, b, ct, kt]);
+              return runs;
+            },
+            groupOf,
+            group,
+          );
+          for (const [k, x] of part) want.set(k, x);
+        }
+        expectClose(byName(got), want);
+      });
 
-    it('exact edge patching equals one full forward per edge (summed and per position)', async () => {
-      const g = modelEdgeGraph(model);
-      const all = await attributeEdges(model, batch, { method: 'eap' });
-      // Every third edge: edges into every block, from every kind of node.
-      const sample = all.edges.filter((_, i) => i % 3 === 0);
-      const got = await attributeEdges(model, batch, {
-        method: 'edge-patching',
-        edges: sample,
-        maxBatchRows: 8,
-      });
-      const want = await literalPatching(model, batch, g, sample, undefined);
-      expectClose(byName(got), want, 1e-4);
-      const few = sample.filter((_, i) => i % 5 === 0);
-      const each = await attributeEdges(model, batch, {
-        method: 'edge-patching',
-        edges: few,
-        positions: 'each',
-        maxBatchRows: 8,
-      });
-      const wantEach = new Map<string, number>();
-      const gotEach = new Map<string, number>();
-      for (let p = 0; p < batch.seqLen; p++) {
-        const at = await literalPatching(model, batch, g, few, p);
-        for (const [k, x] of at) wantEach.set(`${k}@${p}`, x);
-        each.edges.forEach((e, i) => {
-          gotEach.set(`${e}@${p}`, (each.scores[i] as number[])[p]!);
+      it('exact edge patching equals one full forward per edge (summed and per position)', async () => {
+        const g = modelEdgeGraph(model);
+        const all = await attributeEdges(model, batch, { method: 'eap' });
+        // Every third edge: edges into every block, from every kind of node.
+        const sample = all.edges.filter((_, i) => i % 3 === 0);
+        const got = await attributeEdges(model, batch, {
+          method: 'edge-patching',
+          edges: sample,
+          maxBatchRows: 8,
         });
-      }
-      expectClose(gotEach, wantEach, 1e-4);
-    });
-
-    it('patching every edge out of a node at once is patching the node', async () => {
-      const g = modelEdgeGraph(model);
-      const u = g.upstream.indexOf('m0');
-      const names = g.downstream.flatMap((_, v) => (u < g.prev[v]! ? [`m0->${g.downstream[v]}`] : []));
-      const viaEdges = await literalPatching(model, batch, g, names, undefined, true);
-      const node = await attribute(model, batch, {
-        method: 'activation-patching',
-        sites: [{ site: Site.MlpOut, layers: [0], positions: 'all' }],
+        const want = await literalPatching(model, batch, g, sample, undefined);
+        expectClose(byName(got), want, 1e-4);
+        const few = sample.filter((_, i) => i % 5 === 0);
+        const each = await attributeEdges(model, batch, {
+          method: 'edge-patching',
+          edges: few,
+          positions: 'each',
+          maxBatchRows: 8,
+        });
+        const wantEach = new Map<string, number>();
+        const gotEach = new Map<string, number>();
+        for (let p = 0; p < batch.seqLen; p++) {
+          const at = await literalPatching(model, batch, g, few, p);
+          for (const [k, x] of at) wantEach.set(`${k}@${p}`, x);
+          each.edges.forEach((e, i) => {
+            gotEach.set(`${e}@${p}`, (each.scores[i] as number[])[p]!);
+          });
+        }
+        expectClose(gotEach, wantEach, 1e-4);
       });
-      const want = (node.scores.mlp_out as number[][])[0]![batch.firstDiff]!;
-      expect(Math.abs(want)).toBeGreaterThan(0);
-      expect(Math.abs(viaEdges.get('all')! - want)).toBeLessThan(1e-4 * Math.abs(want) + 1e-6);
-    });
 
-    it('an aborted run stops with ABORTED and leaves no tensor behind', async () => {
-      for (const method of ['eap', 'eap-ig-inputs', 'eap-ig-activations'] as const) {
+      it('patching every edge out of a node at once is patching the node', async () => {
+        const g = modelEdgeGraph(model);
+        const u = g.upstream.indexOf('m0');
+        const names = g.downstream.flatMap((_, v) => (u < g.prev[v]! ? [`m0->${g.downstream[v]}`] : []));
+        const viaEdges = await literalPatching(model, batch, g, names, undefined, true);
+        const node = await attribute(model, batch, {
+          method: 'activation-patching',
+          sites: [{ site: Site.MlpOut, layers: [0], positions: 'all' }],
+        });
+        const want = (node.scores.mlp_out as number[][])[0]![batch.firstDiff]!;
+        expect(Math.abs(want)).toBeGreaterThan(0);
+        expect(Math.abs(viaEdges.get('all')! - want)).toBeLessThan(1e-4 * Math.abs(want) + 1e-6);
+      });
+
+      it('an aborted run stops with ABORTED and leaves no tensor behind', async () => {
+        for (const method of ['eap', 'eap-ig-inputs', 'eap-ig-activations'] as const) {
+          const controller = new AbortController();
+          let calls = 0;
+          const onProgress = () => {
+            // Abort once the method is under way (after its first recording run).
+            if (++calls === 2) controller.abort();
+          };
+          await expect(
+            attributeEdges(model, batch, {
+              method,
+              ...(method === 'eap' ? {} : { steps: 2 }),
+              maxBatchRows: 2,
+              signal: controller.signal,
+              onProgress,
+            }),
+            method,
+          ).rejects.toMatchObject({ code: 'ABORTED' });
+        }
         const controller = new AbortController();
-        let calls = 0;
-        const onProgress = () => {
-          // Abort once the method is under way (after its first recording run).
-          if (++calls === 2) controller.abort();
-        };
+        controller.abort();
         await expect(
           attributeEdges(model, batch, {
-            method,
-            ...(method === 'eap' ? {} : { steps: 2 }),
-            maxBatchRows: 2,
+            method: 'edge-patching',
+            edges: ['input->logits'],
             signal: controller.signal,
-            onProgress,
           }),
-          method,
         ).rejects.toMatchObject({ code: 'ABORTED' });
-      }
-      const controller = new AbortController();
-      controller.abort();
-      await expect(
-        attributeEdges(model, batch, {
-          method: 'edge-patching',
-          edges: ['input->logits'],
-          signal: controller.signal,
-        }),
-      ).rejects.toMatchObject({ code: 'ABORTED' });
-    });
+      });
 
-    it('bad edges and sizes are BAD_INPUT before any run', async () => {
-      const g = modelEdgeGraph(model);
-      const L = g.nLayers;
-      let progressed = 0;
-      const onProgress = () => {
-        progressed++;
-      };
-      for (const edges of [
-        ['m0-a1.h0<q>'],
-        ['x0->m1'],
-        [`m${L}->logits`],
-        [`a0.h${g.nHeads}->logits`],
-        [`input->a0.h${g.nKvHeads}<k>`],
-        ['m1->m0'],
-        ['input->a0.h0'],
-        ['input->logits', 'input->logits'],
-      ]) {
+      it('bad edges and sizes are BAD_INPUT before any run', async () => {
+        const g = modelEdgeGraph(model);
+        const L = g.nLayers;
+        let progressed = 0;
+        const onProgress = () => {
+          progressed++;
+        };
+        for (const edges of [
+          ['m0-a1.h0<q>'],
+          ['x0->m1'],
+          [`m${L}->logits`],
+          [`a0.h${g.nHeads}->logits`],
+          [`input->a0.h${g.nKvHeads}<k>`],
+          ['m1->m0'],
+          ['input->a0.h0'],
+          ['input->logits', 'input->logits'],
+        ]) {
+          await expect(
+            attributeEdges(model, batch, { method: 'edge-patching', edges }),
+            edges[0],
+          ).rejects.toMatchObject({
+            code: 'BAD_INPUT',
+          });
+        }
+        await expect(attributeEdges(model, batch, { method: 'edge-patching' })).rejects.toMatchObject({
+          code: 'BAD_INPUT',
+        });
         await expect(
-          attributeEdges(model, batch, { method: 'edge-patching', edges }),
-          edges[0],
+          attributeEdges(model, batch, { method: 'eap', maxBytes: 1000, onProgress }),
         ).rejects.toMatchObject({
           code: 'BAD_INPUT',
         });
-      }
-      await expect(attributeEdges(model, batch, { method: 'edge-patching' })).rejects.toMatchObject({
-        code: 'BAD_INPUT',
+        // Refused before any run: no progress was ever reported.
+        expect(progressed).toBe(0);
+        await expect(
+          attributeEdges(model, batch, {
+            method: 'edge-patching',
+            edges: ['input->logits'],
+            rules: presetByName('relp'),
+          }),
+        ).rejects.toMatchObject({ code: 'BAD_INPUT' });
+        await expect(attributeEdges(model, batch, { method: 'nope' as 'eap' })).rejects.toMatchObject({
+          code: 'BAD_INPUT',
+        });
       });
-      await expect(
-        attributeEdges(model, batch, { method: 'eap', maxBytes: 1000, onProgress }),
-      ).rejects.toMatchObject({
-        code: 'BAD_INPUT',
-      });
-      // Refused before any run: no progress was ever reported.
-      expect(progressed).toBe(0);
-      await expect(
-        attributeEdges(model, batch, {
-          method: 'edge-patching',
-          edges: ['input->logits'],
-          rules: presetByName('relp'),
-        }),
-      ).rejects.toMatchObject({ code: 'BAD_INPUT' });
-      await expect(attributeEdges(model, batch, { method: 'nope' as 'eap' })).rejects.toMatchObject({
-        code: 'BAD_INPUT',
-      });
-    });
-  });
+    },
+    c.everyBackend ? undefined : ['cpu'],
+  );
 }
 
 /**
@@ -578,14 +602,11 @@ async function literalPatching(
           tf.tidy(() => {
             let d = tf.sub(upstreamOf(g, clean, u), upstreamOf(g, corrupt, u));
             if (position !== undefined) {
-              d = tf.mul(d, tf.reshape(tf.oneHot(position, batch.seqLen, 1, 0, 'float32'), [1, -1, 1]));
+              d = tf.mul(d, tf.tensor3d(unit(position, batch.seqLen), [1, batch.seqLen, 1]));
             }
             if (read.head === undefined) return tf.add(x, d);
             const n = x.shape[2]!;
-            return tf.add(
-              x,
-              tf.mul(tf.expandDims(d, 2), tf.reshape(tf.oneHot(read.head, n, 1, 0, 'float32'), [1, 1, n, 1])),
-            );
+            return tf.add(x, tf.mul(tf.expandDims(d, 2), tf.tensor4d(unit(read.head, n), [1, 1, n, 1])));
           });
         hooks.set(read.key, [...(hooks.get(read.key) ?? []), hook]);
       }

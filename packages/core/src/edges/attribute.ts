@@ -125,7 +125,10 @@ export async function attributeEdges(
           : (perEdge as number[]).map((x) => x / by)
         : each
           ? index.map(([u, v]) =>
-              Array.from({ length: T }, (_, p) => dense!.values[(p * up + u) * down + v]! / by),
+              // Exactly +0 before the first difference (a product with 0 can be −0).
+              Array.from({ length: T }, (_, p) =>
+                p < batch.firstDiff ? 0 : dense!.values[(p * up + u) * down + v]! / by,
+              ),
             )
           : index.map(([u, v]) => dense!.values[u * down + v]! / by);
     const label =

@@ -114,6 +114,16 @@ function planPasses(job: Job, g: EdgeGraph, copies: readonly EdgeCopy[], maxRows
   return passes;
 }
 
+/**
+ * 1 at index i of n, 0 elsewhere, built on the host: tfjs's oneHot of a scalar index returns zeros on the wasm
+ * backend (tfjs 4.22).
+ */
+function unitVector(i: number, n: number): Float32Array {
+  const v = new Float32Array(n);
+  v[i] = 1;
+  return v;
+}
+
 /** x from `offset` on along `axis`. */
 function from(x: tf.Tensor, axis: number, offset: number): tf.Tensor {
   if (offset === 0) return x;
@@ -166,7 +176,7 @@ async function runPass(
             du = tf.mul(du, tf.reshape(only, [1, -1, 1, 1]));
           }
           if (read.head === undefined) return du;
-          return tf.mul(du, tf.reshape(tf.oneHot(read.head, units, 1, 0, 'float32'), [1, 1, units, 1]));
+          return tf.mul(du, tf.tensor4d(unitVector(read.head, units), [1, 1, units, 1]));
         });
         const d = tf.concat(parts, 0);
         return tf.add(x, x.rank === 4 ? d : tf.reshape(d, x.shape));
