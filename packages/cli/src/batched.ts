@@ -9,8 +9,9 @@ import { rm } from 'node:fs/promises';
 import { attribute, makePairBatch, type SiteRequest } from '@relp/core';
 import { badInput, isRelpError } from '@relp/core/errors';
 import { type MethodSettings, methodOptions, type NamedMethod, parseMethodList } from '@relp/methods';
-import { checkPairs, type DroppedPair, type PairRecord, tokenLabels } from '@relp/tasks';
+import { checkPairs, type DroppedPair, describeDropped, type PairRecord, tokenLabels } from '@relp/tasks';
 import { prependsBos } from './data.js';
+import { exactValue } from './exact-sum.js';
 import { writeFileAtomic } from './output.js';
 import {
   identityDifference,
@@ -191,6 +192,25 @@ export async function runBatched(s: Session, o: BatchedOptions): Promise<Partial
       nothingScored(combine([state]), o.source.what);
     }
   });
+  if (state.dropped.length > 0) {
+    const scored = state.totals.find((t) => t !== null)?.pairs ?? 0;
+    const checked = {
+      pairs: Array(scored),
+      dropped: state.dropped,
+      droppedByReason: {} as Record<string, number>,
+    };
+    for (const d of state.dropped)
+      checked.droppedByReason[d.reason] = (checked.droppedByReason[d.reason] ?? 0) + 1;
+    s.log.warn(
+      `${describeDropped(checked)} (of this ${o.shard.count > 1 ? 'shard' : 'run'}; listed in the result)`,
+    );
+  }
+  for (const t of state.totals) {
+    if (!t) continue;
+    s.log.info(
+      `${t.label}: ${t.cost.forwardPasses} forward, ${t.cost.backwardPasses} backward, ${exactValue(t.cost.seconds).toFixed(2)} s over ${t.batches} batches`,
+    );
+  }
   return state;
 }
 
