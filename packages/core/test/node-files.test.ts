@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import {
   readRegularFileSync,
   readRegularText,
   readRegularTextSync,
+  regularFileChunks,
 } from '../src/node-files.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'relp-node-files-'));
@@ -68,5 +69,45 @@ describe('reading only regular files', () => {
 
   it('passes system errors through for the caller to word', async () => {
     await expect(readRegularFile(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('regularFileChunks (streaming)', () => {
+  const chunks = async (path: string, options: Parameters<typeof regularFileChunks>[1] = {}) => {
+    const out: Uint8Array[] = [];
+    for await (const c of regularFileChunks(path, options)) out.push(c);
+    return out;
+  };
+
+  it('refuses what is not a regular file at once, and a file over the cap before a byte is read', async () => {
+    const t0 = performance.now();
+    for (const [path, kind] of [
+      [zeroLink, /character device/],
+      [fifo, /FIFO/],
+      [dir, /folder/],
+    ] as const) {
+      expect(await chunks(path, { what: '--data' }).catch((e) => e)).toSatisfy(badInput(kind));
+    }
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(await chunks(plain, { maxBytes: 3 }).catch((e) => e)).toSatisfy(badInput(/more than/));
+  });
+
+  it('streams a file in chunks of the size asked for', async () => {
+    const path = join(dir, 'chunks.bin');
+    const bytes = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7) % 256);
+    writeFileSync(path, bytes);
+    const got = await chunks(path, { chunkBytes: 300 });
+    expect(got.map((c) => c.length)).toEqual([300, 300, 300, 100]);
+    expect(Buffer.concat(got).equals(Buffer.from(bytes))).toBe(true);
+    expect(await chunks(plainLink)).toHaveLength(1);
+  });
+
+  it('a file that shrinks while it is read is BAD_INPUT, not a short read', async () => {
+    const path = join(dir, 'shrinks.bin');
+    writeFileSync(path, new Uint8Array(1000));
+    const err = await (async () => {
+      for await (const _ of regularFileChunks(path, { chunkBytes: 400 })) truncateSync(path, 500);
+    })().catch((e) => e);
+    expect(err).toSatisfy(badInput(/changed while it was read/));
   });
 });
