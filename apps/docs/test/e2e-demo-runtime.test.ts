@@ -252,7 +252,7 @@ describe.skipIf(!haveChromium)('the demo’s runtime in Chromium', () => {
 
   it('names a missing adapter once', async () => {
     const page = await browser.newPage();
-    await open(page, `${isolatedSite.url}demo.html?model=${encodeURIComponent(TINY_MODEL_OPTION)}`);
+    await open(page, `${site.url}demo.html?model=${encodeURIComponent(TINY_MODEL_OPTION)}`);
     const text = (await page.textContent('#backend-status')) ?? '';
     expect(text.match(/adapter/g) ?? [], text).toHaveLength(1);
     await page.close();
