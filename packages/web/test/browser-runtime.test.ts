@@ -167,6 +167,17 @@ describe('a hub GGUF file', () => {
     expect(second.summary.source).toBe('hub someone/tiny-GGUF/tiny.gguf from https://mirror.invalid');
   });
 
+  it('whose SHA-256 differs from the pinned one is removed from the cache, with a clear error', async () => {
+    const { tinyLlamaGguf } = await import('../../../apps/docs/scripts/tiny-gguf.js');
+    vi.stubGlobal('fetch', fakeHub(url, tinyLlamaGguf()).fetch);
+    const fs = createMemoryFs();
+    await expect(loadWebModel({ ...choice, sha256: '0'.repeat(64) }, { fs })).rejects.toMatchObject({
+      code: 'BAD_MODEL_FILE',
+      message: expect.stringMatching(/differs from the expected sha256:0+; it was removed from the cache/),
+    });
+    expect(await isHubFileCached(choice, fs)).toBe(false);
+  });
+
   it('that differs from its pinned size is removed from the cache, with a clear error', async () => {
     const { tinyLlamaGguf } = await import('../../../apps/docs/scripts/tiny-gguf.js');
     const bytes = tinyLlamaGguf();
