@@ -8,6 +8,7 @@ import {
   attribute,
   attributeEdges,
   batchTokens,
+  compareEdgeScores,
   downstreamRead,
   EDGE_SITE_DEFS,
   EDGE_SITES,
@@ -448,6 +449,11 @@ for (const c of CASES) {
         });
         const want = await literalPatching(model, batch, g, sample, undefined);
         expectClose(byName(got), want, 1e-4);
+        // EAP against its ground truth on the sample: the agreement statistics of node methods.
+        const agreement = compareEdgeScores(all, got, 5);
+        expect(agreement.cells).toBe(sample.length);
+        expect(agreement.pearson).toBeGreaterThan(-1);
+        expect(() => compareEdgeScores(got, all)).toThrow(/no score for edge/);
         const few = sample.filter((_, i) => i % 5 === 0);
         const each = await attributeEdges(model, batch, {
           method: 'edge-patching',
@@ -465,6 +471,7 @@ for (const c of CASES) {
           });
         }
         expectClose(gotEach, wantEach, 1e-4);
+        expect(() => compareEdgeScores(all, each)).toThrow(/per edge with scores per position/);
       });
 
       it('patching every edge out of a node at once is patching the node', async () => {

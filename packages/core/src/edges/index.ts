@@ -12,6 +12,7 @@ export {
   pruneEdges,
   topEdges,
 } from './circuits.js';
+export { compareEdgeScores } from './compare.js';
 export * from './graph.js';
 export { downstreamKeys, scoreMatrix, stackDownstream, stackUpstream, upstreamKeys } from './matrix.js';
 export * from './types.js';
