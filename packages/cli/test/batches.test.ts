@@ -88,7 +88,9 @@ describe('batched runs', () => {
     const data = pairsFile(dir);
     const one = await attribute(data, join(dir, 'one.json'), '--batch-size', '100');
     const three = await attribute(data, join(dir, 'three.json'), '--batch-size', '3');
-    expect(one.err).toBe('warning: dropped 1 of 11 pairs: 1 clean and corrupt are identical (of this run; listed in the result)\n');
+    expect(one.err).toBe(
+      'warning: dropped 1 of 11 pairs: 1 clean and corrupt are identical (of this run; listed in the result)\n',
+    );
     expect(three.code).toBe(0);
     const a = read(join(dir, 'one.json'));
     const b = read(join(dir, 'three.json'));
@@ -185,6 +187,50 @@ describe('batched runs', () => {
     await refused([p0, join(dir, 'ck.json')], /unfinished: 1 of 3 batches/);
     const ok = await run(['merge', p0, p1, '--out', join(dir, 'm.json'), '-q']);
     expect(ok.code, ok.err).toBe(0);
+  });
+
+  it('a terminal shows one progress bar of pairs, with counts and time left', async () => {
+    const dir = tmp();
+    const data = pairsFile(dir, 5, 4);
+    let err = '';
+    const stderr = {
+      write: (x: string) => {
+        err += x;
+        return true;
+      },
+      isTTY: true,
+      columns: 120,
+      cursorTo: () => true,
+      clearLine: () => true,
+      moveCursor: () => true,
+      on: () => stderr,
+      removeListener: () => stderr,
+    };
+    const args = [
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--method',
+      'atp',
+      '--batch-size',
+      '2',
+      '--json',
+    ];
+    const code = await main(args, {
+      stdout: { write: () => true },
+      stderr,
+      env: { RELP_BACKEND: 'cpu' },
+      cwd: tmpdir(),
+      argv: ['node', 'relp', ...args],
+    });
+    expect(code).toBe(0);
+    expect(err).toMatch(/pairs\s+\[[^\]]*\] 5\/5 \| ETA/);
+    // one bar: every redraw is of the pairs bar (the engine's per-method bars stay off in batched runs)
+    const bars = [...err.matchAll(/\x1b\[1G(\S+)/g)].map((m) => m[1]);
+    expect(bars.length).toBeGreaterThan(1);
+    expect(new Set(bars)).toEqual(new Set(['pairs']));
   });
 
   it('--shard and --batch-size out of range: exit 2 before the model loads', async () => {
