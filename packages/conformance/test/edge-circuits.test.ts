@@ -122,13 +122,18 @@ for (const c of CASES) {
         });
       });
 
-      it('mean ablation of every edge is the clean run with every reader on the mean writers', async () => {
+      it('mean ablation: on a batch of one prompt twice the mean is that prompt, so ablating changes nothing', async () => {
         const g = modelEdgeGraph(model);
-        const [clean, none] = await evaluateEdgeSets(model, batch, [null, { graph: g, edges: [] }], {
+        const twice = makePairBatch([batch.pairs[0]!, batch.pairs[0]!], { dims: model.dims });
+        const [clean, none] = await evaluateEdgeSets(model, twice, [null, { graph: g, edges: [] }], {
           ablation: 'mean',
         });
-        expect(Number.isFinite(none)).toBe(true);
-        expect(none).not.toBe(clean);
+        expect(Math.abs(none! - clean!)).toBeLessThan(1e-5 * Math.abs(clean!) + 1e-6);
+        // On the two different prompts the mean differs from each: ablating every edge changes the metric.
+        const [clean2, none2] = await evaluateEdgeSets(model, batch, [null, { graph: g, edges: [] }], {
+          ablation: 'mean',
+        });
+        expect(Math.abs(none2! - clean2!)).toBeGreaterThan(1e-4);
       });
 
       it('pruning keeps only paths from the input to the logits', () => {
