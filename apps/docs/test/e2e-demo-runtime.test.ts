@@ -221,6 +221,21 @@ describe.skipIf(!haveChromium)('the demo’s runtime in Chromium', () => {
     await context.close();
   }, 120_000);
 
+  it('where neither headers nor the service worker can isolate the page, the status says why WASM has one thread', async () => {
+    const context = await browser.newContext({ serviceWorkers: 'block' });
+    const page = await context.newPage();
+    await open(page, `${site.url}demo.html?backend=wasm&model=${encodeURIComponent(TINY_MODEL_OPTION)}`);
+    expect(await page.evaluate(() => crossOriginIsolated)).toBe(false);
+    const text = (await page.textContent('#backend-status')) ?? '';
+    expect(await page.getAttribute('#backend-status', 'data-threads')).toBe('1');
+    expect(text).toMatch(/WASM \(1 thread, SIMD: the page is not cross-origin isolated\)/);
+    expect(text).toMatch(
+      /Why one thread: the host sends no COOP\/COEP headers, and (the isolation service worker|this browser registered no service worker)/,
+    );
+    await page.locator('.status').screenshot({ path: join(artifacts, 'demo-not-isolated.png') });
+    await context.close();
+  }, 120_000);
+
   it('says once why "auto" passes over a software WebGPU adapter, and runs on it only when asked', async (ctx) => {
     const gpu = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, ...WEBGPU_FLAGS] });
     try {

@@ -28,17 +28,23 @@ export async function ensureIsolation(workerUrl: string): Promise<Isolation> {
     return {
       isolated: false,
       whyNot:
-        'the page is not cross-origin isolated (the host sends no COOP/COEP headers, and service workers need https or localhost)',
+        'the host sends no COOP/COEP headers, and the isolation service worker needs https or localhost',
     };
   }
   try {
-    const registration = await sw.register(workerUrl);
+    const registration = (await sw.register(workerUrl)) as ServiceWorkerRegistration | undefined;
+    if (!registration) {
+      return {
+        isolated: false,
+        whyNot: 'the host sends no COOP/COEP headers, and this browser registered no service worker',
+      };
+    }
     if (sessionStorage.getItem(RELOADED) !== null) {
       sessionStorage.removeItem(RELOADED);
       return {
         isolated: false,
         whyNot:
-          'the page is not cross-origin isolated: the isolation service worker did not take effect after a reload',
+          'the host sends no COOP/COEP headers, and the isolation service worker did not take effect after a reload',
       };
     }
     await activated(registration);
@@ -48,7 +54,7 @@ export async function ensureIsolation(workerUrl: string): Promise<Isolation> {
   } catch (e) {
     return {
       isolated: false,
-      whyNot: `the page is not cross-origin isolated (no COOP/COEP headers; the isolation service worker failed: ${e instanceof Error ? e.message : String(e)})`,
+      whyNot: `the host sends no COOP/COEP headers, and the isolation service worker failed (${e instanceof Error ? e.message : String(e)})`,
     };
   }
 }

@@ -188,7 +188,7 @@ function showBackend(c: BrowserBackendChoice): void {
   backendStatus.replaceChildren();
   const b = document.createElement('strong');
   b.textContent = c.name;
-  const why = c.wasm && !c.wasm.isolated && isolation.whyNot ? ` (${isolation.whyNot})` : '';
+  const why = c.wasm && !c.wasm.isolated && isolation.whyNot ? `. Why one thread: ${isolation.whyNot}.` : '';
   backendStatus.append('Backend: ', b, ` — ${c.status}${why}`);
   backendStatus.dataset.backend = c.name;
   if (c.wasm) backendStatus.dataset.threads = String(c.wasm.threads);
