@@ -85,7 +85,16 @@ async function findCheckpoint(
     await rm(path, { force: true });
     return undefined;
   }
-  const p = await readPartial(path, 'checkpoint');
+  let p: Partial;
+  try {
+    p = await readPartial(path, 'checkpoint');
+  } catch (e) {
+    if (!isRelpError(e)) throw e;
+    throw badInput(`checkpoint ${path} cannot be resumed (${e.message}): pass --no-resume to start over`, {
+      path,
+      reason: 'not-a-partial',
+    });
+  }
   const diff = identityDifference(p.identity, identity);
   if (diff || p.shard.index !== shard.index || p.shard.count !== shard.count) {
     const what = diff ? `its ${diff.key}` : `its shard ${shardName(p.shard)}`;

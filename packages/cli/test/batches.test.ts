@@ -348,6 +348,19 @@ describe('an interrupted run resumes', () => {
     const data = pairsFile(dir, 4, 2);
     const out = join(dir, 'r.json');
     writeFileSync(`${out}.partial.json`, '{"format": "something else"}');
+    const refused = await run([
+      'attribute',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--method',
+      'atp',
+      '--out',
+      out,
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/checkpoint .* cannot be resumed .*pass --no-resume to start over/);
     const r = await run([
       'attribute',
       '--model',
