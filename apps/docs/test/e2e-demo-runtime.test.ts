@@ -6,7 +6,7 @@
  * run are marked stale; the built page opened from disk says how to serve it; the GGUF picker names every
  * architecture a family runs.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_MODEL, runnableGgufArchitectures } from '@relp/web';
@@ -187,6 +187,43 @@ describe.skipIf(!haveChromium)('the demo’s runtime in Chromium', () => {
     expect(requests.filter((r) => r === `GET ${hubPath}`)).toHaveLength(1);
     await context.close();
   }, 240_000);
+
+  // Opt-in (a real 98 MB model, minutes on two cores): RELP_E2E_SMOLLM2=<path of SmolLM2-135M-Instruct.Q4_1.gguf>
+  // (pnpm relp models fetch smollm2-135m), served as the hub's file: the default model's whole path, on the
+  // real weights, with the isolation headers (multi-threaded WASM).
+  const smollm2 = process.env.RELP_E2E_SMOLLM2;
+  it.runIf(smollm2 !== undefined && existsSync(smollm2))(
+    'runs AtP and RelP on the default model (the real SmolLM2-135M file, from a hub mirror)',
+    async () => {
+      const hub = join(artifacts, 'smollm2-hub');
+      const folder = join(hub, DEFAULT_MODEL.repo, 'resolve', DEFAULT_MODEL.revision);
+      mkdirSync(folder, { recursive: true });
+      const target = join(folder, DEFAULT_MODEL.file);
+      if (!existsSync(target)) symlinkSync(smollm2!, target);
+      const mirror = await serveStatic(dist, { headers: ISOLATION, mounts: { '/test-hub/': hub } });
+      try {
+        const page = await browser.newPage();
+        await open(page, `${mirror.url}demo.html?hub=${encodeURIComponent(`${mirror.url}test-hub`)}`);
+        expect(await page.textContent('#model-note')).toMatch(/downloads 98\.4 MB/);
+        await page.uncheck('input[name=method][value="activation-patching"]');
+        const t0 = Date.now();
+        await page.click('#run');
+        await page.waitForSelector(FINISHED, { timeout: 580_000 });
+        const seconds = (Date.now() - t0) / 1000;
+        await page.screenshot({ path: join(artifacts, 'demo-smollm2-default.png'), fullPage: true });
+        expect(await page.getAttribute('body', 'data-state'), (await page.textContent('#error')) ?? '').toBe(
+          'done',
+        );
+        const summary = (await page.textContent('#summary')) ?? '';
+        expect(summary).toMatch(/llama, 30 layers, d 576/);
+        console.log(`[docs e2e] SmolLM2-135M default model: ${seconds.toFixed(1)} s in the page; ${summary}`);
+        await page.close();
+      } finally {
+        await mirror.close();
+      }
+    },
+    600_000,
+  );
 
   it('runs WASM on several threads when the host sends the isolation headers', async () => {
     const page = await browser.newPage();
