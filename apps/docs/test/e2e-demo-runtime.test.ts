@@ -273,7 +273,7 @@ describe.skipIf(!haveChromium)('the demo’s runtime in Chromium', () => {
     await context.close();
   }, 120_000);
 
-  it('says once why "auto" passes over a software WebGPU adapter, and runs on it only when asked', async (ctx) => {
+  it('says once why "auto" passes over a software WebGPU adapter, runs on it only when asked, and cancels there too', async (ctx) => {
     const gpu = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, ...WEBGPU_FLAGS] });
     try {
       const page = await gpu.newPage();
@@ -297,6 +297,22 @@ describe.skipIf(!haveChromium)('the demo’s runtime in Chromium', () => {
         `${isolatedSite.url}demo.html?backend=webgpu&model=${encodeURIComponent(TINY_MODEL_OPTION)}`,
       );
       expect(await page.getAttribute('#backend-status', 'data-backend')).toBe('webgpu');
+      // Cancel stops a computing WebGPU run as it does a WASM one.
+      await page.selectOption('#task-select', 'ioi');
+      await page.fill('#task-n', '128');
+      await page.click('#run');
+      await page.waitForFunction(
+        () =>
+          /activation-patching|atp|relp/.test(document.getElementById('progress-text')?.dataset.stage ?? ''),
+        undefined,
+        { timeout: 60_000 },
+      );
+      await page.waitForTimeout(500);
+      const t0 = Date.now();
+      await page.click('#cancel');
+      await page.waitForSelector(FINISHED, { timeout: 30_000 });
+      expect(await page.getAttribute('body', 'data-state')).toBe('cancelled');
+      expect((Date.now() - t0) / 1000).toBeLessThan(2);
     } finally {
       await gpu.close();
     }
