@@ -499,8 +499,7 @@ for (const c of CASES) {
           await expect(
             attributeEdges(model, batch, {
               method,
-              ...(method === 'eap' ? {} : { steps: 2 }),
-              maxBatchRows: 2,
+              ...(method === 'eap' ? {} : { steps: 2, maxBatchRows: 2 }),
               signal: controller.signal,
               onProgress,
             }),
@@ -539,6 +538,11 @@ for (const c of CASES) {
             attributeEdges(model, batch, { method: 'edge-patching', edges }),
             edges[0],
           ).rejects.toMatchObject({
+            code: 'BAD_INPUT',
+          });
+        }
+        for (const knob of [{ maxBatchRows: 4 }, { steps: 4 }]) {
+          await expect(attributeEdges(model, batch, { method: 'eap', ...knob })).rejects.toMatchObject({
             code: 'BAD_INPUT',
           });
         }

@@ -60,7 +60,11 @@ export async function attributeEdges(
   const ig = options.method === 'eap-ig-inputs' || options.method === 'eap-ig-activations';
   const rules = options.rules ?? NO_RULES;
   if (patching && rules !== NO_RULES) bad('edge patching runs forward passes only: LRP rules do not apply');
+  // A knob the method would ignore is an error, not silence.
   if (!ig && options.steps !== undefined) bad(`steps do not apply to ${options.method}`);
+  if (options.method === 'eap' && options.maxBatchRows !== undefined) {
+    bad('maxBatchRows does not apply to eap (one pass each way); it bounds edge patching and EAP-IG');
+  }
   const steps = options.steps ?? 10;
   if (!Number.isInteger(steps) || steps < 1 || steps > 10_000) {
     bad(`steps must be a whole number in 1..10000, got ${steps}`);
