@@ -35,12 +35,22 @@ export const WEBGPU_FLAGS = [
 ];
 
 /** 'ok' when the page's navigator.gpu gives an adapter, else why not. */
-export function webgpuAdapter(page: Page): Promise<string> {
-  return page.evaluate(async () => {
-    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-    if (!gpu) return 'no navigator.gpu';
-    return (await gpu.requestAdapter()) ? 'ok' : 'requestAdapter() returned null';
-  });
+export async function webgpuAdapter(page: Page): Promise<string> {
+  const ask = () =>
+    page.evaluate(async () => {
+      const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+      if (!gpu) return 'no navigator.gpu';
+      return (await gpu.requestAdapter()) ? 'ok' : 'requestAdapter() returned null';
+    });
+  // The demo reloads itself once where the host sends no isolation headers (its service worker): ask again then.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ask();
+    } catch (e) {
+      if (attempt >= 2 || !/Execution context was destroyed/.test(String(e))) throw e;
+      await page.waitForLoadState('load');
+    }
+  }
 }
 
 /**
