@@ -97,7 +97,11 @@ function orList(xs: readonly string[]): string {
 
 const params = new URLSearchParams(location.search);
 if (params.get('backend')) backendSelect.value = params.get('backend')!;
-if (params.get('model')) modelSelect.value = params.get('model')!;
+// ?model=<menu value> preselects a model ("site:relp-test/tiny-gpt2" for the offline test model).
+const askedModel = params.get('model');
+if (askedModel && Array.from(modelSelect.options).some((o) => o.value === askedModel)) {
+  modelSelect.value = askedModel;
+}
 
 /**
  * The default model's hub: huggingface.co, or a mirror given as `?hub=URL` or at build time
