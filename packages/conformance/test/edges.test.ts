@@ -13,6 +13,7 @@ import {
   EDGE_SITE_DEFS,
   EDGE_SITES,
   type EdgeGraph,
+  edgeUpstreamKeys,
   type LanguageModel,
   logitDiff,
   makePairBatch,
@@ -24,7 +25,6 @@ import {
   type SiteHook,
   type SiteKey,
   siteKey,
-  upstreamKeys,
 } from '@relp/core';
 import { presetByName } from '@relp/lrp-rules';
 import { gemma3Family } from '@relp/models-gemma';
@@ -112,7 +112,7 @@ async function recorded(
 
 /** Upstream node u's activation [B,T,d] from recorded tensors. */
 function upstreamOf(g: EdgeGraph, byKey: ReadonlyMap<SiteKey, tf.Tensor>, u: number): tf.Tensor {
-  const keys = upstreamKeys(g);
+  const keys = edgeUpstreamKeys(g);
   if (u === 0) return byKey.get(keys[0]!)!;
   const l = Math.floor((u - 1) / (g.nHeads + 1));
   const i = (u - 1) % (g.nHeads + 1);
@@ -141,7 +141,7 @@ async function literalGradientScores(
   group = 0,
 ): Promise<Map<string, number>> {
   const g = modelEdgeGraph(model);
-  const keys = upstreamKeys(g);
+  const keys = edgeUpstreamKeys(g);
   const clean = await recorded(model, batch, 'clean', keys);
   const corrupt = await recorded(model, batch, 'corrupt', keys);
   const out = new Map<string, number>();
@@ -243,7 +243,7 @@ for (const c of CASES) {
       it('the split forward computes the plain forward (float rounding) and every edge site', async () => {
         const g = modelEdgeGraph(model);
         const keys = [
-          ...new Set([...upstreamKeys(g), ...g.downstream.map((_, v) => downstreamRead(g, v).key)]),
+          ...new Set([...edgeUpstreamKeys(g), ...g.downstream.map((_, v) => downstreamRead(g, v).key)]),
         ];
         const tokens = batchTokens(batch, 'clean');
         const plainCtx = new RunContext();
@@ -389,7 +389,7 @@ for (const c of CASES) {
           maxBatchRows: 2,
         });
         const g = got.graph;
-        const keys = upstreamKeys(g);
+        const keys = edgeUpstreamKeys(g);
         const groupOf = (u: number) =>
           u === 0
             ? 0
@@ -585,7 +585,7 @@ async function literalPatching(
   position: number | undefined,
   together = false,
 ): Promise<Map<string, number>> {
-  const keys = upstreamKeys(g);
+  const keys = edgeUpstreamKeys(g);
   const clean = await recorded(model, batch, 'clean', keys);
   const corrupt = await recorded(model, batch, 'corrupt', keys);
   const tokens = batchTokens(batch, 'corrupt');

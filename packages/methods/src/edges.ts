@@ -1,4 +1,4 @@
-import { badInput, type EdgeAttributeOptions, type EdgeMethod, type RuleSet } from '@relp/core';
+import { badInput, type EdgeAttributeOptions, type EdgeMethodKind, type RuleSet } from '@relp/core';
 import { RELP, RELP_AH } from '@relp/lrp-rules';
 
 /**
@@ -18,7 +18,7 @@ export type EdgeMethodName = (typeof EDGE_METHOD_NAMES)[number];
 export interface NamedEdgeMethod {
   readonly name: EdgeMethodName;
   /** The engine's method (`attributeEdges`' `method`). */
-  readonly kind: EdgeMethod;
+  readonly kind: EdgeMethodKind;
   /** The LRP rules of its backward pass (RelP on edges); none for the others. */
   readonly rules?: RuleSet;
   readonly title: string;

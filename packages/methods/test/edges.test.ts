@@ -1,4 +1,4 @@
-import { EDGE_METHODS as ENGINE_EDGE_METHODS, isRelpError } from '@relp/core';
+import { EDGE_METHOD_KINDS, isRelpError } from '@relp/core';
 import { RELP, RELP_AH } from '@relp/lrp-rules';
 import { describe, expect, it } from 'vitest';
 import { EDGE_METHOD_NAMES, EDGE_METHODS, edgeMethodByName, edgeMethodOptions } from '../src/index.js';
@@ -6,7 +6,7 @@ import { EDGE_METHOD_NAMES, EDGE_METHODS, edgeMethodByName, edgeMethodOptions } 
 describe('the edge methods registry', () => {
   it('names each edge method once, covering every engine edge method', () => {
     expect(EDGE_METHODS.map((m) => m.name)).toEqual([...EDGE_METHOD_NAMES]);
-    expect(new Set(EDGE_METHODS.map((m) => m.kind))).toEqual(new Set(ENGINE_EDGE_METHODS));
+    expect(new Set(EDGE_METHODS.map((m) => m.kind))).toEqual(new Set(EDGE_METHOD_KINDS));
   });
 
   it('maps names to engine options: RelP presets are EAP with rules, steps reach IG only', () => {

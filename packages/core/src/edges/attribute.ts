@@ -19,15 +19,15 @@ import {
   upstreamWrite,
 } from './graph.js';
 import {
-  downstreamKeys,
+  edgeDownstreamKeys,
+  edgeUpstreamKeys,
   scoreMatrix,
   stackDownstream,
   stackUpstream,
-  upstreamKeys,
   upstreamRange,
 } from './matrix.js';
 import { edgePatching } from './patching.js';
-import { EDGE_METHODS, type EdgeAttributeOptions, type EdgeScores } from './types.js';
+import { EDGE_METHOD_KINDS, type EdgeAttributeOptions, type EdgeScores } from './types.js';
 
 /** Default bound on the method's largest tensors together (EdgeAttributeOptions.maxBytes). */
 export const DEFAULT_EDGE_MAX_BYTES = 8 * 1024 ** 3;
@@ -53,8 +53,8 @@ export async function attributeEdges(
   const bad = (message: string): never => {
     throw new RelpError(ErrorCodes.BadInput, message);
   };
-  if (!(EDGE_METHODS as readonly string[]).includes(options.method)) {
-    bad(`unknown edge method '${String(options.method)}'; choose one of ${EDGE_METHODS.join(', ')}`);
+  if (!(EDGE_METHOD_KINDS as readonly string[]).includes(options.method)) {
+    bad(`unknown edge method '${String(options.method)}'; choose one of ${EDGE_METHOD_KINDS.join(', ')}`);
   }
   const patching = options.method === 'edge-patching';
   const ig = options.method === 'eap-ig-inputs' || options.method === 'eap-ig-activations';
@@ -228,14 +228,14 @@ function residShape(job: Job): [number, number, number] {
  * 2 forward passes and 1 backward pass.
  */
 async function eap(job: Job, g: EdgeGraph, each: boolean): Promise<Dense> {
-  const up = upstreamKeys(g);
+  const up = edgeUpstreamKeys(g);
   job.progress('forward (source)', 0, 3);
   const source = await job.cachedRun('source', up);
   let base: Awaited<ReturnType<typeof metricAndSiteGrads>> | undefined;
   const owned: tf.Tensor[] = [];
   try {
     job.progress('forward + backward (base)', 1, 3);
-    base = await metricAndSiteGrads(job, { tokens: job.baseTokens }, downstreamKeys(g), { cache: up });
+    base = await metricAndSiteGrads(job, { tokens: job.baseTokens }, edgeDownstreamKeys(g), { cache: up });
     const a = differences(g, source.cache, base.cache);
     owned.push(a);
     const gr = stackDownstream(g, base.grads, residShape(job));
@@ -311,8 +311,8 @@ async function igInputs(
   maxRows: number,
   copiesFit: number,
 ): Promise<Dense> {
-  const up = upstreamKeys(g);
-  const down = downstreamKeys(g);
+  const up = edgeUpstreamKeys(g);
+  const down = edgeDownstreamKeys(g);
   const B = job.batch.size;
   // Stacked steps per pass: at most maxBatchRows rows, and what fits in maxBytes.
   const perChunk = Math.max(1, Math.min(Math.floor(maxRows / B), copiesFit));
@@ -370,7 +370,7 @@ async function igActivations(
   maxRows: number,
   copiesFit: number,
 ): Promise<Dense> {
-  const up = upstreamKeys(g);
+  const up = edgeUpstreamKeys(g);
   const L = g.nLayers;
   const B = job.batch.size;
   // Stacked steps per pass: at most maxBatchRows rows, and what fits in maxBytes.

@@ -7,7 +7,7 @@ import { logitDiff, type Metric, readMetric } from '../metrics.js';
 import type { LanguageModel } from '../model.js';
 import { EDGE_SITE_DEFS, type SiteKey } from '../sites.js';
 import { downstreamRead, type EdgeGraph, edgeName, modelEdgeGraph, upstreamWrite } from './graph.js';
-import { stackUpstream, upstreamKeys } from './matrix.js';
+import { edgeUpstreamKeys, stackUpstream } from './matrix.js';
 import type { EdgeScores } from './types.js';
 
 /**
@@ -126,7 +126,7 @@ export async function evaluateEdgeSets(
     }
   }
   const readout = metric.readout === 'last' ? [...batch.lastPositions] : undefined;
-  const up = upstreamKeys(g);
+  const up = edgeUpstreamKeys(g);
   const clean = batchTokens(batch, 'clean');
   let values: tf.Tensor4D | undefined;
   try {

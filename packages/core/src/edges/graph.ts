@@ -44,7 +44,7 @@ export interface UpstreamWrite {
 }
 
 /** Whether a model's blocks feed attention and MLP from the same residual (no resid_mid site). */
-export function isParallel(model: Pick<LanguageModel, 'sites'>): boolean {
+export function hasParallelBlocks(model: Pick<LanguageModel, 'sites'>): boolean {
   return !model.sites.includes(Site.ResidMid);
 }
 
@@ -87,7 +87,7 @@ export function edgeGraph(dims: ModelDims, parallel: boolean): EdgeGraph {
 
 /** The graph of a model. */
 export function modelEdgeGraph(model: Pick<LanguageModel, 'dims' | 'sites'>): EdgeGraph {
-  return edgeGraph(model.dims, isParallel(model));
+  return edgeGraph(model.dims, hasParallelBlocks(model));
 }
 
 /** Upstream node index → where it writes. */

@@ -14,5 +14,11 @@ export {
 } from './circuits.js';
 export { compareEdgeScores } from './compare.js';
 export * from './graph.js';
-export { downstreamKeys, scoreMatrix, stackDownstream, stackUpstream, upstreamKeys } from './matrix.js';
+export {
+  edgeDownstreamKeys,
+  edgeUpstreamKeys,
+  scoreMatrix,
+  stackDownstream,
+  stackUpstream,
+} from './matrix.js';
 export * from './types.js';

@@ -9,14 +9,14 @@ import { downstreamRead, type EdgeGraph, upstreamWrite } from './graph.js';
  */
 
 /** The site keys every upstream node writes at: resid_pre.0, then head_out.l and mlp_out.l per layer. */
-export function upstreamKeys(g: EdgeGraph): SiteKey[] {
+export function edgeUpstreamKeys(g: EdgeGraph): SiteKey[] {
   const keys: SiteKey[] = [siteKey(Site.ResidPre, 0)];
   for (let l = 0; l < g.nLayers; l++) keys.push(siteKey(EDGE_SITES.head_out, l), siteKey(Site.MlpOut, l));
   return keys;
 }
 
 /** The site keys every downstream node reads at: q/k/v_input.l and mlp_input.l per layer, resid_post.{L−1}. */
-export function downstreamKeys(g: EdgeGraph): SiteKey[] {
+export function edgeDownstreamKeys(g: EdgeGraph): SiteKey[] {
   const keys = new Set<SiteKey>();
   g.downstream.forEach((_, v) => {
     keys.add(downstreamRead(g, v).key);
@@ -37,7 +37,7 @@ export function stackUpstream(g: EdgeGraph, byKey: ReadonlyMap<SiteKey, tf.Tenso
   return tf.tidy(
     () =>
       tf.concat(
-        upstreamKeys(g).map((k) => asHeads(byKey.get(k)!)),
+        edgeUpstreamKeys(g).map((k) => asHeads(byKey.get(k)!)),
         2,
       ) as tf.Tensor4D,
   );
@@ -55,7 +55,7 @@ export function stackDownstream(
   const [b, t, d] = shape;
   return tf.tidy(() => {
     const parts: tf.Tensor[] = [];
-    for (const k of downstreamKeys(g)) {
+    for (const k of edgeDownstreamKeys(g)) {
       const x = byKey.get(k);
       const units = x === undefined ? unitsAt(g, k) : 0;
       parts.push(x === undefined ? tf.zeros([b, t, units, d]) : asHeads(x));

@@ -7,7 +7,7 @@ import { restrictToAnswers } from '../metrics.js';
 import type { KvPrefix } from '../model.js';
 import { Site, type SiteKey, siteKey } from '../sites.js';
 import { downstreamRead, type EdgeGraph } from './graph.js';
-import { stackUpstream, upstreamKeys } from './matrix.js';
+import { edgeUpstreamKeys, stackUpstream } from './matrix.js';
 
 /** One patched copy of the batch: edge (u, v), at one position or (undefined) at every position. */
 interface EdgeCopy {
@@ -37,7 +37,7 @@ export async function edgePatching(
   const L = job.model.dims.nLayers;
   const T = job.batch.seqLen;
   const first = job.batch.firstDiff;
-  const up = upstreamKeys(g);
+  const up = edgeUpstreamKeys(g);
   const reads = edges.map(([, v]) => downstreamRead(g, v));
   const blocks = [...new Set(reads.map((r) => r.block))];
   const firstBlock = Math.min(...blocks);

@@ -8,9 +8,9 @@ import type { EdgeGraph } from './graph.js';
  * `eap-ig-inputs` and `eap-ig-activations` (integrated gradients along the input embeddings, or along each upstream
  * layer's activations), and `edge-patching` (exact: the ground truth, on a sample of edges).
  */
-export type EdgeMethod = 'eap' | 'eap-ig-inputs' | 'eap-ig-activations' | 'edge-patching';
+export type EdgeMethodKind = 'eap' | 'eap-ig-inputs' | 'eap-ig-activations' | 'edge-patching';
 
-export const EDGE_METHODS: readonly EdgeMethod[] = [
+export const EDGE_METHOD_KINDS: readonly EdgeMethodKind[] = [
   'eap',
   'eap-ig-inputs',
   'eap-ig-activations',
@@ -18,7 +18,7 @@ export const EDGE_METHODS: readonly EdgeMethod[] = [
 ];
 
 export interface EdgeAttributeOptions {
-  readonly method: EdgeMethod;
+  readonly method: EdgeMethodKind;
   /** LRP rules of the backward passes (gradient methods only): `eap` with rules is RelP on edges. */
   readonly rules?: RuleSet;
   /** Integrated gradients' steps N (α_k = k/N, k = 1..N); default 10. */
@@ -49,7 +49,7 @@ export interface EdgeAttributeOptions {
 
 /** One method's edge scores. */
 export interface EdgeScores {
-  readonly method: EdgeMethod;
+  readonly method: EdgeMethodKind;
   /** "eap", "relp", "relp-ah", "eap-ig-inputs", … */
   readonly label: string;
   readonly rules: string;
