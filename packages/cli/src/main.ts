@@ -1,6 +1,7 @@
 import { BACKEND_PREFERENCE } from '@relp/core';
 import { isRelpError } from '@relp/core/errors';
 import { METHOD_NAMES } from '@relp/methods';
+import { MODELS } from '@relp/provision';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { batchFlags, mergeProgram } from './batch-flags.js';
 import { attributeCommand } from './commands/attribute.js';
@@ -72,7 +73,7 @@ const EX = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).joi
 function common(cmd: Command, { data = true }: { data?: boolean } = {}): Command {
   cmd.option(
     '--model <folder|file.gguf|hub id|alias>',
-    'model folder (config.json + model.safetensors [+ tokenizer.json]), a GGUF file, a hub id, or smollm2-135m / gemma3-270m',
+    `model folder (config.json + model.safetensors [+ tokenizer.json]), a GGUF file, a hub id, or ${Object.keys(MODELS).join(' / ')}`,
   );
   if (data) {
     cmd
@@ -246,7 +247,7 @@ export function buildProgram(io: CliIo): Command {
 
   const models = program
     .command('models')
-    .description('real pretrained models (GGUF) in the cache: smollm2-135m, gemma3-270m');
+    .description(`real pretrained models (GGUF) in the cache: ${Object.keys(MODELS).join(', ')}`);
   models
     .command('fetch <alias>')
     .description(
