@@ -37,7 +37,7 @@ export const IGNORED_UNUSED_WEIGHTS: readonly RegExp[] = [
 ];
 
 /**
- * A view of `weights` that records which tensors were read (`get`), and the names of those that were not: for
+ * A view of `weights` that records which tensors were read (`get`, or `shape` where the map has it), and the names of those that were not: for
  * reporting tensors a model leaves unused, as transformers does.
  */
 export function trackWeightReads(weights: WeightMap): { weights: WeightMap; unread(): string[] } {
@@ -50,6 +50,15 @@ export function trackWeightReads(weights: WeightMap): { weights: WeightMap; unre
         return t;
       },
       names: () => weights.names(),
+      ...(weights.shape === undefined
+        ? {}
+        : {
+            shape(name: string) {
+              const shape = weights.shape!(name);
+              if (shape !== undefined) read.add(name);
+              return shape;
+            },
+          }),
     },
     unread: () => [...weights.names()].filter((n) => !read.has(n)),
   };

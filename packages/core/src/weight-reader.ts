@@ -7,9 +7,14 @@ import type { HostTensor, WeightMap } from './weights.js';
 
 /**
  * Reading a checkpoint's weights into tensors in two phases, so a bad file leaks nothing: a family's weight
- * mapping reads and checks every host tensor first (missing or misshapen → BAD_MODEL_FILE naming the tensor)
- * and describes each tensor as a `Deferred`; `buildWeights` then creates them all, and frees those it made if
- * one fails. The model frees the returned list on dispose.
+ * mapping checks every host tensor first (missing or misshapen → BAD_MODEL_FILE naming the tensor) and describes
+ * each tensor as a `Deferred`; `buildWeights` then creates them all, and frees those it made if one fails. The
+ * model frees the returned list on dispose.
+ *
+ * Where the weight map tells shapes without data (`WeightMap.shape`, e.g. GGUF's, which dequantises on `get`),
+ * the first phase checks shapes only and each deferred tensor reads its host data when it is built, and holds
+ * no reference to it afterwards: a load holds the model's float32 weights about once (on the CPU backends the
+ * tensor keeps the very array it was made from), not every host array plus the tensors made from them.
  */
 
 /** A weight that exists with exactly this shape (BAD_MODEL_FILE otherwise). */
@@ -40,6 +45,20 @@ function checkShape(name: string, t: HostTensor, shape: readonly number[]): Host
     );
   }
   return t;
+}
+
+/** `checkShape` for a shape told without data. */
+function checkShapeOnly(name: string, actual: readonly number[], shape: readonly number[]): void {
+  const same = actual.length === shape.length && actual.every((s, i) => s === shape[i]);
+  if (!same) {
+    throw new RelpError(
+      ErrorCodes.BadModelFile,
+      `weight '${name}' has shape [${actual}], expected [${shape}]`,
+      {
+        details: { tensor: name, shape: [...actual], expected: [...shape] },
+      },
+    );
+  }
 }
 
 const DEFERRED: unique symbol = Symbol('deferred weight');
@@ -124,6 +143,9 @@ export interface LinearReadOptions extends ReadOptions {
   readonly transposedCopy?: boolean;
 }
 
+/** Where a deferred tensor's host data comes from: read now (a map without `shape`) or when it is built. */
+type HostSource = () => Float32Array;
+
 /** Checked host reads of one checkpoint, returning `Deferred` tensors for `buildWeights`. */
 export class WeightReader {
   private readonly prefixes: readonly string[];
@@ -144,7 +166,10 @@ export class WeightReader {
 
   /** Whether the file holds the weight (under any prefix or alias). */
   has(name: string, options: ReadOptions = {}): boolean {
-    return this.candidates(name, options).some((n) => this.weights.get(n) !== undefined);
+    const shapeOf = this.weights.shape?.bind(this.weights);
+    return this.candidates(name, options).some((n) =>
+      shapeOf !== undefined ? shapeOf(n) !== undefined : this.weights.get(n) !== undefined,
+    );
   }
 
   /** The host tensor, checked against `shape` (BAD_MODEL_FILE naming the tensor). */
@@ -157,15 +182,46 @@ export class WeightReader {
     return requireWeight(this.weights, names[0]!, shape);
   }
 
+  /**
+   * The weight's host data as a function for build time, its shape checked now: with a map that tells shapes,
+   * the data is read (dequantised) only when the function is called, and nothing here keeps it.
+   */
+  private source(name: string, shape: readonly number[], options: ReadOptions = {}): HostSource {
+    const shapeOf = this.weights.shape?.bind(this.weights);
+    if (shapeOf === undefined) {
+      const { data } = this.host(name, shape, options);
+      return () => data;
+    }
+    const names = this.candidates(name, options);
+    for (const n of names) {
+      const s = shapeOf(n);
+      if (s === undefined) continue;
+      checkShapeOnly(n, s, shape);
+      const weights = this.weights;
+      return () => {
+        const t = weights.get(n);
+        if (t === undefined) {
+          throw new RelpError(ErrorCodes.BadModelFile, `weight '${n}' has a shape but no data`, {
+            details: { tensor: n },
+          });
+        }
+        return checkShape(n, t, shape).data;
+      };
+    }
+    // No shape under any name: missing (BAD_MODEL_FILE), unless `get` still finds it.
+    const { data } = requireWeight(this.weights, names[0]!, shape);
+    return () => data;
+  }
+
   /** A weight as stored, as a tensor of `shape`. */
   tensor<R extends tf.Rank>(
     name: string,
     shape: readonly number[],
     options: ReadOptions = {},
   ): Deferred<tf.Tensor<R>> {
-    const { data } = this.host(name, shape, options);
+    const read = this.source(name, shape, options);
     return deferred(() => {
-      const t: tf.Tensor = tf.tensor(data, [...shape], 'float32');
+      const t: tf.Tensor = tf.tensor(read(), [...shape], 'float32');
       return t as tf.Tensor<R>;
     });
   }
@@ -177,27 +233,32 @@ export class WeightReader {
     map?: (x: number) => number,
     options: ReadOptions = {},
   ): Deferred<tf.Tensor1D> {
-    const src = this.host(name, [n], options).data;
-    if (map === undefined) return deferred(() => tf.tensor1d(src, 'float32'));
-    const dst = new Float32Array(n);
-    for (let i = 0; i < n; i++) dst[i] = Math.fround(map(src[i]!));
-    return deferred(() => tf.tensor1d(dst, 'float32'));
+    const read = this.source(name, [n], options);
+    if (map === undefined) return deferred(() => tf.tensor1d(read(), 'float32'));
+    return deferred(() => {
+      const src = read();
+      const dst = new Float32Array(n);
+      for (let i = 0; i < n; i++) dst[i] = Math.fround(map(src[i]!));
+      return tf.tensor1d(dst, 'float32');
+    });
   }
 
   /** A linear layer [in, out] (+ bias), from nn.Linear's [out, in] or Conv1D's [in, out] storage. */
   linear(name: string, inDim: number, outDim: number, options: LinearReadOptions = {}): Deferred<Linear> {
     const outIn = (options.stored ?? 'out_in') === 'out_in';
-    const src = this.host(name, outIn ? [outDim, inDim] : [inDim, outDim], options).data;
-    const bias = options.bias === undefined ? undefined : this.host(options.bias, [outDim]).data;
+    const read = this.source(name, outIn ? [outDim, inDim] : [inDim, outDim], options);
+    const bias = options.bias === undefined ? undefined : this.source(options.bias, [outDim]);
     // Transposed when built, not now, so the host holds one transposed copy at a time. The file's [out, in]
     // matrix is Wᵀ itself.
-    return this.linearOf(
-      () => (outIn ? transposeHost(src, outDim, inDim) : src),
+    return this.linearFrom(
+      () => {
+        const src = read();
+        return outIn ? { w: transposeHost(src, outDim, inDim), wT: src } : { w: src };
+      },
       inDim,
       outDim,
       bias,
-      options.transposedCopy,
-      outIn ? src : undefined,
+      options.transposedCopy ?? this.transposedCopies,
     );
   }
 
@@ -213,14 +274,31 @@ export class WeightReader {
     transposedCopy = this.transposedCopies,
     wT?: Float32Array,
   ): Deferred<Linear> {
+    return this.linearFrom(
+      () => ({ w: typeof w === 'function' ? w() : w, wT }),
+      inDim,
+      outDim,
+      bias === undefined ? undefined : () => bias,
+      transposedCopy,
+    );
+  }
+
+  /** The deferred layer: host W (and Wᵀ when at hand) and the bias read when built, dropped once made. */
+  private linearFrom(
+    host: () => { w: Float32Array; wT?: Float32Array | undefined },
+    inDim: number,
+    outDim: number,
+    bias: HostSource | undefined,
+    transposedCopy: boolean,
+  ): Deferred<Linear> {
     return deferred(() => {
       const made: tf.Tensor[] = [];
       try {
-        const data = typeof w === 'function' ? w() : w;
+        const { w, wT } = host();
         const layer: { w: tf.Tensor2D; b?: tf.Tensor1D; wT?: tf.Tensor2D } = {
-          w: keepIn(made, tf.tensor2d(data, [inDim, outDim], 'float32')),
+          w: keepIn(made, tf.tensor2d(w, [inDim, outDim], 'float32')),
         };
-        if (bias !== undefined) layer.b = keepIn(made, tf.tensor1d(bias, 'float32'));
+        if (bias !== undefined) layer.b = keepIn(made, tf.tensor1d(bias(), 'float32'));
         if (transposedCopy) {
           layer.wT = keepIn(
             made,

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describeEachBackend, expectBitIdentical, installLeakGuard } from '@relp/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import {
   linear,
   ropeInverseFrequencies,
   unembedLogits,
+  type WeightMap,
   WeightReader,
   weightMapFromRecord,
 } from '../src/index.js';
@@ -96,6 +99,110 @@ describeEachBackend('WeightReader and buildWeights', () => {
     };
     expect(() => buildWeights(plan)).toThrow('out of memory');
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+/**
+ * A map as GGUF's: it tells shapes without data, and each `get` makes a fresh host array (dequantises) and keeps
+ * nothing. Records the reads and, at each, how many tensors existed.
+ */
+function convertingMap(record: Readonly<Record<string, HostTensor>>) {
+  const reads: { name: string; numTensors: number }[] = [];
+  const made: { name: string; data: Float32Array }[] = [];
+  const map: WeightMap = {
+    get(name) {
+      const t = record[name];
+      if (t === undefined) return undefined;
+      reads.push({ name, numTensors: tf.memory().numTensors });
+      const data = Float32Array.from(t.data);
+      made.push({ name, data });
+      return { shape: t.shape, data };
+    },
+    shape: (name) => record[name]?.shape,
+    names: () => Object.keys(record),
+  };
+  return { map, reads, made };
+}
+
+/** V8's gc, reachable without --expose-gc on the command line. */
+function gcFunction(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+describeEachBackend('deferred reads (a map that tells shapes)', () => {
+  const record = {
+    'emb.weight': host([5, 2]),
+    'norm.weight': host([2], 3),
+    'fc.weight': host([3, 2], 7), // nn.Linear [out, in]
+    'fc.bias': host([3], 20),
+    'conv.weight': host([2, 3], 30), // Conv1D [in, out]
+  };
+  const planOf = (r: WeightReader, fcCopy = true) => ({
+    emb: r.tensor<tf.Rank.R2>('emb.weight', [5, 2]),
+    norm: r.vector('norm.weight', 2, (x) => 1 + x / 3),
+    fc: r.linear('fc.weight', 2, 3, { bias: 'fc.bias', transposedCopy: fcCopy }),
+    conv: r.linear('conv.weight', 2, 3, { stored: 'in_out' }),
+  });
+
+  it('checks shapes without reading data, reads each weight once as it builds it, and gives the same bits', () => {
+    const { map, reads } = convertingMap(record);
+    const r = new WeightReader(map, { transposedCopies: false });
+    const plan = planOf(r);
+    expect(reads).toEqual([]);
+    expectCode(
+      () => r.tensor('fc.weight', [2, 3]),
+      ErrorCodes.BadModelFile,
+      /'fc\.weight' has shape \[3,2\]/,
+    );
+    expectCode(() => r.vector('none.weight', 2), ErrorCodes.BadModelFile, /'none\.weight' is missing/);
+    expect(r.has('conv.weight')).toBe(true);
+    expect(reads).toEqual([]);
+
+    const before = tf.memory().numTensors;
+    const lazy = buildWeights(plan);
+    expect(reads.map((x) => x.name)).toEqual([
+      'emb.weight',
+      'norm.weight',
+      'fc.weight',
+      'fc.bias',
+      'conv.weight',
+    ]);
+    // Tensor by tensor: each weight is read only after the tensors before it were made.
+    expect(reads.map((x) => x.numTensors - before)).toEqual([0, 1, 2, 3, 5]);
+
+    const eager = buildWeights(
+      planOf(new WeightReader(weightMapFromRecord(record), { transposedCopies: false })),
+    );
+    expect(lazy.tensors).toHaveLength(eager.tensors.length);
+    lazy.tensors.forEach((t, i) => {
+      expect(t.shape).toEqual(eager.tensors[i]!.shape);
+      expectBitIdentical(
+        t.dataSync() as Float32Array,
+        eager.tensors[i]!.dataSync() as Float32Array,
+        `tensor ${i}`,
+      );
+    });
+    tf.dispose([...lazy.tensors, ...eager.tensors]);
+  });
+
+  it('a built plan, still held, keeps no host array it read', async () => {
+    const gc = gcFunction();
+    const { map, made } = convertingMap(record);
+    const plan = planOf(new WeightReader(map, { transposedCopies: false }), false);
+    const { tensors } = buildWeights(plan);
+    // The [out, in] matrix is transposed into a new array for the tensor and no Wᵀ copy is kept: nothing needs
+    // the array read any more.
+    const released = new Set<string>();
+    const registry = new FinalizationRegistry<string>((name) => released.add(name));
+    for (const { name, data } of made.splice(0)) if (name === 'fc.weight') registry.register(data, name);
+    for (let i = 0; i < 50 && !released.has('fc.weight'); i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(released.has('fc.weight')).toBe(true);
+    expect(Object.keys(plan)).toHaveLength(4); // the plan is still reachable here
+    tf.dispose(tensors);
   });
 });
 

@@ -38,6 +38,17 @@ describe('GGUF weights stored in integer types', () => {
       /tensor "blk\.0\.attn_norm\.weight" \(model\.layers\.0\.input_layernorm\.weight\) is stored as I32, an integer type/,
     );
     expectBad(() => weights.get('model.layers.0.self_attn.o_proj.weight'), ErrorCodes.BadModelFile, /as I16/);
+    // `shape`, which a model's weight reader asks before anything is dequantised, refuses them alike.
+    expectBad(
+      () => weights.shape!('model.layers.0.input_layernorm.weight'),
+      ErrorCodes.BadModelFile,
+      /\(model\.layers\.0\.input_layernorm\.weight\) is stored as I32/,
+    );
+    expectBad(
+      () => weights.shape!('model.layers.0.self_attn.o_proj.weight'),
+      ErrorCodes.BadModelFile,
+      /as I16/,
+    );
     // Float and quantised weights of the same file still read.
     expect(weights.get('model.layers.1.input_layernorm.weight')?.shape).toEqual([32]);
     expect(weights.get('model.layers.0.self_attn.q_proj.weight')?.shape).toEqual([32, 32]);

@@ -50,7 +50,9 @@ function checkAgainstTransformers(fixture: string, skipConfigKeys: string[] = []
 
   const weights = ggufToWeightMap(bytes);
   expect(new Set(weights.names())).toEqual(new Set(Object.keys(expected.tensors)));
+  expect(weights.shape!('no.such.weight')).toBeUndefined();
   for (const [name, e] of Object.entries(expected.tensors)) {
+    expect(weights.shape!(name), name).toEqual(e.shape);
     const t = weights.get(name)!;
     expect(t.shape, name).toEqual(e.shape);
     for (const [i, x] of e.samples) expect(t.data[i], `${name}[${i}]`).toBe(Math.fround(x));

@@ -50,6 +50,15 @@ export function canDequantize(type: number): boolean {
   return KERNELS.has(type);
 }
 
+/** UNSUPPORTED for a type without a kernel (what `dequantize` would throw), before any data is read. */
+export function requireDequantizable(type: number): void {
+  if (!KERNELS.has(type)) {
+    throw new RelpError(ErrorCodes.Unsupported, `GGUF: dequantising ${ggmlTypeName(type)} is not supported`, {
+      details: { type, typeName: ggmlTypeName(type), supported: DEQUANTIZABLE_TYPES.map(ggmlTypeName) },
+    });
+  }
+}
+
 /** Bytes that `numElements` elements of `type` take (numElements must be a multiple of the block size). */
 export function ggmlByteLength(type: number, numElements: number): number {
   const info = GGML_TYPES.get(type);
@@ -73,12 +82,8 @@ export function dequantize(
   numElements: number,
   out?: Float32Array,
 ): Float32Array {
-  const kernel = KERNELS.get(type);
-  if (kernel === undefined) {
-    throw new RelpError(ErrorCodes.Unsupported, `GGUF: dequantising ${ggmlTypeName(type)} is not supported`, {
-      details: { type, typeName: ggmlTypeName(type), supported: DEQUANTIZABLE_TYPES.map(ggmlTypeName) },
-    });
-  }
+  requireDequantizable(type);
+  const kernel = KERNELS.get(type)!;
   const info = GGML_TYPES.get(type)!;
   const nbytes = ggmlByteLength(type, numElements);
   if (src.length < nbytes) {

@@ -16,7 +16,7 @@
 import type { HostTensor, WeightMap } from '@relp/core';
 import { ErrorCodes, RelpError } from '@relp/core/errors';
 import { badFile } from '../errors.js';
-import { dequantize } from './dequant.js';
+import { dequantize, requireDequantizable } from './dequant.js';
 import { metaNumber, metaNumberArray, metaString, requireCount, requireNumber } from './metadata.js';
 import { type GgufFile, type GgufParseOptions, type GgufTensorInfo, parseGguf } from './reader.js';
 import { GgmlType } from './types.js';
@@ -356,12 +356,7 @@ export function unpermuteRotaryRows(
   cols: number,
   heads: number,
 ): Float32Array {
-  if (rows % (2 * heads) !== 0) {
-    throw badFile(`GGUF: cannot un-permute ${rows} rows into ${heads} heads of an even size`, {
-      rows,
-      heads,
-    });
-  }
+  requirePermutableRows(rows, heads);
   const half = rows / heads / 2;
   const out = new Float32Array(data.length);
   for (let h = 0; h < heads; h++) {
@@ -374,6 +369,15 @@ export function unpermuteRotaryRows(
     }
   }
   return out;
+}
+
+function requirePermutableRows(rows: number, heads: number): void {
+  if (rows % (2 * heads) !== 0) {
+    throw badFile(`GGUF: cannot un-permute ${rows} rows into ${heads} heads of an even size`, {
+      rows,
+      heads,
+    });
+  }
 }
 
 /** ggml types that hold weights: floats and the quantised block types (not the integer types I8 … I64). */
@@ -408,13 +412,23 @@ export interface GgufWeightMapOptions {
 
 /**
  * A lazy WeightMap over a GGUF file: `get` dequantises one tensor on demand (tensor by tensor, so a model never
- * holds more than the float32 tensors it keeps). The result is remembered weakly: while the caller holds a tensor,
- * `get` returns the same object; after it is dropped the memory can be reclaimed.
+ * holds more than the float32 tensors it keeps), and `shape` tells a tensor's shape without reading it, having
+ * checked everything `get` would refuse from the file alone (integer type, a type without a dequantiser, rows
+ * that cannot be un-permuted), so core's `WeightReader` checks every weight first and dequantises each only when
+ * the model builds it. Each `get` dequantises afresh and the map keeps nothing: not even weakly, since a WeakRef
+ * keeps its target alive until the end of the synchronous job that made it (a whole model build), so a memo
+ * would hold every host array at once.
  */
 export function ggufToWeightMap(input: FileInput, options: GgufWeightMapOptions = {}): WeightMap {
   const file = asFile(input, options.parse);
   const mode = options.names ?? 'hf';
-  const sources = new Map<string, { info: GgufTensorInfo; transform: (t: HostTensor) => HostTensor }>();
+  interface Source {
+    info: GgufTensorInfo;
+    transform: (t: HostTensor) => HostTensor;
+    /** Heads of a q/k tensor whose rows are un-permuted. */
+    permutedHeads?: number;
+  }
+  const sources = new Map<string, Source>();
   const identity = (t: HostTensor) => t;
   if (mode === 'gguf') {
     for (const info of file.tensors) sources.set(info.name, { info, transform: identity });
@@ -424,35 +438,43 @@ export function ggufToWeightMap(input: FileInput, options: GgufWeightMapOptions 
     for (const info of file.tensors) {
       const hf = ggufToHfName(info.name, arch) ?? info.name;
       if (sources.has(hf)) throw badFile(`GGUF: two tensors map to "${hf}"`, { tensor: info.name });
-      let transform = identity;
       if (cfg !== undefined && /\.attn_[qk]\.(weight|bias)$/.test(info.name)) {
         const heads = info.name.includes('.attn_q.') ? cfg.num_attention_heads : cfg.num_key_value_heads;
-        transform = (t) => {
+        const transform = (t: HostTensor) => {
           const rows = t.shape[0]!;
           const cols = t.shape.length > 1 ? t.data.length / rows : 1;
           return { shape: t.shape, data: unpermuteRotaryRows(t.data, rows, cols, heads) };
         };
+        sources.set(hf, { info, transform, permutedHeads: heads });
       } else if (arch === 'gemma3' && info.name.endsWith('norm.weight')) {
-        transform = (t) => {
+        const transform = (t: HostTensor) => {
           const d = t.data;
           for (let i = 0; i < d.length; i++) d[i] = d[i]! - 1;
           return t;
         };
+        sources.set(hf, { info, transform });
+      } else {
+        sources.set(hf, { info, transform: identity });
       }
-      sources.set(hf, { info, transform });
     }
   }
-  const memo = new Map<string, WeakRef<HostTensor>>();
+  const readable = (src: Source, name: string): void => {
+    if (mode === 'hf') requireWeightType(src.info, name);
+    requireDequantizable(src.info.type);
+    if (src.permutedHeads !== undefined) requirePermutableRows(src.info.shape[0] ?? 1, src.permutedHeads);
+  };
   return {
     get(name: string): HostTensor | undefined {
       const src = sources.get(name);
       if (src === undefined) return undefined;
-      const held = memo.get(name)?.deref();
-      if (held !== undefined) return held;
-      if (mode === 'hf') requireWeightType(src.info, name);
-      const t = src.transform(ggufTensorToHost(file, src.info));
-      memo.set(name, new WeakRef(t));
-      return t;
+      readable(src, name);
+      return src.transform(ggufTensorToHost(file, src.info));
+    },
+    shape(name: string): readonly number[] | undefined {
+      const src = sources.get(name);
+      if (src === undefined) return undefined;
+      readable(src, name);
+      return src.info.shape;
     },
     names: () => sources.keys(),
   };
