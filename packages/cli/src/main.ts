@@ -8,6 +8,7 @@ import { attributeCommand } from './commands/attribute.js';
 import { circuitCommand } from './commands/circuit.js';
 import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
+import { registerEdgesCommand } from './commands/edges.js';
 import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
 import { registerRulesCommand } from './commands/rules.js';
 import { saeAttributeCommand } from './commands/sae-attribute.js';
@@ -175,6 +176,7 @@ export function buildProgram(io: CliIo): Command {
     .action(async (o) => compareCommand(o, io));
   mergeProgram(program, io, EX);
   registerRulesCommand(program, io, { common, metricFlags, int });
+  registerEdgesCommand(program, io, { common, metricFlags, int });
 
   common(
     settingFlags(program.command('circuit'))

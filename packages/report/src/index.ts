@@ -1,5 +1,6 @@
 export * from './circuit.js';
 export * from './compare.js';
+export * from './edges.js';
 export * from './features.js';
 export * from './html.js';
 export * from './plots.js';
