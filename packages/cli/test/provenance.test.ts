@@ -56,12 +56,18 @@ describe("a result's provenance names the norms each preset treats", () => {
   it('Gemma 3: the q/k norms, the post-norms and the final norm under the LN-rule', async () => {
     const p = await provenanceOf('gemma3-a', 'atp');
     const gemma = ['ln1', 'q_norm', 'k_norm', 'post_attention_norm', 'ln2', 'post_feedforward_norm', 'final'];
-    expect(p.normsTreated).toEqual({ relp: gemma, 'relp-ah': gemma, 'relp-cp': gemma, none: [] });
+    expect(p.normsTreated).toEqual({
+      relp: gemma,
+      'relp-ah': gemma,
+      'relp-cp': gemma,
+      attnlrp: gemma,
+      none: [],
+    });
   }, 60_000);
 
   it('GPT-2: its two LayerNorms per block and the final one', async () => {
     const p = await provenanceOf('gpt2-a', 'relp');
     const gpt2 = ['ln1', 'ln2', 'final'];
-    expect(p.normsTreated).toEqual({ relp: gpt2, 'relp-ah': gpt2, 'relp-cp': gpt2, none: [] });
+    expect(p.normsTreated).toEqual({ relp: gpt2, 'relp-ah': gpt2, 'relp-cp': gpt2, attnlrp: gpt2, none: [] });
   }, 60_000);
 });

@@ -73,6 +73,8 @@ export class RunContext {
     activation: 0,
     gate_product: 0,
     attention_softmax: 0,
+    attention_scores: 0,
+    attention_values: 0,
   };
 
   constructor(options: RunContextOptions = {}) {
@@ -151,6 +153,16 @@ export class RunContext {
   attentionSoftmax(scores: tf.Tensor): tf.Tensor {
     this.slotCalls.attention_softmax++;
     return this.slots.attentionSoftmax(scores);
+  }
+
+  attentionScores(q: tf.Tensor3D, k: tf.Tensor3D): tf.Tensor3D {
+    this.slotCalls.attention_scores++;
+    return this.slots.attentionScores(q, k);
+  }
+
+  attentionValues(pattern: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor3D {
+    this.slotCalls.attention_values++;
+    return this.slots.attentionValues(pattern, v);
   }
 
   /** Models call this between layers so long runs can be stopped. */

@@ -274,13 +274,13 @@ export function groupedQueryAttention(
   const kvHeads = (x: tf.Tensor4D) =>
     tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b * hkv, tk, dh]) as tf.Tensor3D;
   const qh = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [b * hkv, rep * t, dh]) as tf.Tensor3D;
-  let scores: tf.Tensor = tf.mul(tf.matMul(qh, kvHeads(kAll), false, true), f32(options.scale));
+  let scores: tf.Tensor = tf.mul(ctx.attentionScores(qh, kvHeads(kAll)), f32(options.scale));
   if (options.softcap !== undefined) {
     scores = tf.mul(tf.tanh(tf.div(scores, options.softcap)), options.softcap);
   }
   scores = tf.add(tf.reshape(scores, [b, h, t, tk]), options.maskBias);
   const pattern = ctx.site(Site.Pattern, layer, ctx.attentionSoftmax(scores));
-  const zh = tf.matMul(tf.reshape(pattern, [b * hkv, rep * t, tk]) as tf.Tensor3D, kvHeads(vAll));
+  const zh = ctx.attentionValues(tf.reshape(pattern, [b * hkv, rep * t, tk]) as tf.Tensor3D, kvHeads(vAll));
   const z = tf.transpose(tf.reshape(zh, [b, h, t, dh]), [0, 2, 1, 3]);
   return ctx.site(Site.Z, layer, z) as tf.Tensor4D;
 }

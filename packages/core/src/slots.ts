@@ -16,6 +16,10 @@ export const SlotKind = {
   GateProduct: 'gate_product',
   /** The softmax that turns attention scores into the pattern. */
   AttentionSoftmax: 'attention_softmax',
+  /** The bilinear product q·kᵀ of queries and keys (the scores before scale and mask). */
+  AttentionScores: 'attention_scores',
+  /** The product pattern·v of the attention pattern and the values. */
+  AttentionValues: 'attention_values',
 } as const;
 
 export type SlotKind = (typeof SlotKind)[keyof typeof SlotKind];
@@ -57,6 +61,10 @@ export interface SlotFunctions {
   gateProduct(activatedGate: tf.Tensor, up: tf.Tensor): tf.Tensor;
   /** Softmax over the last axis of already-masked scores. */
   attentionSoftmax(scores: tf.Tensor): tf.Tensor;
+  /** q·kᵀ per batch row: q [n, Tq, dh], k [n, Tk, dh] → [n, Tq, Tk]. */
+  attentionScores(q: tf.Tensor3D, k: tf.Tensor3D): tf.Tensor3D;
+  /** pattern·v per batch row: pattern [n, Tq, Tk], v [n, Tk, dh] → [n, Tq, dh]. */
+  attentionValues(pattern: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor3D;
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -92,6 +100,8 @@ export const plainSlots: SlotFunctions = {
   activation: applyActivation,
   gateProduct: (a, b) => tf.mul(a, b),
   attentionSoftmax: (scores) => tf.softmax(scores, -1),
+  attentionScores: (q, k) => tf.matMul(q, k, false, true),
+  attentionValues: (pattern, v) => tf.matMul(pattern, v),
 };
 
 /**

@@ -1,6 +1,6 @@
 import type { Nonlinearity, NormName, RuleSet } from '@relp/core';
 import { NORMS_BY_ARCHITECTURE } from './norms.js';
-import { composeRules, type LrpRuleSet, RELP, RELP_AH, RELP_CP } from './presets.js';
+import { ATTNLRP, composeRules, type LrpRuleSet, RELP, RELP_AH, RELP_CP } from './presets.js';
 import {
   ahRule,
   cpGateRule,
@@ -60,7 +60,7 @@ export function normSubsets(architecture: string): { label: string; norms: reado
 
 /**
  * Every rule set a rule audit measures on a model of this architecture (docs/method.md §11.2): the presets (`none`,
- * `relp`, `relp-ah`, `relp-cp`), the cumulative ladder none → LN → +Identity → +Half → +AH, each rule alone, and
+ * `relp`, `relp-ah`, `relp-cp`, `attnlrp`), the cumulative ladder none → LN → +Identity → +Half → +AH, each rule alone, and
  * `relp` with the LN-rule on each norm subset of `normSubsets`. Every set states every slot (0-rules for the plain
  * ones), so it passes the coverage check of a run and says what it leaves plain.
  */
@@ -79,6 +79,7 @@ export function auditRuleSets(architecture: string): AuditRuleSet[] {
     { group: 'preset', rules: RELP },
     { group: 'preset', rules: RELP_AH },
     { group: 'preset', rules: RELP_CP },
+    { group: 'preset', rules: ATTNLRP },
     ...ladder.map(([name, rules]) => ({
       group: 'ladder' as const,
       rules: explicitRules(`ladder: ${name}`, ...rules),

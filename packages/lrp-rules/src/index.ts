@@ -10,6 +10,7 @@ export {
 } from './audit-sets.js';
 export { type ModelNorms, NORMS_BY_ARCHITECTURE, normsTreated, normsTreatedByPreset } from './norms.js';
 export {
+  ATTNLRP,
   composeRules,
   isPresetName,
   type LrpRuleSet,
@@ -37,4 +38,6 @@ export {
   plainSoftmaxRule,
   RULES,
   stabilizedDenominator,
+  uniformScoresRule,
+  uniformValuesRule,
 } from './rules.js';

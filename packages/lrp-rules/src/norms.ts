@@ -1,5 +1,5 @@
 import type { RuleSet } from '@relp/core';
-import { type LrpRuleSet, NONE, RELP, RELP_AH, RELP_CP } from './presets.js';
+import { ATTNLRP, type LrpRuleSet, NONE, RELP, RELP_AH, RELP_CP } from './presets.js';
 import { isZeroRule, type LrpRule } from './rules.js';
 
 /**
@@ -51,11 +51,12 @@ export function normsTreated(architecture: string, rules: RuleSet): readonly str
 /** Which norms each rule preset treats in a model of this architecture, for a result's provenance. */
 export function normsTreatedByPreset(
   architecture: string,
-): Record<'relp' | 'relp-ah' | 'relp-cp' | 'none', readonly string[]> {
+): Record<'relp' | 'relp-ah' | 'relp-cp' | 'attnlrp' | 'none', readonly string[]> {
   return {
     relp: normsTreated(architecture, RELP),
     'relp-ah': normsTreated(architecture, RELP_AH),
     'relp-cp': normsTreated(architecture, RELP_CP),
+    attnlrp: normsTreated(architecture, ATTNLRP),
     none: normsTreated(architecture, NONE),
   };
 }

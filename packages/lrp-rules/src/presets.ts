@@ -15,6 +15,8 @@ import {
   type LrpRule,
   lnRule,
   plainSoftmaxRule,
+  uniformScoresRule,
+  uniformValuesRule,
 } from './rules.js';
 
 /** A rule set built from named rules; `rules` lists them (one per slot at most). */
@@ -27,6 +29,8 @@ const RULE_FOR_SLOT: Readonly<Record<SlotKind, string>> = {
   [SlotKind.Activation]: 'the Identity-rule',
   [SlotKind.GateProduct]: 'the Half-rule',
   [SlotKind.AttentionSoftmax]: 'the AH-rule (or plain-softmax, to keep ordinary gradients on purpose)',
+  [SlotKind.AttentionScores]: 'the uniform rule for q·kᵀ (attnlrp)',
+  [SlotKind.AttentionValues]: 'the uniform rule for pattern·v (attnlrp)',
 };
 
 /**
@@ -85,10 +89,24 @@ export const RELP_CP: LrpRuleSet = composeRules(
   plainSoftmaxRule,
 );
 
+/**
+ * AttnLRP (docs/method.md §11.3): `relp` with the uniform rule on the attention's two matrix products, pattern·v
+ * (each factor ½) and q·kᵀ (each factor ½, so q and k get ¼ behind the plain softmax).
+ */
+export const ATTNLRP: LrpRuleSet = composeRules(
+  'attnlrp',
+  lnRule,
+  identityRule,
+  halfRule,
+  plainSoftmaxRule,
+  uniformScoresRule,
+  uniformValuesRule,
+);
+
 /** No rules: plain gradients, i.e. attribution patching (core's NO_RULES). */
 export const NONE: RuleSet = NO_RULES;
 
-export const PRESET_NAMES = ['relp', 'relp-ah', 'relp-cp', 'none', 'atp'] as const;
+export const PRESET_NAMES = ['relp', 'relp-ah', 'relp-cp', 'attnlrp', 'none', 'atp'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
 export function isPresetName(s: string): s is PresetName {
@@ -106,6 +124,8 @@ export function presetByName(name: string): RuleSet {
       return RELP_AH;
     case 'relp-cp':
       return RELP_CP;
+    case 'attnlrp':
+      return ATTNLRP;
     case 'none':
     case 'atp':
       return NONE;

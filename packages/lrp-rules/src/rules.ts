@@ -291,6 +291,62 @@ export const plainSoftmaxRule: LrpRule = {
   slots: {},
 };
 
+// ---------------------------------------------------------------------------------------------------------------
+// AttnLRP's uniform rule on the attention's two matrix products
+
+const uniformScores = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const q = args[0] as tf.Tensor3D;
+  const k = args[1] as tf.Tensor3D;
+  const save = args[2] as tf.GradSaveFunc;
+  save([q, k]);
+  return {
+    value: plainSlots.attentionScores(q, k),
+    // The product's gradient halved for each factor: dq = ½·dy·k, dk = ½·dyᵀ·q.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sq, sk] = saved as [tf.Tensor3D, tf.Tensor3D];
+      const half = tf.mul(dy, 0.5) as tf.Tensor3D;
+      return [tf.matMul(half, sk), tf.matMul(half, sq, true, false)];
+    },
+  };
+});
+
+const uniformValues = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const p = args[0] as tf.Tensor3D;
+  const v = args[1] as tf.Tensor3D;
+  const save = args[2] as tf.GradSaveFunc;
+  save([p, v]);
+  return {
+    value: plainSlots.attentionValues(p, v),
+    // dpattern = ½·dy·vᵀ, dv = ½·patternᵀ·dy.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sp, sv] = saved as [tf.Tensor3D, tf.Tensor3D];
+      const half = tf.mul(dy, 0.5) as tf.Tensor3D;
+      return [tf.matMul(half, sv, false, true), tf.matMul(sp, half, true, false)];
+    },
+  };
+});
+
+/**
+ * AttnLRP's uniform rule on q·kᵀ (Achtibat et al. 2024): the gradient reaching the queries and the keys is halved.
+ * Behind the softmax (kept plain) and the halved pattern·v product, q and k receive a quarter of it.
+ */
+export const uniformScoresRule: LrpRule = {
+  name: 'uniform-qk',
+  slot: SlotKind.AttentionScores,
+  description: 'attention scores q·kᵀ: the gradient reaching q and k is halved',
+  covers: (n) => (n.slot as string) === SlotKind.AttentionScores,
+  slots: { attentionScores: (q, k) => uniformScores(q, k) as tf.Tensor3D },
+};
+
+/** AttnLRP's uniform rule on pattern·v: the gradient reaching the pattern and the values is halved. */
+export const uniformValuesRule: LrpRule = {
+  name: 'uniform-pv',
+  slot: SlotKind.AttentionValues,
+  description: 'attention output pattern·v: the gradient reaching the pattern and v is halved',
+  covers: (n) => (n.slot as string) === SlotKind.AttentionValues,
+  slots: { attentionValues: (p, v) => uniformValues(p, v) as tf.Tensor3D },
+};
+
 /** The 0-rule for norms, stated on purpose: the plain normaliser gradient (the rule ladders start with it). */
 export const plainNormRule: LrpRule = {
   name: 'plain-norm',
@@ -300,12 +356,15 @@ export const plainNormRule: LrpRule = {
   slots: {},
 };
 
-/** The 0-rule for activations, stated on purpose (the rule ladders of `relp rules audit` leave it plain). */
+/**
+ * The 0-rule for activations, stated on purpose (the rule ladders of `relp rules audit` leave it plain). It covers
+ * every activation kind, known or not: leaving one plain is what it says.
+ */
 export const plainActivationRule: LrpRule = {
   name: 'plain-activation',
   slot: SlotKind.Activation,
   description: 'element-wise activations: ordinary gradients (0-rule, on purpose)',
-  covers: identityRule.covers,
+  covers: (n) => n.slot === SlotKind.Activation,
   slots: {},
 };
 
@@ -325,6 +384,8 @@ export const RULES = {
   half: halfRule,
   ah: ahRule,
   'cp-gate': cpGateRule,
+  'uniform-qk': uniformScoresRule,
+  'uniform-pv': uniformValuesRule,
   'plain-softmax': plainSoftmaxRule,
   'plain-norm': plainNormRule,
   'plain-activation': plainActivationRule,

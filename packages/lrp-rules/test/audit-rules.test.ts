@@ -3,6 +3,7 @@ import { describeEachBackend, expectBitIdentical, installLeakGuard, seededRandom
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import {
+  ATTNLRP,
   cpGateRule,
   halfRule,
   identityRule,
@@ -11,6 +12,8 @@ import {
   PRESET_NAMES,
   presetByName,
   RELP_CP,
+  uniformScoresRule,
+  uniformValuesRule,
 } from '../src/index.js';
 import { act64, dot64, expectAllClose, normals } from './reference.js';
 
@@ -234,5 +237,130 @@ describeEachBackend('LN-rule on a subset of norms', () => {
     }
     expect(() => lnRuleFor([])).toThrow(/at least one norm/);
     x.dispose();
+  });
+});
+
+describeEachBackend('AttnLRP uniform rules on the attention products', () => {
+  const [n, tq, tk, dh] = [2, 3, 4, 5];
+  const scoresRule = (q: tf.Tensor, k: tf.Tensor) =>
+    uniformScoresRule.slots.attentionScores!(q as tf.Tensor3D, k as tf.Tensor3D);
+  const valuesRule = (p: tf.Tensor, v: tf.Tensor) =>
+    uniformValuesRule.slots.attentionValues!(p as tf.Tensor3D, v as tf.Tensor3D);
+  const plainScores = (q: tf.Tensor, k: tf.Tensor) =>
+    plainSlots.attentionScores(q as tf.Tensor3D, k as tf.Tensor3D);
+  const plainValues = (p: tf.Tensor, v: tf.Tensor) =>
+    plainSlots.attentionValues(p as tf.Tensor3D, v as tf.Tensor3D);
+
+  /** Row-major batched [n,a,b]·[n,b,c] (transposing the second factor's last two axes when `tb`). */
+  function bmm64(a: number[], b: number[], dims: [number, number, number], tb = false): number[] {
+    const [ra, inner, cb] = dims;
+    const out: number[] = [];
+    for (let m = 0; m < n; m++)
+      for (let i = 0; i < ra; i++)
+        for (let j = 0; j < cb; j++) {
+          let s = 0;
+          for (let p = 0; p < inner; p++) {
+            const bv = tb ? b[m * cb * inner + j * inner + p]! : b[m * inner * cb + p * cb + j]!;
+            s += a[m * ra * inner + i * inner + p]! * bv;
+          }
+          out.push(s);
+        }
+    return out;
+  }
+
+  function transposeLast(a: number[], rows: number, cols: number): number[] {
+    const out: number[] = [];
+    for (let m = 0; m < n; m++)
+      out.push(...transpose64(a.slice(m * rows * cols, (m + 1) * rows * cols), rows, cols));
+    return out;
+  }
+
+  it('forwards are bit-identical to the plain products; the gradients are half the product rule (float64)', () => {
+    const rand = seededRandom(60);
+    const qs = normals(rand, n * tq * dh);
+    const ks = normals(rand, n * tk * dh);
+    const ps = normals(rand, n * tq * tk);
+    const vs = normals(rand, n * tk * dh);
+    const dS = normals(rand, n * tq * tk);
+    const dZ = normals(rand, n * tq * dh);
+    const [q, k, p, v] = [
+      tf.tensor3d(qs, [n, tq, dh]),
+      tf.tensor3d(ks, [n, tk, dh]),
+      tf.tensor3d(ps, [n, tq, tk]),
+      tf.tensor3d(vs, [n, tk, dh]),
+    ];
+    const [dyS, dyZ] = [tf.tensor3d(dS, [n, tq, tk]), tf.tensor3d(dZ, [n, tq, dh])];
+    expectBitIdentical(forward(scoresRule, [q, k]), forward(plainScores, [q, k]), 'q·kᵀ');
+    expectBitIdentical(forward(valuesRule, [p, v]), forward(plainValues, [p, v]), 'pattern·v');
+    const [dq, dk] = vjp(scoresRule, [q, k], dyS);
+    // dq = ½·dS·k, dk = ½·dSᵀ·q
+    expectAllClose(
+      dq!,
+      bmm64(dS, ks, [tq, tk, dh]).map((x) => x / 2),
+      1e-5,
+      1e-6,
+      'dq',
+    );
+    expectAllClose(
+      dk!,
+      bmm64(transposeLast(dS, tq, tk), qs, [tk, tq, dh]).map((x) => x / 2),
+      1e-5,
+      1e-6,
+      'dk',
+    );
+    const [dp, dv] = vjp(valuesRule, [p, v], dyZ);
+    // dpattern = ½·dZ·vᵀ, dv = ½·patternᵀ·dZ
+    expectAllClose(
+      dp!,
+      bmm64(dZ, vs, [tq, dh, tk], true).map((x) => x / 2),
+      1e-5,
+      1e-6,
+      'dpattern',
+    );
+    expectAllClose(
+      dv!,
+      bmm64(transposeLast(ps, tq, tk), dZ, [tk, tq, dh]).map((x) => x / 2),
+      1e-5,
+      1e-6,
+      'dv',
+    );
+    tf.dispose([q, k, p, v, dyS, dyZ]);
+  });
+
+  it('through softmax(q·kᵀ)·v with the plain softmax: v gets ½ and q, k get ¼ of the plain gradient', () => {
+    const rand = seededRandom(61);
+    const q = tf.tensor3d(normals(rand, n * tq * dh), [n, tq, dh]);
+    const k = tf.tensor3d(normals(rand, n * tk * dh), [n, tk, dh]);
+    const v = tf.tensor3d(normals(rand, n * tk * dh), [n, tk, dh]);
+    const c = tf.tensor3d(normals(rand, n * tq * dh), [n, tq, dh]);
+    const attention = (rules: boolean) => (a: tf.Tensor, b: tf.Tensor, w: tf.Tensor) => {
+      const s = rules ? scoresRule(a, b) : plainScores(a, b);
+      const pattern = tf.softmax(s, -1);
+      return tf.mul(rules ? valuesRule(pattern, w) : plainValues(pattern, w), c);
+    };
+    const ones = tf.onesLike(c);
+    const ruled = vjp(attention(true), [q, k, v], ones);
+    const plain = vjp(attention(false), [q, k, v], ones);
+    const scale = [0.25, 0.25, 0.5];
+    ruled.forEach((g, i) => {
+      expectAllClose(
+        g,
+        Array.from(plain[i]!, (x) => x * scale[i]!),
+        1e-6,
+        1e-9,
+        ['q', 'k', 'v'][i],
+      );
+      expect(Math.max(...Array.from(plain[i]!, Math.abs))).toBeGreaterThan(1e-3);
+    });
+    expect(ATTNLRP.rules.map((r) => r.name)).toEqual([
+      'ln',
+      'identity',
+      'half',
+      'plain-softmax',
+      'uniform-qk',
+      'uniform-pv',
+    ]);
+    expect(presetByName('attnlrp')).toBe(ATTNLRP);
+    tf.dispose([q, k, v, c, ones]);
   });
 });

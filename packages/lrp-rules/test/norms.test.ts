@@ -53,6 +53,7 @@ describe('the norms each preset treats', () => {
       relp: ['ln1', 'ln2', 'final'],
       'relp-ah': ['ln1', 'ln2', 'final'],
       'relp-cp': ['ln1', 'ln2', 'final'],
+      attnlrp: ['ln1', 'ln2', 'final'],
       none: [],
     });
   });

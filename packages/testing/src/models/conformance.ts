@@ -15,7 +15,7 @@ import {
   siteLayers,
   siteShape,
 } from '@relp/core';
-import { RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
+import { ATTNLRP, RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -105,7 +105,7 @@ export const PATCHING_SITES: readonly SiteRequest[] = [
   { site: Site.Ln2Scale },
   { site: Site.LnFinalScale },
 ];
-const PRESETS = [RELP, RELP_AH, RELP_CP] as const;
+const PRESETS = [RELP, RELP_AH, RELP_CP, ATTNLRP] as const;
 
 /** The family's slot calls, and the shared attention's two products once per block. */
 function allSlotCalls(spec: FamilyConformance, nLayers: number): Record<SlotKind, number> {
