@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,39 @@ describe('relp rules audit', () => {
     const printed = JSON.parse(r.out);
     expect(printed.out).toBe(dir);
     expect(printed.rows.find((row: { ruleSet: string }) => row.ruleSet === 'relp-cp').sameAs).toBe('relp');
+  }, 60_000);
+
+  it('a model with a nonlinearity no rule treats (soft-capped Gemma 3): those rule sets are reported as not run', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'relp-rules-')), 'gemma');
+    const data = join(dir, '..', 'pairs.jsonl');
+    const lines = readFileSync(fixturePath('cli', 'pairs-ids.jsonl'), 'utf8').split('\n').slice(0, 4);
+    writeFileSync(data, `${lines.join('\n')}\n`);
+    const r = await relp([
+      'rules',
+      'audit',
+      '--model',
+      fixturePath('models', 'gemma3-a'),
+      '--data',
+      data,
+      '--sites',
+      'resid_pre',
+      '--out',
+      dir,
+      '-q',
+    ]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')).rows as {
+      name: string;
+      skipped?: string;
+      agreement: unknown[];
+    }[];
+    const relpRow = rows.find((row) => row.name === 'relp')!;
+    expect(relpRow.skipped).toMatch(/final_logit_softcap/);
+    expect(relpRow.agreement).toEqual([]);
+    const none = rows.find((row) => row.name === 'none')!;
+    expect(none.skipped).toBeUndefined();
+    expect(none.agreement.length).toBe(2);
+    expect(readFileSync(join(dir, 'report.html'), 'utf8')).toContain('relp (not run)');
   }, 60_000);
 
   it('refuses a split outside (0, 1) with exit code 2 before loading anything', async () => {

@@ -5,8 +5,11 @@ import {
   badInput,
   batchTokens,
   type CommonAttributeOptions,
+  checkRulesCover,
   compareGrids,
+  ErrorCodes,
   type Granularity,
+  isRelpError,
   type LanguageModel,
   makePairBatch,
   type PairBatch,
@@ -104,6 +107,8 @@ export interface RuleAuditRow {
   readonly rules: readonly string[];
   /** The earlier row with the same effective rules on this model, whose runs this row reuses. */
   readonly sameAs?: string;
+  /** Why the rule set did not run on this model (it lacks a rule for a nonlinearity the model has). */
+  readonly skipped?: string;
   readonly agreement: readonly AuditAgreement[];
   readonly conservation: Conservation;
   readonly coverage: RuleCoverage;
@@ -139,6 +144,8 @@ export interface AuditOptions extends Omit<CommonAttributeOptions, 'label' | 'on
  */
 function effectiveKey(rules: RuleSet, model: LanguageModel): string {
   const slots = new Set<string>(model.nonlinearities.map((n) => n.slot));
+  // The attention's two products go through their slots wherever there is attention (core's shared attention).
+  if (slots.has('attention_softmax')) for (const s of ['attention_scores', 'attention_values']) slots.add(s);
   const list = (rules as Partial<LrpRuleSet>).rules;
   if (list === undefined) return `opaque:${rules.name}`;
   return list
@@ -152,6 +159,24 @@ function effectiveKey(rules: RuleSet, model: LanguageModel): string {
     )
     .sort()
     .join('+');
+}
+
+const NOT_MEASURED: Conservation = {
+  relativeError: Number.NaN,
+  inputRelevance: [],
+  metric: [],
+  biasesZeroed: false,
+};
+
+/** The coverage check's message when a rule set cannot run on this model (MISSING_RULE), else undefined. */
+function missingRule(rules: RuleSet, model: LanguageModel): string | undefined {
+  try {
+    checkRulesCover(rules, model.nonlinearities, model.architecture);
+    return undefined;
+  } catch (e) {
+    if (isRelpError(e) && e.code === ErrorCodes.MissingRule) return e.message;
+    throw e;
+  }
 }
 
 /** Whether a norm-subset LN-rule treats every norm this architecture has (it is then the LN-rule itself). */
@@ -210,6 +235,11 @@ export async function auditRules(
     };
     if (same) {
       rows.push({ ...base, sameAs: same.name, agreement: same.agreement, conservation: same.conservation });
+      continue;
+    }
+    const missing = missingRule(rules, model);
+    if (missing !== undefined) {
+      rows.push({ ...base, skipped: missing, agreement: [], conservation: NOT_MEASURED });
       continue;
     }
     const agreement: AuditAgreement[] = [];

@@ -7,10 +7,18 @@ import {
   type PatchingMethodOptions,
   type RuleSet,
 } from '@relp/core';
-import { RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
+import { ATTNLRP, RELP, RELP_AH, RELP_CP } from '@relp/lrp-rules';
 
 /** The names the CLI, the web package and the docs offer (the registry's order). */
-export const METHOD_NAMES = ['activation-patching', 'atp', 'relp', 'relp-ah', 'relp-cp', 'ig'] as const;
+export const METHOD_NAMES = [
+  'activation-patching',
+  'atp',
+  'relp',
+  'relp-ah',
+  'relp-cp',
+  'attnlrp',
+  'ig',
+] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
 /** One named method: which engine method runs, with which rules, and how to present it. */
@@ -82,6 +90,17 @@ export const METHODS: readonly NamedMethod[] = [
     summary: 'RelP with the CP gate rule: a gated MLP’s gate is a constant, relevance reaches up only',
     cost: '2 forward + 1 backward',
     section: '§11.1',
+  },
+  {
+    name: 'attnlrp',
+    aliases: [],
+    kind: 'atp',
+    rules: ATTNLRP,
+    title: 'AttnLRP',
+    summary:
+      'RelP with AttnLRP’s uniform rule on the attention products (pattern·v halved, q and k a quarter)',
+    cost: '2 forward + 1 backward',
+    section: '§11.3',
   },
   {
     name: 'ig',

@@ -51,7 +51,7 @@ describe('the methods registry', () => {
     ]);
     badInput(
       () => parseMethodList('atp,gradcam'),
-      /unknown method 'gradcam'; choose one of activation-patching, atp, relp, relp-ah, relp-cp, ig/,
+      /unknown method 'gradcam'; choose one of activation-patching, atp, relp, relp-ah, relp-cp, attnlrp, ig/,
     );
     badInput(() => parseMethodList(' , '), /no methods given/);
   });

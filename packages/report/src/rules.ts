@@ -71,6 +71,8 @@ export interface RuleAuditView {
   readonly name: string;
   readonly group: string;
   readonly sameAs?: string;
+  /** Why it did not run on this model. */
+  readonly skipped?: string;
   /** Pearson with activation patching by site label, on each split. */
   readonly pearson: Readonly<Record<string, { readonly calibration: number; readonly heldOut: number }>>;
   /** Σ|S_b − m_b| / Σ|m_b| on the clean prompts. */
@@ -104,14 +106,14 @@ export function ruleAuditTable(input: Pick<RuleAuditReportInput, 'sites' | 'rows
       'norms treated',
     ],
     rows: input.rows.map((row) => [
-      row.sameAs ? `${row.name} (= ${row.sameAs})` : row.name,
+      row.sameAs ? `${row.name} (= ${row.sameAs})` : row.skipped ? `${row.name} (not run)` : row.name,
       row.group,
       ...input.sites.flatMap((s) => [
         fixed(row.pearson[s]?.calibration ?? Number.NaN),
         fixed(row.pearson[s]?.heldOut ?? Number.NaN),
       ]),
       fmt(row.conservation),
-      row.plain.length === 0 ? '—' : row.plain.join(', '),
+      row.skipped ?? (row.plain.length === 0 ? '—' : row.plain.join(', ')),
       row.normsTreated.length === 0 ? '—' : row.normsTreated.join(', '),
     ]),
   };

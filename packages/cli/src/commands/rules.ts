@@ -104,6 +104,7 @@ export function auditViews(audit: RuleAudit): { sites: string[]; rows: RuleAudit
       name: row.name,
       group: row.group,
       ...(row.sameAs ? { sameAs: row.sameAs } : {}),
+      ...(row.skipped ? { skipped: row.skipped } : {}),
       pearson,
       conservation: row.conservation.relativeError,
       treated: c.entries.filter((e) => e.rule !== null).map((e) => `${e.slot}:${e.kind} → ${e.rule}`),
