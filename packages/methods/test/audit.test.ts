@@ -10,7 +10,14 @@ import { RELP } from '@relp/lrp-rules';
 import { randomGpt2Model } from '@relp/models-gpt2';
 import { installLeakGuard, useBackend } from '@relp/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditRules, compareMethods, measureConservation, splitPairs } from '../src/index.js';
+import {
+  auditRules,
+  compareMethods,
+  isBiasName,
+  measureConservation,
+  splitPairs,
+  withZeroBiases,
+} from '../src/index.js';
 
 installLeakGuard();
 
@@ -123,5 +130,27 @@ describe('auditRules', () => {
     expect(withBiases.relativeError).toBeGreaterThan(1e-2);
     expect(zeroed.metric.length).toBe(batch.size);
     expect(RELP.name).toBe('relp');
+  });
+
+  it('withZeroBiases zeroes every bias tensor (LayerNorm β included) and passes the others through', () => {
+    const t = (v: number[]) => ({ shape: [v.length], data: new Float32Array(v) });
+    const record: Record<string, ReturnType<typeof t>> = {
+      'h.0.attn.c_attn.bias': t([1, 2]),
+      'transformer.ln_f.bias': t([3]),
+      'transformer.ln_f.weight': t([4]),
+      'model.layers.0.self_attn.q_proj.bias': t([5]),
+      'h.0.attn.c_attn.weight': t([6, 7]),
+    };
+    const zeroed = withZeroBiases({ get: (n) => record[n], names: () => Object.keys(record) });
+    for (const name of Object.keys(record)) {
+      const expected = isBiasName(name)
+        ? [0, 0].slice(0, record[name]!.data.length)
+        : [...record[name]!.data];
+      expect([...zeroed.get(name)!.data], name).toEqual(expected);
+      expect(zeroed.get(name)!.shape).toEqual(record[name]!.shape);
+    }
+    expect(Object.keys(record).filter(isBiasName)).toHaveLength(3);
+    expect([...record['h.0.attn.c_attn.bias']!.data]).toEqual([1, 2]);
+    expect(zeroed.get('missing')).toBeUndefined();
   });
 });
