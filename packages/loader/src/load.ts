@@ -54,6 +54,11 @@ export interface LoadModelOptions<T = unknown> extends ResolveOptions {
   readonly loadTokenizer?: (tokenizerJson: unknown) => T | Promise<T>;
   /** GGUF files: builds a tokenizer from the file's tokenizer.ggml.* metadata. */
   readonly loadGgufTokenizer?: (metadata: GgufTokenizerMetadata) => T | Promise<T>;
+  /**
+   * SHA-256 of a weight file's bytes as lowercase hex (the content hash). Default: Web Crypto, whose digest copies
+   * its input (a second copy of a gigabyte file); Node's `nodeLoadOptions` gives node:crypto's, which does not.
+   */
+  readonly sha256?: (bytes: Uint8Array) => string | Promise<string>;
 }
 
 export interface LoadedModel<T = unknown> {
@@ -91,8 +96,9 @@ function buildModel(
 }
 
 /**
- * A GGUF file: the architecture's config and HF-named float32 weights from the file itself (dequantised), the
- * tokenizer from its metadata. The content hash is the file's sha256.
+ * A GGUF file: the architecture's config and HF-named float32 weights from the file itself (dequantised tensor by
+ * tensor as the model builds them, so the load holds the file and the float32 weights once each), the tokenizer
+ * from its metadata. The content hash is the file's sha256.
  */
 async function loadGguf<T>(
   path: string,
@@ -103,6 +109,9 @@ async function loadGguf<T>(
   const file = parseGguf(bytes);
   const config = checkConfig(ggufConfig(file), `${path} (GGUF metadata)`);
   const family = pickFamily(config, registry);
+  // Hashed before the weights are built: where the hash copies its input (Web Crypto), that copy of the file next
+  // to the float32 weights would be the load's peak (the weights are dequantised one by one as they are built).
+  const hash = await contentHash([{ name: path, sha256: await (options.sha256 ?? sha256Hex)(bytes) }]);
   let built: ReturnType<typeof buildModel>;
   try {
     built = buildModel(family, config, ggufToWeightMap(file), path);
@@ -124,7 +133,6 @@ async function loadGguf<T>(
       );
     }
   }
-  const hash = await contentHash([{ name: path, sha256: await sha256Hex(bytes) }]);
   return {
     model,
     tokenizer,
@@ -208,12 +216,13 @@ export function pickFamily(config: { model_type: string }, families: FamilyRegis
 export async function readWeights(
   files: ResolvedModelFiles,
   fs: LoaderFs,
+  sha256: (bytes: Uint8Array) => string | Promise<string> = sha256Hex,
 ): Promise<{ weights: WeightMap; contentHash: string; files: string[] }> {
   const read = (name: string, maxBytes?: number) => readOrFail(fs, joinPath(files.folder, name), maxBytes);
   if (files.weights.kind === 'single') {
     const bytes = await read(files.weights.file);
     const weights = readSafetensors(bytes, { source: joinPath(files.folder, files.weights.file) });
-    const hash = await contentHash([{ name: files.weights.file, sha256: await sha256Hex(bytes) }]);
+    const hash = await contentHash([{ name: files.weights.file, sha256: await sha256(bytes) }]);
     return { weights, contentHash: hash, files: [files.weights.file] };
   }
   const indexBytes = await read(files.weights.index, MAX_JSON_BYTES);
@@ -222,7 +231,7 @@ export async function readWeights(
   for (const s of files.weights.shards) {
     const bytes = await read(s);
     shards.set(s, bytes);
-    hashes.push({ name: s, sha256: await sha256Hex(bytes) });
+    hashes.push({ name: s, sha256: await sha256(bytes) });
   }
   const weights = readShardedSafetensors(indexBytes, shards);
   return { weights, contentHash: await contentHash(hashes), files: [...files.weights.shards] };
@@ -250,7 +259,11 @@ export async function loadModel<T = unknown>(
   const configPath = joinPath(files.folder, files.config);
   const config = checkConfig(await readJson(options.fs, configPath), configPath);
   const family = pickFamily(config, registry);
-  const { weights, contentHash: hash, files: weightFiles } = await readWeights(files, options.fs);
+  const {
+    weights,
+    contentHash: hash,
+    files: weightFiles,
+  } = await readWeights(files, options.fs, options.sha256);
   const { model, warnings } = buildModel(family, config, weights, files.folder);
   let tokenizer: T | undefined;
   if (options.loadTokenizer !== undefined && files.tokenizer !== undefined) {

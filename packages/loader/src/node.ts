@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, open, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { badInput } from '@relp/core/errors';
@@ -85,8 +86,8 @@ export function httpTimeoutsFromEnv(
 }
 
 /**
- * Node defaults for loadModel: the node file system, global fetch, the default cache, HF_ENDPOINT, HF_TOKEN and
- * RELP_HTTP_TIMEOUT_MS.
+ * Node defaults for loadModel: the node file system, global fetch, the default cache, HF_ENDPOINT, HF_TOKEN,
+ * RELP_HTTP_TIMEOUT_MS, and node:crypto's SHA-256.
  */
 export function nodeLoadOptions(env: Readonly<Record<string, string | undefined>> = process.env): {
   fs: LoaderFs;
@@ -95,9 +96,12 @@ export function nodeLoadOptions(env: Readonly<Record<string, string | undefined>
   endpoint?: string;
   token?: string;
   timeouts: HttpTimeouts;
+  sha256: (bytes: Uint8Array) => string;
 } {
   return {
     fs: nodeFs,
+    // node:crypto hashes the bytes where they are (Web Crypto's digest copies them: a gigabyte for a 1.5B GGUF).
+    sha256: (bytes) => createHash('sha256').update(bytes).digest('hex'),
     fetch: globalThis.fetch as unknown as FetchLike,
     cacheDir: defaultCacheDir(env),
     ...(env.HF_ENDPOINT ? { endpoint: env.HF_ENDPOINT } : {}),

@@ -554,7 +554,23 @@ describe('GGUF files', () => {
     expect(seenModelType).toBe('llama');
     expect(r.source.kind).toBe('gguf');
     expect(r.source.contentHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(r.source.contentHash).toBe(`sha256:${sha256(new Uint8Array(bytes))}`);
     r.model.dispose();
+    // A given hash function (Node's, which hashes the bytes in place) gives the content hash, from the file's bytes.
+    const hashed: number[] = [];
+    const { nodeLoadOptions } = await import('../src/node.js');
+    const nodeHash = nodeLoadOptions({}).sha256;
+    const viaNode = await loadModel('/m/tiny.gguf', {
+      fs,
+      families: [family],
+      sha256: (b) => {
+        hashed.push(b.byteLength);
+        return nodeHash(b);
+      },
+    });
+    expect(hashed).toEqual([bytes.byteLength]);
+    expect(viaNode.source.contentHash).toBe(r.source.contentHash);
+    viaNode.model.dispose();
     // This fixture carries no tokenizer: asking for one is a clear BAD_MODEL_FILE.
     await expectCode(
       loadModel('/m/tiny.gguf', { fs, families: [family], loadGgufTokenizer: (meta) => meta.tokens.length }),
