@@ -125,13 +125,15 @@ export function edgeCircuitSvg(
   const rowH = 46;
   const left = 70;
   const slot = Math.max(34, Math.min(64, Math.floor(900 / headsShown)));
-  const width = Math.max(420, left + headsShown * slot + 40);
+  // The MLPs sit in a column right of the heads, so edges into logits do not cross them.
+  const mlpX = left + (headsShown + 0.9) * slot;
+  const width = Math.max(420, mlpX + slot + 20);
   const top = 40;
   const height = top + (2 * g.nLayers + 2) * rowH + 20;
   const xOf = (n: string): number => {
     const h = /^a\d+\.h(\d+)$/.exec(n);
-    const mid = left + (headsShown * slot) / 2;
-    return h ? left + (Number(h[1]) + 0.5) * slot : mid;
+    if (h) return left + (Number(h[1]) + 0.5) * slot;
+    return n.startsWith('m') ? mlpX : left + (headsShown * slot) / 2;
   };
   const yOf = (n: string): number => top + rowOf(n) * rowH + rowH / 2;
   const maxAbs = Math.max(0, ...circuit.edges.map((e) => Math.abs(e.score)).filter(Number.isFinite));
@@ -148,10 +150,11 @@ export function edgeCircuitSvg(
   const order = parts.map((_, i) => i).sort((a, b) => Math.abs(parts[a]!.score) - Math.abs(parts[b]!.score));
   for (const i of order) {
     const p = parts[i]!;
-    const [x1, y1, x2, y2] = [xOf(p.from), yOf(p.from), xOf(p.to), yOf(p.to)];
+    // From the top of the writer's box to the bottom of the reader's.
+    const [x1, y1, x2, y2] = [xOf(p.from), yOf(p.from) - 11, xOf(p.to), yOf(p.to) + 11];
     const w = maxAbs > 0 && Number.isFinite(p.score) ? 0.6 + (5.4 * Math.abs(p.score)) / maxAbs : 0.6;
-    // A sideways bend keeps edges between the same two rows apart.
-    const bend = (x2 - x1) * 0.15 + (x1 === x2 ? 18 : 0);
+    // A sideways bend keeps edges between the same two rows apart; one skipping rows straight up arcs around them.
+    const bend = (x2 - x1) * 0.15 + (x1 === x2 ? 12 + (y1 - y2) * 0.25 : 0);
     const cx = (x1 + x2) / 2 + bend;
     const cy = (y1 + y2) / 2;
     const color = p.score >= 0 ? '#c0392b' : '#2166ac';
