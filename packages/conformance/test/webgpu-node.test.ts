@@ -2,6 +2,8 @@ import { webgpuNodeBackendLoader, webgpuUnavailableReason } from '@relp/backend-
 import {
   type AttributeOptions,
   attribute,
+  attributeEdges,
+  type EdgeAttributeOptions,
   type LanguageModel,
   type ModelFamily,
   makePairBatch,
@@ -73,6 +75,13 @@ const METHODS: readonly { label: string; options: AttributeOptions }[] = [
   // Ten steps of two pairs stack 20 rows: WebGPU's many-input AddN once broke IG's summed metric here.
   { label: 'IG (10 steps)', options: { method: 'ig', igSteps: 10, sites: SITES } },
   { label: 'activation patching', options: { method: 'activation-patching', sites: SITES } },
+];
+
+// Edge methods: EAP with 10 IG steps over 2 pairs stacks 20 rows, as node IG does.
+const EDGE_METHODS: readonly { label: string; options: EdgeAttributeOptions }[] = [
+  { label: 'EAP', options: { method: 'eap' } },
+  { label: 'RelP on edges', options: { method: 'eap', rules: RELP } },
+  { label: 'EAP-IG inputs (10 steps)', options: { method: 'eap-ig-inputs', steps: 10 } },
 ];
 
 async function read(t: tf.Tensor): Promise<Float32Array> {
@@ -176,6 +185,28 @@ describe.skipIf(skip !== undefined)('WebGPU in Node', () => {
             1e-4 * (1 + Math.abs(want.metric.clean)),
           );
           expect(tf.memory().numTensors, 'tensors left').toBe(before);
+        });
+      }
+
+      for (const { label, options } of EDGE_METHODS) {
+        it(`${label} edge scores equal the cpu backend's`, async () => {
+          await useBackend('cpu');
+          const want = await attributeEdges(
+            cpuModel,
+            makePairBatch(pairsFor(cpuModel), { dims: cpuModel.dims }),
+            options,
+          );
+          await useBackend('webgpu');
+          const got = await attributeEdges(
+            model,
+            makePairBatch(pairsFor(model), { dims: model.dims }),
+            options,
+          );
+          const w = flatten(want.scores);
+          const g = flatten(got.scores);
+          expect(got.edges).toEqual(want.edges);
+          const scale = Math.max(1e-6, ...w.map(Math.abs));
+          expect(maxAbsDiff(g, w) / scale, 'relative to the largest score').toBeLessThanOrEqual(1e-4);
         });
       }
     });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { metricAndSiteGrads } from '../attribution/gradient.js';
+import { addCopies, alphas, interpolate, summedCopiesMetric } from '../attribution/path.js';
 import { Job } from '../attribution/run.js';
 import type { Patch } from '../context.js';
 import type { PairBatch } from '../data.js';
@@ -250,56 +251,6 @@ async function eap(job: Job, g: EdgeGraph, each: boolean): Promise<Dense> {
   }
 }
 
-/** α_k = k/N, k = 1..N. */
-function alphas(steps: number): number[] {
-  return Array.from({ length: steps }, (_, i) => (i + 1) / steps);
-}
-
-/** base + α(source − base) for each α, stacked along the batch axis. */
-function interpolate(base: tf.Tensor, source: tf.Tensor, as: readonly number[]): tf.Tensor {
-  return tf.tidy(() => {
-    const diff = tf.sub(source, base);
-    return tf.concat(
-      as.map((a) => tf.add(base, tf.mul(diff, a))),
-      0,
-    );
-  });
-}
-
-/** The sum of `n` stacked copies' metrics (each copy's gradient is then its own). */
-function summedCopies(job: Job, n: number): (logits: tf.Tensor3D) => tf.Scalar {
-  const B = job.batch.size;
-  return (logits) =>
-    tf.tidy(() =>
-      tf.addN(
-        Array.from({ length: n }, (_, c) =>
-          job.metric.compute(tf.slice(logits, [c * B, 0, 0], [B, -1, -1]) as tf.Tensor3D, job.batch),
-        ),
-      ),
-    ) as tf.Scalar;
-}
-
-/** Adds each key's gradient summed over its n stacked copies into `sums` (freeing the gradients). */
-function accumulate(
-  job: Job,
-  sums: Map<SiteKey, tf.Tensor>,
-  grads: ReadonlyMap<SiteKey, tf.Tensor>,
-  n: number,
-) {
-  job.backwardPasses += n - 1;
-  job.forwardPasses += n - 1;
-  for (const [k, gk] of grads) {
-    const old = sums.get(k);
-    const added = tf.tidy(() => {
-      const summed = tf.sum(tf.reshape(gk, [n, gk.shape[0]! / n, ...gk.shape.slice(1)]), 0);
-      return old === undefined ? summed : tf.add(old, summed);
-    });
-    old?.dispose();
-    sums.set(k, added);
-  }
-  disposeAll(grads);
-}
-
 /**
  * EAP-IG over the inputs: the embeddings interpolated from base to source in N steps (α_k = k/N), every downstream
  * input's gradient averaged over the steps, times each upstream node's source − base difference.
@@ -338,9 +289,9 @@ async function igInputs(
         const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, down, {
           copies: n,
           rows: n * B,
-          computeMetric: summedCopies(job, n),
+          computeMetric: summedCopiesMetric(job, n),
         });
-        accumulate(job, sums, grads, n);
+        addCopies(job, sums, grads, n);
       } finally {
         resid.dispose();
       }
@@ -423,9 +374,9 @@ async function igActivations(
               rows: n * B,
               fromLayer: start,
               patches,
-              computeMetric: summedCopies(job, n),
+              computeMetric: summedCopiesMetric(job, n),
             });
-            accumulate(job, sums, grads, n);
+            addCopies(job, sums, grads, n);
           } finally {
             disposeAll(run);
           }
