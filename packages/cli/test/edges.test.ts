@@ -187,6 +187,13 @@ describe('relp edges', () => {
     }
   }, 30_000);
 
+  it('--help names the methods and gives examples', async () => {
+    const h = await run(['edges', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.out).toContain('eap, relp, relp-ah, eap-ig-inputs, eap-ig-activations');
+    expect(h.out).toContain('Examples:');
+  });
+
   describe('bad input exits 2 before any work', () => {
     const cases: [string, string[], RegExp][] = [
       ['an unknown method', ['--methods', 'eap,nope'], /unknown edge method 'nope'/],

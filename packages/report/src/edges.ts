@@ -122,7 +122,7 @@ export function edgeCircuitSvg(
     return 1 + 2 * (g.nLayers - 1 - l) + (n.startsWith('m') ? 0 : 1);
   };
   const headsShown = Math.max(1, g.nHeads);
-  const rowH = 46;
+  const rowH = 54;
   const left = 70;
   const slot = Math.max(34, Math.min(64, Math.floor(900 / headsShown)));
   // The MLPs sit in a column right of the heads, so edges into logits do not cross them.

@@ -1,6 +1,7 @@
 import {
   allEdges,
   attributeEdges,
+  checkRulesCover,
   compareEdgeScores,
   DEFAULT_EDGE_MAX_BYTES,
   type EdgeGraph,
@@ -306,6 +307,8 @@ export async function edgesCommand(o: EdgesCommandOptions, io: CliIo): Promise<v
   const s = await openSession(o, io);
   const data = await loadData(s, o);
   const model = s.loaded.model;
+  // Every method's rules must cover the model: checked for all of them before the first one runs.
+  for (const m of methods) if (m.rules) checkRulesCover(m.rules, model.nonlinearities, model.architecture);
   // attributeEdges checks the graph's size before any pass, and every gradient method shares one estimate (edge
   // patching's is smaller), so a graph too large stops at the first method, before any work.
   const results: EdgeScores[] = [];
@@ -463,7 +466,7 @@ export function registerEdgesCommand(program: Command, io: CliIo, h: CommandHelp
     )
     .option(
       '--max-memory <MiB>',
-      'refuse a graph whose tensors would need more than this (default 8 GiB)',
+      'refuse a graph whose tensors would need more MiB than this (8192: 8 GiB)',
       h.int('--max-memory', 1, 1_048_576),
       DEFAULT_EDGE_MAX_BYTES / 1024 ** 2,
     )
