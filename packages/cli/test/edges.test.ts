@@ -187,6 +187,47 @@ describe('relp edges', () => {
     }
   }, 30_000);
 
+  it('draws progress bars with counts on a terminal: each method, edge patching, the circuit curves', async () => {
+    let err = '';
+    const stderr = {
+      write: (x: string) => {
+        err += x;
+        return true;
+      },
+      isTTY: true,
+      columns: 120,
+      cursorTo: () => true,
+      clearLine: () => true,
+      moveCursor: () => true,
+      on: () => stderr,
+      removeListener: () => stderr,
+    };
+    const args = [
+      'edges',
+      '--model',
+      model,
+      '--data',
+      pairs,
+      '--methods',
+      'eap,eap-ig-inputs',
+      '--ig-steps',
+      '2',
+    ];
+    const more = ['--patch-sample', '5', '--circuit', '--ablation', 'corrupt', '--out', join(tmp(), 'out')];
+    const io: CliIo = {
+      stdout: { write: () => true },
+      stderr,
+      env: { RELP_BACKEND: 'cpu' },
+      cwd: tmpdir(),
+      argv: ['node', 'relp', ...args, ...more],
+    };
+    expect(await main([...args, ...more], io)).toBe(0);
+    for (const phase of ['eap: ', 'eap-ig-inputs: ', 'edge-patching: ', 'edge circuits']) {
+      expect(err).toMatch(new RegExp(`${phase}[^\\n]*\\] \\d+/\\d+`));
+    }
+    expect(err).toMatch(/edge circuits[^\n]*\] 2\/2/);
+  }, 30_000);
+
   it('--help names the methods and gives examples', async () => {
     const h = await run(['edges', '--help']);
     expect(h.code).toBe(0);
