@@ -1,7 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attributeEdges, makePairBatch } from '@relp/core';
+import { attributeEdges, checkRulesCover, makePairBatch } from '@relp/core';
+import { RELP } from '@relp/lrp-rules';
 import { edgeMethodOptions } from '@relp/methods';
 import { fixturePath } from '@relp/testing';
 import { XMLValidator } from 'fast-xml-parser';
@@ -256,6 +257,28 @@ describe('relp edges', () => {
         expect(existsSync(dir)).toBe(false);
       });
     }
+
+    it('LRP rules that do not cover the model (soft-capped Gemma 3): refused before the first method runs', async () => {
+      const gemma = fixturePath('models', 'gemma3-a');
+      const folder = tmp();
+      const data = join(folder, 'pairs.jsonl');
+      writeFileSync(
+        data,
+        `${JSON.stringify({ clean_ids: [5, 17, 3, 22, 17], corrupt_ids: [5, 17, 3, 22, 22], answer_id: 22, wrong_id: 17 })}\n`,
+      );
+      const dir = join(folder, 'out');
+      const r = await run(['edges', '--model', gemma, '--data', data, '--methods', 'eap,relp', '--out', dir]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/error \[MISSING_RULE\]: rule set 'relp'/);
+      expect(r.err).not.toMatch(/forward/); // eap, listed first, did not run either
+      expect(existsSync(dir)).toBe(false);
+      const loaded = await loadForCli(gemma, {});
+      // The case's precondition, checked after the run (which chose the backend): RelP's rules lack the final
+      // soft-cap; a rule added for it makes this case moot.
+      expect(() => checkRulesCover(RELP, loaded.model.nonlinearities, loaded.model.architecture)).toThrow(
+        /final_logit_softcap/,
+      );
+    });
 
     it('a graph too big for --max-memory: refused after loading, before the first pass', async () => {
       const dir = join(tmp(), 'out');
