@@ -10,6 +10,7 @@ import { compareCommand } from './commands/compare.js';
 import { demoCommand } from './commands/demo.js';
 import { registerEdgesCommand } from './commands/edges.js';
 import { modelsFetchCommand, modelsListCommand } from './commands/models.js';
+import { registerReproduceCommand } from './commands/reproduce.js';
 import { registerRulesCommand } from './commands/rules.js';
 import { saeAttributeCommand } from './commands/sae-attribute.js';
 import { saeCircuitCommand } from './commands/sae-circuit.js';
@@ -177,6 +178,7 @@ export function buildProgram(io: CliIo): Command {
   mergeProgram(program, io, EX);
   registerRulesCommand(program, io, { common, metricFlags, int });
   registerEdgesCommand(program, io, { common, metricFlags, int });
+  registerReproduceCommand(program, io, { common, metricFlags, int });
 
   common(
     settingFlags(program.command('circuit'))
