@@ -5,4 +5,5 @@ export * from './configs.js';
 export * from './conformance.js';
 export * from './errors.js';
 export * from './fixtures.js';
+export * from './known-circuit.js';
 export * from './prefix.js';
