@@ -7,8 +7,8 @@ import type { ReproduceModelResult } from '../src/commands/reproduce.js';
 import type { CliIo } from '../src/io.js';
 import { main } from '../src/main.js';
 
-// No hub is reachable here: the paper's models are replaced by random-weight fixtures (--model-dir), and their
-// tiny vocabularies cannot spell IOI, so token-id pairs (--data) stand in for the task.
+// No hub is reachable here: the paper's models are replaced by random-weight fixtures (--model-dir). These two have
+// no tokenizer (and 97-token vocabularies), so token-id pairs (--data) stand in for IOI.
 const gpt2 = fixturePath('models', 'gpt2-a');
 const pythia = fixturePath('models', 'pythia-tiny-par');
 const wordsModel = fixturePath('cli', 'tiny-gpt2-words');
@@ -121,6 +121,10 @@ describe('relp reproduce', () => {
     const html = readFileSync(join(dir, 'report.html'), 'utf8');
     expect(html).toContain('0.753');
     expect(html).toContain('not available');
+    // The table cuts reasons short; the page has them whole (the loader's advice at the end included).
+    expect(html).toMatch(
+      /GPT-2 medium \(openai-community\/gpt2-medium\): not available: NOT_AVAILABLE: .*local folder/,
+    );
   });
 
   it('GPT-2 small also runs the 8 reference demo prompts beside the public demo’s values', async () => {

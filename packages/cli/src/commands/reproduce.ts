@@ -401,11 +401,17 @@ export async function reproduceCommand(o: ReproduceCommandOptions, io: CliIo): P
     models: results,
     provenance: prov,
   };
+  // The table's notes are cut short; the full reasons go on the page (and in reproduce.json).
+  const whyNot = results.flatMap((r) => [
+    ...(r.status === 'ok' ? [] : [`${r.label} (${r.ref}): ${r.status}: ${r.reason ?? ''}`]),
+    ...r.sets.filter((x) => x.error !== undefined).map((x) => `${r.label}, ${x.name}: ${x.error}`),
+  ]);
   const html = renderHtml({
     title: 'relp reproduce: the RelP paper’s IOI table',
     subtitle: 'AtP and RelP against activation patching, measured here beside the published values',
     sections: [
       { heading: 'Pearson correlation with activation patching', paragraphs: notes, tables: [{ table }] },
+      ...(whyNot.length > 0 ? [{ heading: 'Not run, and why', paragraphs: whyNot }] : []),
     ],
     provenance: prov,
   });
