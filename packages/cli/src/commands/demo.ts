@@ -24,6 +24,7 @@ import {
   toGrids,
 } from '../session.js';
 import { parseSites } from '../sites.js';
+import { REFERENCE_DEMO } from './reproduce.js';
 
 export interface DemoCommandOptions extends CommonOptions {
   readonly methods: string;
@@ -142,7 +143,7 @@ export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<voi
       {
         heading: 'Agreement with activation patching',
         paragraphs: [
-          'Reference (GPT-2 small, the 8 prompts of the RelP reference demo; docs/method.md §13): AtP 0.735 / 0.982 / 0.436, RelP 0.962 / 0.961 / 0.989 for resid_pre / attn_out / mlp_out.',
+          `Reference (GPT-2 small, the 8 prompts of the RelP reference demo; docs/method.md §13): ${referenceDemoSentence()}.`,
         ],
         tables: [{ table: summary }],
       },
@@ -157,4 +158,12 @@ export async function demoCommand(o: DemoCommandOptions, io: CliIo): Promise<voi
     return;
   }
   io.stdout.write(`${formatTable(beh)}\n\n${formatTable(summary)}\n\nwrote ${o.out}/report.html\n`);
+}
+
+/** "AtP 0.735 / 0.982 / 0.436, RelP 0.962 / 0.961 / 0.989 for resid_pre / attn_out / mlp_out". */
+function referenceDemoSentence(): string {
+  const sites = ['resid_pre', 'attn_out', 'mlp_out'] as const;
+  const row = (v: Partial<Record<(typeof sites)[number], number>> | undefined) =>
+    sites.map((s) => v?.[s]?.toFixed(3) ?? '—').join(' / ');
+  return `AtP ${row(REFERENCE_DEMO.atp)}, RelP ${row(REFERENCE_DEMO.relp)} for ${sites.join(' / ')}`;
 }
