@@ -44,6 +44,95 @@ export function topEdges(result: EdgeScores, n: number, by: 'abs' | 'signed' = '
   return { graph: result.graph, edges: order.slice(0, n).map((i) => result.index[i]!) };
 }
 
+/**
+ * Greedy growth from the logits (EAP-IG's `apply_greedy`): the candidates start as the edges into `logits`; the
+ * best candidate (largest |score| with `abs`, largest score with `signed`; ties by the result's edge order) joins
+ * the circuit, and when its writer joins for the first time, the edges into that writer's inputs (a head's
+ * query, key and value inputs — its key/value head's under grouped-query attention — or an MLP's input) become
+ * candidates. So every chosen edge feeds the logits through chosen edges. Stops after n edges or when no
+ * candidate is left. Per-position results are summed over positions; non-finite scores are never chosen.
+ */
+export function greedyEdges(result: EdgeScores, n: number, by: 'abs' | 'signed' = 'abs'): EdgeSet {
+  if (!Number.isInteger(n) || n < 0) {
+    throw new RelpError(ErrorCodes.BadInput, `greedy growth needs a whole number ≥ 0 of edges, got ${n}`);
+  }
+  const g = result.graph;
+  const total = result.scores.map((s) => (typeof s === 'number' ? s : s.reduce((a, b) => a + b, 0)));
+  const key = (i: number) => (by === 'abs' ? Math.abs(total[i]!) : total[i]!);
+  // Result edges by reader, and readers by writer.
+  const intoReader = new Map<number, number[]>();
+  result.index.forEach(([, v], i) => {
+    if (Number.isFinite(total[i])) intoReader.set(v, [...(intoReader.get(v) ?? []), i]);
+  });
+  const readersOf = new Map<number, number[]>();
+  g.downstream.forEach((_, v) => {
+    for (const w of writersOf(g, v)) readersOf.set(w, [...(readersOf.get(w) ?? []), v]);
+  });
+  const heap = new EdgeHeap((a, b) => key(a) - key(b) || b - a);
+  const queued = new Set<number>();
+  const offer = (v: number) => {
+    for (const i of intoReader.get(v) ?? []) {
+      if (!queued.has(i)) {
+        queued.add(i);
+        heap.push(i);
+      }
+    }
+  };
+  offer(g.downstream.length - 1);
+  const inCircuit = new Set<number>();
+  const chosen: (readonly [number, number])[] = [];
+  while (chosen.length < n && heap.size > 0) {
+    const i = heap.pop();
+    const [u] = result.index[i]!;
+    chosen.push(result.index[i]!);
+    if (!inCircuit.has(u)) {
+      inCircuit.add(u);
+      for (const v of readersOf.get(u) ?? []) offer(v);
+    }
+  }
+  return { graph: g, edges: chosen };
+}
+
+/** A binary max-heap of edge indices under `cmp` (positive: a before b). */
+class EdgeHeap {
+  private readonly items: number[] = [];
+  constructor(private readonly cmp: (a: number, b: number) => number) {}
+  get size(): number {
+    return this.items.length;
+  }
+  push(x: number): void {
+    const a = this.items;
+    a.push(x);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.cmp(a[i]!, a[p]!) <= 0) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+  pop(): number {
+    const a = this.items;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.cmp(a[l]!, a[m]!) > 0) m = l;
+        if (r < a.length && this.cmp(a[r]!, a[m]!) > 0) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
 /** The writer node (upstream index) a reader belongs to: several for a shared key/value head. */
 function writersOf(g: EdgeGraph, v: number): number[] {
   const name = g.downstream[v]!;

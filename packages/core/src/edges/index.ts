@@ -8,6 +8,7 @@ export {
   edgeGraphJson,
   edgeSetNodes,
   evaluateEdgeSets,
+  greedyEdges,
   MIB_EDGE_FRACTIONS,
   pruneEdges,
   topEdges,
