@@ -1,7 +1,15 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attributeEdges, checkRulesCover, makePairBatch } from '@relp/core';
+import {
+  attributeEdges,
+  checkRulesCover,
+  edgeName,
+  greedyEdges,
+  makePairBatch,
+  pruneEdges,
+  topEdges,
+} from '@relp/core';
 import { RELP } from '@relp/lrp-rules';
 import { edgeMethodOptions } from '@relp/methods';
 import { fixturePath } from '@relp/testing';
@@ -155,6 +163,27 @@ describe('relp edges', () => {
     }
     expect(readFileSync(join(dir, 'report.html'), 'utf8')).toContain('CPR ↑');
   }, 30_000);
+
+  it('--select greedy exports the pruned circuit greedyEdges grows from the logits, as core gives it', async () => {
+    const dir = join(tmp(), 'out');
+    const flags = ['--circuit', '--select', 'greedy', '--ablation', 'corrupt', '--circuit-edges', '12'];
+    const r = await edges('--methods', 'eap', ...flags, '--out', dir, '-q');
+    expect(r.code, r.err).toBe(0);
+    const written = read(dir, 'circuit-eap.json').edges as Record<string, { in_graph: boolean }>;
+    const kept = Object.keys(written).filter((e) => written[e]!.in_graph);
+    const loaded = await loadForCli(model, {});
+    const direct = await attributeEdges(
+      loaded.model,
+      batchOf(loaded.model.dims),
+      edgeMethodOptions('eap', {}),
+    );
+    const greedy = pruneEdges(greedyEdges(direct, 12));
+    const want = greedy.edges.map(([u, v]) => edgeName(greedy.graph, u, v));
+    expect(kept.sort()).toEqual([...want].sort());
+    // Top-n picks another circuit here: the test tells the two selections apart.
+    const top = pruneEdges(topEdges(direct, 12)).edges.map(([u, v]) => edgeName(greedy.graph, u, v));
+    expect([...top].sort()).not.toEqual([...want].sort());
+  }, 60_000);
 
   it('edges.json round-trips: its scores are attributeEdges’ called directly on the same model and pairs', async () => {
     const dir = join(tmp(), 'out');

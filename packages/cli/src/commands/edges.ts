@@ -11,6 +11,7 @@ import {
   edgeGraphJson,
   edgeName,
   evaluateEdgeSets,
+  greedyEdges,
   pruneEdges,
   topEdges,
 } from '@relp/core';
@@ -54,6 +55,7 @@ export interface EdgesCommandOptions extends CommonOptions {
   readonly circuit?: boolean;
   readonly ablation?: string;
   readonly circuitEdges?: number;
+  readonly select?: 'top' | 'greedy';
   readonly maxMemory: number;
   readonly top: number;
 }
@@ -98,8 +100,11 @@ function checkFlags(o: EdgesCommandOptions, methods: readonly NamedEdgeMethod[])
       '--max-batch-rows bounds edge patching (--patch-sample) and EAP-IG, and this run has neither',
     );
   }
-  if (o.circuit !== true && (o.ablation !== undefined || o.circuitEdges !== undefined)) {
-    throw badInput('--ablation and --circuit-edges apply to edge circuits: add --circuit');
+  if (
+    o.circuit !== true &&
+    (o.ablation !== undefined || o.circuitEdges !== undefined || o.select !== undefined)
+  ) {
+    throw badInput('--ablation, --circuit-edges and --select apply to edge circuits: add --circuit');
   }
   if (o.ablation !== undefined && !['corrupt', 'mean', 'both'].includes(o.ablation)) {
     throw badInput('--ablation must be corrupt, mean or both');
@@ -249,6 +254,7 @@ async function edgeCircuits(
   results: readonly EdgeScores[],
   ablations: readonly Ablation[],
   requested: number,
+  select: 'top' | 'greedy',
 ): Promise<{
   curves: (EdgeCurveRow & { readonly full: number; readonly empty: number })[];
   circuits: EdgeCircuitView[];
@@ -263,11 +269,11 @@ async function edgeCircuits(
   for (const r of results) {
     const g = r.graph;
     const size = Math.min(requested, g.nEdges);
-    const set = pruneEdges(topEdges(r, size));
+    const set = pruneEdges(select === 'greedy' ? greedyEdges(r, size) : topEdges(r, size));
     const faithfulness: Record<string, number> = {};
     for (const ablation of ablations) {
       s.progress.update({ phase: 'edge circuits', done, total });
-      const c = await edgeCircuitCurve(model, data.batch, r, { ablation });
+      const c = await edgeCircuitCurve(model, data.batch, r, { ablation, select });
       // The chosen circuit against the curve's own m(M) and m(∅): one more forward pass.
       const [mc] = await evaluateEdgeSets(model, data.batch, [set], { ablation });
       faithfulness[ablation] = (mc! - c.empty) / (c.full - c.empty);
@@ -324,7 +330,14 @@ export async function edgesCommand(o: EdgesCommandOptions, io: CliIo): Promise<v
     for (const r of results) agreement.push({ method: r.label, ...compareEdgeScores(r, reference) });
   }
   const circuit = o.circuit
-    ? await edgeCircuits(s, data, results, ablations, o.circuitEdges ?? DEFAULT_CIRCUIT_EDGES)
+    ? await edgeCircuits(
+        s,
+        data,
+        results,
+        ablations,
+        o.circuitEdges ?? DEFAULT_CIRCUIT_EDGES,
+        o.select ?? 'top',
+      )
     : undefined;
 
   const first = results[0]!;
@@ -342,7 +355,7 @@ export async function edgesCommand(o: EdgesCommandOptions, io: CliIo): Promise<v
     ...(o.patchSample === undefined
       ? {}
       : { patchSample: o.patchSample, patchTop: o.patchTop, sampleSeed: o.sampleSeed }),
-    ...(circuit ? { ablation: ablations.join(',') } : {}),
+    ...(circuit ? { ablation: ablations.join(','), select: o.select ?? 'top' } : {}),
   });
   const graph = { nLayers: g.nLayers, nHeads: g.nHeads, nKvHeads: g.nKvHeads, nEdges: g.nEdges };
   const scores = results.map(methodScores);
@@ -458,6 +471,12 @@ export function registerEdgesCommand(program: Command, io: CliIo, h: CommandHelp
         '--ablation <kind>',
         'edge circuits: ablate to the corrupt run, the mean, or both (default)',
       ).choices(['corrupt', 'mean', 'both']),
+    )
+    .addOption(
+      new Option(
+        '--select <how>',
+        'edge circuits: the top n edges (default), or greedy growth from the logits (EAP-IG greedy)',
+      ).choices(['top', 'greedy']),
     )
     .option(
       '--circuit-edges <n>',

@@ -379,6 +379,8 @@ export async function edgeCircuitCurve(
   options: EdgeAblationOptions & {
     readonly fractions?: readonly number[];
     readonly by?: 'abs' | 'signed';
+    /** How a circuit of n edges is chosen: the top n (default) or greedy growth from the logits. */
+    readonly select?: 'top' | 'greedy';
   } = {},
 ): Promise<EdgeCircuitCurve> {
   const fractions = options.fractions ?? MIB_EDGE_FRACTIONS;
@@ -390,7 +392,8 @@ export async function edgeCircuitCurve(
   }
   const total = result.graph.nEdges;
   const requested = fractions.map((f) => Math.floor(f * total));
-  const sets = requested.map((n) => pruneEdges(topEdges(result, n, options.by)));
+  const choose = options.select === 'greedy' ? greedyEdges : topEdges;
+  const sets = requested.map((n) => pruneEdges(choose(result, n, options.by)));
   const empty: EdgeSet = { graph: result.graph, edges: [] };
   const [full, none, ...ms] = await evaluateEdgeSets(model, batch, [null, empty, ...sets], options);
   const span = full! - none!;
