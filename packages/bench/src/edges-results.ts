@@ -5,6 +5,7 @@
 //                   AtP on the graph's nodes (node-relp, node-atp): scores, cost, wall time, peak RSS
 //   patch           exact edge patching on --sample random edges (seeded) plus every scored method's top --top;
 //                   Pearson and Spearman of each method against it, on the random sample and on the union
+//   agree           --methods scored after `patch` against its reference (their own top edges not in the union)
 //   curve           MIB's edge-circuit curve (corrupt ablation) of --methods, with CPR and CMD
 //   heads           node-level activation patching of heads (z, per head, all positions at once) next to the heads
 //                   in each method's top circuit
@@ -185,6 +186,7 @@ if (step === 'method') {
   save(`patch-${n}.json`, {
     setup,
     info,
+    random: [...random],
     sampled: { random: random.size, union: union.size, seed: Number(opt.seed), top: Number(opt.top) },
     wall,
     edgesPerSecond: union.size / wall,
@@ -194,6 +196,24 @@ if (step === 'method') {
     result,
   });
   process.stdout.write(`${JSON.stringify({ wall, edges: union.size, agreement }, null, 1)}\n`);
+} else if (step === 'agree') {
+  // A method scored after the patching run, against its reference (its own top edges are not in the union).
+  const p = load(`patch-${Number(opt.sample)}.json`);
+  const ref = { ...p.result, graph } as EdgeScores;
+  const random = new Set<string>(p.random);
+  const onlyRandom: EdgeScores = {
+    ...ref,
+    edges: ref.edges.filter((e) => random.has(e)),
+    index: ref.index.filter((_, k) => random.has(ref.edges[k]!)),
+    scores: (ref.scores as number[]).filter((_, k) => random.has(ref.edges[k]!)),
+  };
+  const agreement = opt.methods!.split(',').map((label) => ({
+    method: label,
+    random: compareEdgeScores(restore(label), onlyRandom),
+    union: compareEdgeScores(restore(label), ref),
+  }));
+  save(`agree-${Number(opt.sample)}.json`, { agreement });
+  process.stdout.write(`${JSON.stringify(agreement, null, 1)}\n`);
 } else if (step === 'curve') {
   const curves = [];
   for (const label of opt.methods!.split(',')) {
@@ -240,5 +260,5 @@ if (step === 'method') {
   save('heads.json', { setup, info, wall, cost: ap.cost, ranked: ranked.slice(0, 30), circuits });
   process.stdout.write(`${JSON.stringify({ wall, top: ranked.slice(0, 15), circuits }, null, 1)}\n`);
 } else {
-  throw new Error('usage: edges-results.ts method <name> | patch | curve | heads  [--out dir]');
+  throw new Error('usage: edges-results.ts method <name> | patch | agree | curve | heads  [--out dir]');
 }
