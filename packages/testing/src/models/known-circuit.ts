@@ -38,6 +38,7 @@
  * they are not in the contrast circuit.
  */
 import type { LanguageModel, ModelFamily, TokenPair, WeightMap } from '@relp/core';
+import { seededRandom } from '../index.js';
 
 /** The construction's sizes. */
 export const KNOWN_CIRCUIT = Object.freeze({
@@ -239,18 +240,6 @@ export function knownCircuitModel(family: ModelFamily, options?: KnownCircuitOpt
   return family.fromHfConfig(knownCircuitConfig(), knownCircuitWeights(options));
 }
 
-/** A seeded uniform stream on [0, 1) (mulberry32). */
-function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `count` distinct tokens from 1 … vocab−1, in random order. */
 function distinctTokens(rand: () => number, count: number): number[] {
   const pool = Array.from({ length: KNOWN_CIRCUIT.vocab - 1 }, (_, i) => i + 1);
@@ -263,7 +252,7 @@ function distinctTokens(rand: () => number, count: number): number[] {
 
 /** Random repeated sequences [BOS, x_0 … x_{n−1}, x_0 … x_{n−1}] (distinct x_i), for the accuracy check. */
 export function repeatedSequences(count: number, seed: number): number[][] {
-  const rand = seededUniform(seed);
+  const rand = seededRandom(seed);
   const n = KNOWN_CIRCUIT.half;
   return Array.from({ length: count }, () => {
     const x = distinctTokens(rand, n);
@@ -282,7 +271,7 @@ export interface KnownCircuitPair extends TokenPair {
  * [BOS, x_0 … x_{n−1}, x_0 … x_m] with answer x_{m+1}; `wrong` is the corrupt prompt's induction answer.
  */
 export function knownCircuitPairs(perKind: number, seed: number): KnownCircuitPair[] {
-  const rand = seededUniform(seed);
+  const rand = seededRandom(seed);
   const { half: n, m, bos } = KNOWN_CIRCUIT;
   const pick = (options: number[]) => options[Math.floor(rand() * options.length)]!;
   const out: KnownCircuitPair[] = [];
