@@ -4,7 +4,7 @@ import { ErrorCodes, RelpError } from '../errors.js';
 import { disposeAll } from '../memory.js';
 import { Site, type SiteKey, siteKey } from '../sites.js';
 import { metricAndSiteGrads } from './gradient.js';
-import { addCopies, alphas, interpolate, summedCopiesMetric } from './path.js';
+import { addCopies, alphas, embeddingPathGradSums, interpolate, summedCopiesMetric } from './path.js';
 import type { ScoredKey } from './plan.js';
 import { type LayerScores, reduceToGranularity, toLayerScores } from './reduce.js';
 import type { Job } from './run.js';
@@ -61,26 +61,7 @@ export async function integratedGradients(
       const gradKeys = [...new Set([...siteKeys, resid0])];
       const sums = new Map<SiteKey, tf.Tensor>(gradKeys.map((k) => [k, tf.zeros(job.shapeOf(k))]));
       try {
-        let done = 0;
-        job.progress('integrated gradients', 0, steps);
-        for (let s = 0; s < as.length; s += perChunk) {
-          job.checkAborted();
-          const chunk = as.slice(s, s + perChunk);
-          const n = chunk.length;
-          const resid = interpolate(eBase, eSource, chunk) as tf.Tensor3D;
-          try {
-            const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, gradKeys, {
-              copies: n,
-              rows: n * B,
-              computeMetric: summedCopiesMetric(job, n),
-            });
-            addCopies(job, sums, grads, n);
-          } finally {
-            resid.dispose();
-          }
-          done += n;
-          job.progress('integrated gradients', done, steps);
-        }
+        await embeddingPathGradSums(job, eBase, eSource, gradKeys, sums, steps, perChunk);
         for (const k of keys) await score(k, sums.get(k.key)!);
         // Completeness: Σ over the embeddings' attributions should equal m(source) − m(base) as N grows.
         const total = tf.tidy(() => tf.sum(tf.mul(tf.sub(eSource, eBase), tf.div(sums.get(resid0)!, steps))));

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { disposeAll } from '../memory.js';
 import type { SiteKey } from '../sites.js';
+import { metricAndSiteGrads } from './gradient.js';
 import type { Job } from './run.js';
 
 // The straight-path machinery integrated gradients share, at sites and on edges: path points, stacked copies
@@ -64,4 +65,40 @@ export function interpolate(base: tf.Tensor, source: tf.Tensor, as: readonly num
       0,
     );
   });
+}
+
+/**
+ * Walks the straight path of the input embeddings from base to source in `steps` points (α_k = k/N), `perChunk`
+ * points stacked in one pass, and adds each key's gradient, summed over the points, into `sums` (see
+ * `addCopies`). Reports progress as `integrated gradients`, checks for an abort between passes.
+ */
+export async function embeddingPathGradSums(
+  job: Job,
+  eBase: tf.Tensor,
+  eSource: tf.Tensor,
+  keys: readonly SiteKey[],
+  sums: Map<SiteKey, tf.Tensor>,
+  steps: number,
+  perChunk: number,
+): Promise<void> {
+  const B = job.batch.size;
+  const as = alphas(steps);
+  job.progress('integrated gradients', 0, steps);
+  for (let s = 0; s < as.length; s += perChunk) {
+    job.checkAborted();
+    const chunk = as.slice(s, s + perChunk);
+    const n = chunk.length;
+    const resid = interpolate(eBase, eSource, chunk) as tf.Tensor3D;
+    try {
+      const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, keys, {
+        copies: n,
+        rows: n * B,
+        computeMetric: summedCopiesMetric(job, n),
+      });
+      addCopies(job, sums, grads, n);
+    } finally {
+      resid.dispose();
+    }
+    job.progress('integrated gradients', s + n, steps);
+  }
 }

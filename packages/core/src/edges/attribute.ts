@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { metricAndSiteGrads } from '../attribution/gradient.js';
-import { addCopies, alphas, interpolate, summedCopiesMetric } from '../attribution/path.js';
+import {
+  addCopies,
+  alphas,
+  embeddingPathGradSums,
+  interpolate,
+  summedCopiesMetric,
+} from '../attribution/path.js';
 import { Job } from '../attribution/run.js';
 import type { Patch } from '../context.js';
 import type { PairBatch } from '../data.js';
@@ -278,25 +284,7 @@ async function igInputs(
     owned.push(eBase);
     const eSource = job.model.embed(job.sourceTokens);
     owned.push(eSource);
-    const as = alphas(steps);
-    job.progress('integrated gradients', 0, steps);
-    for (let s = 0; s < as.length; s += perChunk) {
-      job.checkAborted();
-      const chunk = as.slice(s, s + perChunk);
-      const n = chunk.length;
-      const resid = interpolate(eBase, eSource, chunk) as tf.Tensor3D;
-      try {
-        const { grads } = await metricAndSiteGrads(job, { resid, layer: 0 }, down, {
-          copies: n,
-          rows: n * B,
-          computeMetric: summedCopiesMetric(job, n),
-        });
-        addCopies(job, sums, grads, n);
-      } finally {
-        resid.dispose();
-      }
-      job.progress('integrated gradients', s + n, steps);
-    }
+    await embeddingPathGradSums(job, eBase, eSource, down, sums, steps, perChunk);
     const a = differences(g, source.cache, base.cache);
     owned.push(a);
     const gr = tf.tidy(() => tf.div(stackDownstream(g, sums, residShape(job)), steps) as tf.Tensor4D);
