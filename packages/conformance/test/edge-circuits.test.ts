@@ -20,40 +20,18 @@ import {
   Site,
   topEdges,
 } from '@relp/core';
-import { randomGpt2Model } from '@relp/models-gpt2';
-import { llamaFamily } from '@relp/models-llama';
-import { randomPythiaModel } from '@relp/models-pythia';
 import { describeEachBackend, installLeakGuard, useBackend } from '@relp/testing';
-import { modelFromFixture } from '@relp/testing/models';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+
+import { EDGE_CASES, edgePairs } from './edge-cases.js';
 
 installLeakGuard();
 
-const CASES: readonly { name: string; make(): LanguageModel; everyBackend?: boolean }[] = [
-  {
-    name: 'gpt2',
-    make: () => randomGpt2Model('tiny', 7, { initializerRange: 0.3, biasStd: 0.1, layerNormStd: 0.1 }),
-  },
-  {
-    name: 'pythia (parallel residual)',
-    make: () => randomPythiaModel('pythia-tiny', 8, { std: 0.3, biasStd: 0.1, lnStd: 0.1 }),
-  },
-  {
-    name: 'llama (grouped-query attention)',
-    make: () => modelFromFixture(llamaFamily, 'llama-gqa'),
-    everyBackend: true,
-  },
-];
-
-function pairs(model: LanguageModel): PairBatch {
-  return makePairBatch(
-    [
-      { clean: [3, 9, 14, 2, 30, 7, 1], corrupt: [3, 9, 17, 2, 30, 7, 1], answer: 10, wrong: 20 },
-      { clean: [5, 11, 22, 8, 41, 6], corrupt: [5, 11, 25, 8, 40, 6], answer: 12, wrong: 33 },
-    ],
-    { dims: model.dims },
-  );
-}
+// Edge circuits on a sequential block, a parallel one and grouped-query attention.
+const CASES = EDGE_CASES.filter((c) =>
+  ['gpt2', 'pythia (parallel residual)', 'llama (grouped-query attention)'].includes(c.name),
+);
+const pairs = edgePairs;
 
 beforeAll(async () => {
   await useBackend('cpu');
