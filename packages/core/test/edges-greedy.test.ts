@@ -6,6 +6,7 @@ import {
   greedyEdges,
   isRelpError,
   type ModelDims,
+  topEdges,
 } from '../src/index.js';
 
 /** A result over every edge of a graph, with the given scores (only what greedy growth reads). */
@@ -84,17 +85,34 @@ describe('greedy growth of an edge circuit from the logits', () => {
     });
   }
 
-  it('starts at the logits and only takes an edge whose reader belongs to a chosen node', () => {
+  it('starts at the logits and only takes an edge whose reader belongs to a writer chosen before it', () => {
     const r = fakeResult({ nLayers: 3, nHeads: 4, nKvHeads: 2 }, false, 7);
-    const got = names(greedyEdges(r, 40));
-    expect(got[0]).toMatch(/->logits$/);
-    const top = [...r.scores.keys()].sort(
-      (a, b) => Math.abs(r.scores[b]!) - Math.abs(r.scores[a]!) || a - b,
-    )[0]!;
-    // The best edge overall is not necessarily first: it must feed the logits through chosen edges.
-    const [, v] = r.index[top]!;
-    if (r.graph.downstream[v] !== 'logits')
-      expect(got[0]).not.toBe(`${r.graph.upstream[r.index[top]![0]]}->${r.graph.downstream[v]}`);
+    const got = greedyEdges(r, 40);
+    const g = got.graph;
+    expect(g.downstream[got.edges[0]![1]]).toBe('logits');
+    const chosenWriters = new Set<string>();
+    for (const [u, v] of got.edges) {
+      const reader = g.downstream[v]!;
+      if (reader !== 'logits') {
+        // a{l}.h{h}<q> belongs to head h; <k>/<v> of KV head j to its query heads; m{l} to the MLP.
+        const m = /^([am])(\d+)(?:\.h(\d+)<([qkv])>)?$/.exec(reader)!;
+        const rep = g.nHeads / g.nKvHeads;
+        const owners =
+          m[1] === 'm'
+            ? [`m${m[2]}`]
+            : m[4] === 'q'
+              ? [`a${m[2]}.h${m[3]}`]
+              : Array.from({ length: rep }, (_, i) => `a${m[2]}.h${Number(m[3]) * rep + i}`);
+        expect(
+          owners.some((w) => chosenWriters.has(w)),
+          `${g.upstream[u]}->${reader}`,
+        ).toBe(true);
+      }
+      chosenWriters.add(g.upstream[u]!);
+    }
+    // The best edge overall reads inside the model, so top-n and greedy growth differ here.
+    const names = (e: readonly (readonly [number, number])[]) => e.map(([u, v]) => `${u}:${v}`);
+    expect(names(got.edges)).not.toEqual(names(topEdges(r, 40).edges));
   });
 
   it('refuses a size that is not a whole number ≥ 0', () => {
