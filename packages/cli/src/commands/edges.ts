@@ -27,6 +27,7 @@ import {
   formatTable,
   topEdgesTable,
 } from '@relp/report';
+import { seededRng } from '@relp/tasks';
 import { type Command, Option } from 'commander';
 import type { CliIo } from '../io.js';
 import { checkWritable, toJson, writeFolderAtomic } from '../output.js';
@@ -111,18 +112,6 @@ function checkFlags(o: EdgesCommandOptions, methods: readonly NamedEdgeMethod[])
   }
 }
 
-/** A seeded generator (mulberry32): the same --sample-seed draws the same sample. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The edges patched exactly: `n` drawn at random (without replacement, seeded) plus every method's `top` edges by
  * |score|, in the graph's edge order; every edge when that is all of them.
@@ -141,7 +130,8 @@ export function patchSample(
     for (const e of all) chosen.add(key(e));
   } else {
     // A partial Fisher–Yates shuffle: the first n of a seeded permutation.
-    const rand = seededRandom(seed);
+    // The library's one seeded stream: the same --sample-seed draws the same sample.
+    const rand = seededRng(seed);
     const idx = all.map((_, i) => i);
     for (let i = 0; i < n; i++) {
       const j = i + Math.floor(rand() * (idx.length - i));
