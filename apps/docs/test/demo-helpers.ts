@@ -96,6 +96,11 @@ export async function runDemo(
   // The tiny test model (the page's default is a real model from the hub, which tests cannot reach).
   await gotoPage(page, `${url}demo.html?backend=${backend}&model=${encodeURIComponent(TINY_MODEL_OPTION)}`);
   await page.waitForSelector('#backend-status[data-backend], #error:not([hidden])', { timeout: 60_000 });
+  // The page has settled (its isolation reload, if any, is behind it). A reload racing the navigation above once
+  // left the default hub model selected: choose the tiny model in the menu itself when the query did not.
+  if ((await page.inputValue('#model-select')) !== TINY_MODEL_OPTION) {
+    await page.selectOption('#model-select', TINY_MODEL_OPTION);
+  }
   await prepare?.(page);
   await page.click('#run');
   await page.waitForSelector(
